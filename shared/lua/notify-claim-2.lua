@@ -1,0 +1,25 @@
+-- notifyClaim: the notifier takes a lease on an order's notification before sending it. Not a
+-- permanent marker: if the sender dies mid-send the lease runs out and a redelivery sends it.
+-- KEYS[1] notifications:<id>
+-- KEYS[2] stats:notifications:failed  (counts notifications whose status is now 'failed')
+-- ARGV[1] token of this attempt
+-- ARGV[2] lease in ms
+-- ARGV[3] channel ('log' or 'webhook')
+-- Returns {0, attempts}   claimed: send now (attempts counts this one)
+--         {1, attempts}   already sent: nothing to do
+--         {2, ms}         another sender holds a live lease for ms more: try again later
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local h = redis.call('HMGET', KEYS[1], 'status', 'owner', 'leaseUntil', 'attempts')
+if h[1] == 'sent' then
+  return {1, tonumber(h[4]) or 0}
+end
+local until_ = tonumber(h[3]) or 0
+if h[1] == 'sending' and h[2] and h[2] ~= ARGV[1] and until_ > now then
+  return {2, until_ - now}
+end
+-- a failed notification being retried (a dead-letter replay) is no longer counted as failed
+if h[1] == 'failed' then redis.call('DECR', KEYS[2]) end
+local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+redis.call('HSET', KEYS[1], 'status', 'sending', 'owner', ARGV[1], 'leaseUntil', now + tonumber(ARGV[2]), 'channel', ARGV[3])
+return {0, attempts}

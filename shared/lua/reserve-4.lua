@@ -1,0 +1,41 @@
+-- reserve: the processor's once-only decision for an order. Atomic: a redelivered or duplicated
+-- message gets the same outcome again and never a second DECRBY.
+-- KEYS[1] order:<id>               status hash; its status is the once-only marker
+-- KEYS[2] inventory:<sku>          units in stock (operators SET it); never goes below 0
+-- KEYS[3] orders.processed.count   orders whose stock was reserved
+-- KEYS[4] stats:orders:rejected    orders rejected
+-- ARGV[1] id  ARGV[2] sku  ARGV[3] qty  ARGV[4] email ('' for none)  ARGV[5] now (ISO time)
+-- Returns {0, status, reason}  decided now: 'created' '' | 'rejected' 'unknown_sku' | 'rejected' 'out_of_stock'
+--         {1, status, reason}  decided before (a redelivery): the same outcome, nothing changed
+--         error                inventory:<sku> holds something that is not a whole number
+local status = redis.call('HGET', KEYS[1], 'status')
+if status and status ~= 'accepted' then
+  return {1, status, redis.call('HGET', KEYS[1], 'reason') or ''}
+end
+local stock = redis.call('GET', KEYS[2])
+local n = stock and tonumber(stock)
+if stock and (not n or n ~= math.floor(n)) then
+  return redis.error_reply('ERR ' .. KEYS[2] .. ' is not a whole number: ' .. stock)
+end
+local qty = tonumber(ARGV[3])
+-- The gateway may not have recorded the order yet: fill in what is missing.
+redis.call('HSETNX', KEYS[1], 'id', ARGV[1])
+redis.call('HSETNX', KEYS[1], 'sku', ARGV[2])
+redis.call('HSETNX', KEYS[1], 'qty', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSETNX', KEYS[1], 'email', ARGV[4]) end
+redis.call('HSETNX', KEYS[1], 'createdAt', ARGV[5])
+local reason = ''
+if not stock then
+  reason = 'unknown_sku'
+elseif n < qty then
+  reason = 'out_of_stock'
+end
+if reason ~= '' then
+  redis.call('HSET', KEYS[1], 'status', 'rejected', 'reason', reason, 'updatedAt', ARGV[5])
+  redis.call('INCR', KEYS[4])
+  return {0, 'rejected', reason}
+end
+redis.call('DECRBY', KEYS[2], qty)
+redis.call('INCR', KEYS[3])
+redis.call('HSET', KEYS[1], 'status', 'created', 'updatedAt', ARGV[5])
+return {0, 'created', ''}

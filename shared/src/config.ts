@@ -1,0 +1,176 @@
+// Configuration comes from the environment only, is validated once at start and then frozen.
+// A bad value stops the service with one line naming the variable (see configOrExit).
+
+export type ServiceName = 'api-gateway' | 'order-processor' | 'notifier' | 'dashboard';
+export type QueueType = 'quorum' | 'classic';
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface RedisConfig {
+  url: string;
+  /** When set, Sentinel is used instead of `url`. */
+  sentinels?: { host: string; port: number }[];
+  sentinelName?: string;
+}
+
+export interface Config {
+  service: ServiceName;
+  production: boolean;
+  redis: RedisConfig;
+  rabbitmqUrls: string[];
+  queueType: QueueType;
+  publishTimeoutMs: number;
+  idempotencyTtlSeconds: number;
+  prefetch: number;
+  notifyWebhookUrl?: string;
+  logLevel: LogLevel;
+  ports: { gateway: number; dashboard: number; processor: number; notifier: number };
+  /** Port of the HTTP server of this service. */
+  port: number;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    problem: string,
+  ) {
+    super(`${variable}: ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+// Local-development defaults. In production (NODE_ENV=production) the connection strings carry
+// credentials, so they have no default there and must be given.
+const DEV_REDIS_URL = 'redis://127.0.0.1:6379';
+const DEV_RABBITMQ_URLS = 'amqp://guest:guest@127.0.0.1:5672';
+
+function raw(env: Env, name: string): string | undefined {
+  const v = env[name];
+  return v === undefined || v.trim() === '' ? undefined : v.trim();
+}
+
+function int(env: Env, name: string, def: number, min: number, max: number): number {
+  const v = raw(env, name);
+  if (v === undefined) return def;
+  if (!/^\d+$/.test(v)) throw new ConfigError(name, `must be a whole number, got "${v}"`);
+  const n = Number(v);
+  if (n < min || n > max) throw new ConfigError(name, `must be between ${min} and ${max}, got ${n}`);
+  return n;
+}
+
+function url(name: string, v: string, protocols: string[]): string {
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    throw new ConfigError(name, `is not a URL: "${v}"`);
+  }
+  if (!protocols.includes(u.protocol)) {
+    throw new ConfigError(name, `must use ${protocols.join(' or ')}, got "${u.protocol}" in "${v}"`);
+  }
+  if (!u.hostname) throw new ConfigError(name, `has no host: "${v}"`);
+  return v;
+}
+
+function secretful(env: Env, name: string, dev: string, production: boolean): string {
+  const v = raw(env, name);
+  if (v !== undefined) return v;
+  if (production) throw new ConfigError(name, 'is required when NODE_ENV=production (no default outside local development)');
+  return dev;
+}
+
+function hostPorts(name: string, v: string): { host: string; port: number }[] {
+  return v.split(',').map((part) => {
+    const m = /^\s*([^:\s]+):(\d{1,5})\s*$/.exec(part);
+    const port = m ? Number(m[2]) : NaN;
+    if (!m || port < 1 || port > 65535) throw new ConfigError(name, `must be host:port[,host:port...], got "${part.trim()}"`);
+    return { host: m[1] as string, port };
+  });
+}
+
+export function loadConfig(service: ServiceName, env: Env = process.env): Config {
+  const production = env.NODE_ENV === 'production';
+
+  const sentinelsRaw = raw(env, 'REDIS_SENTINELS');
+  const sentinelName = raw(env, 'REDIS_SENTINEL_NAME');
+  const redis: RedisConfig = {
+    url: url('REDIS_URL', sentinelsRaw ? (raw(env, 'REDIS_URL') ?? DEV_REDIS_URL) : secretful(env, 'REDIS_URL', DEV_REDIS_URL, production), ['redis:', 'rediss:']),
+  };
+  if (sentinelsRaw) {
+    if (!sentinelName) throw new ConfigError('REDIS_SENTINEL_NAME', 'is required when REDIS_SENTINELS is set');
+    redis.sentinels = hostPorts('REDIS_SENTINELS', sentinelsRaw);
+    redis.sentinelName = sentinelName;
+  } else if (sentinelName) {
+    throw new ConfigError('REDIS_SENTINELS', 'is required when REDIS_SENTINEL_NAME is set');
+  }
+
+  const rabbitmqUrls = secretful(env, 'RABBITMQ_URLS', DEV_RABBITMQ_URLS, production)
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s) => url('RABBITMQ_URLS', s, ['amqp:', 'amqps:']));
+  if (rabbitmqUrls.length === 0) throw new ConfigError('RABBITMQ_URLS', 'lists no broker URL');
+
+  const queueType = raw(env, 'QUEUE_TYPE') ?? 'quorum';
+  if (queueType !== 'quorum' && queueType !== 'classic') {
+    throw new ConfigError('QUEUE_TYPE', `must be "quorum" or "classic", got "${queueType}"`);
+  }
+
+  const logLevel = (raw(env, 'LOG_LEVEL') ?? 'info').toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
+    throw new ConfigError('LOG_LEVEL', `must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`);
+  }
+
+  const webhook = raw(env, 'NOTIFY_WEBHOOK_URL');
+  const ports = {
+    gateway: int(env, 'GATEWAY_PORT', 8080, 0, 65535),
+    dashboard: int(env, 'DASHBOARD_PORT', 8081, 0, 65535),
+    processor: int(env, 'PROCESSOR_PORT', 8082, 0, 65535),
+    notifier: int(env, 'NOTIFIER_PORT', 8083, 0, 65535),
+  };
+  const port = {
+    'api-gateway': ports.gateway,
+    dashboard: ports.dashboard,
+    'order-processor': ports.processor,
+    notifier: ports.notifier,
+  }[service];
+
+  const config: Config = {
+    service,
+    production,
+    redis,
+    rabbitmqUrls,
+    queueType,
+    publishTimeoutMs: int(env, 'PUBLISH_TIMEOUT_MS', 2000, 50, 60_000),
+    idempotencyTtlSeconds: int(env, 'IDEMPOTENCY_TTL_SECONDS', 86_400, 60, 30 * 86_400),
+    prefetch: int(env, 'PREFETCH', 100, 1, 65_535),
+    logLevel: logLevel as LogLevel,
+    ports,
+    port,
+    ...(webhook ? { notifyWebhookUrl: url('NOTIFY_WEBHOOK_URL', webhook, ['http:', 'https:']) } : {}),
+  };
+  return deepFreeze(config);
+}
+
+/** loadConfig for a composition root: on a bad value, print one line and exit(1). */
+export function configOrExit(service: ServiceName, env: Env = process.env): Config {
+  try {
+    return loadConfig(service, env);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`${service}: invalid configuration: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}

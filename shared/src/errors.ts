@@ -1,0 +1,32 @@
+// Typed errors that carry the failure policy: the consume helper acks, retries later or
+// dead-letters according to which of these a handler throws.
+
+/** The message can never succeed (not JSON, fails its schema, unknown version): dead-letter at once. */
+export class PoisonMessageError extends Error {
+  constructor(
+    message: string,
+    readonly reason: 'unparseable' | 'invalid' | 'unknown_version' | 'unknown_type' = 'invalid',
+  ) {
+    super(message);
+    this.name = 'PoisonMessageError';
+  }
+}
+
+/** A dependency is down or answered badly: retry later with backoff, dead-letter after a bound. */
+export class TransientError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'TransientError';
+  }
+}
+
+/** The broker is not connected, or did not confirm within the timeout, or returned the message. */
+export class PublishError extends Error {
+  constructor(
+    message: string,
+    readonly reason: 'disconnected' | 'timeout' | 'nacked' | 'unroutable' | 'closed',
+  ) {
+    super(message);
+    this.name = 'PublishError';
+  }
+}

@@ -1,0 +1,144 @@
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type Koa from 'koa';
+import type { Context, Middleware } from 'koa';
+import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Logger } from './logger.js';
+
+// HTTP pieces every service shares: problem+json errors (RFC 9457), /healthz, /readyz, /metrics.
+
+export const PROBLEM_TYPE_BASE = 'https://order-pipeline.dev/problems/';
+
+export class HttpProblem extends Error {
+  constructor(
+    readonly status: number,
+    readonly title: string,
+    readonly detail: string,
+    readonly extra: Record<string, unknown> = {},
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(detail);
+    this.name = 'HttpProblem';
+  }
+}
+
+export function slug(title: string): string {
+  return title.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+}
+
+export function sendProblem(ctx: Context, p: HttpProblem): void {
+  for (const [k, v] of Object.entries(p.headers)) ctx.set(k, v);
+  ctx.status = p.status;
+  ctx.type = 'application/problem+json';
+  ctx.body = JSON.stringify({ type: PROBLEM_TYPE_BASE + slug(p.title), title: p.title, status: p.status, detail: p.detail, ...p.extra });
+}
+
+/** The one error middleware: HttpProblem as it is, anything else as a 500 problem (logged). */
+export function problemMiddleware(log: Logger): Middleware {
+  return async (ctx, next) => {
+    try {
+      await next();
+      if (ctx.status === 404 && ctx.body === undefined) {
+        sendProblem(ctx, new HttpProblem(404, 'Not Found', `No route for ${ctx.method} ${ctx.path}`));
+      } else if (ctx.status === 405 && ctx.body === undefined) {
+        sendProblem(ctx, new HttpProblem(405, 'Method Not Allowed', `${ctx.method} is not allowed on ${ctx.path}`));
+      }
+    } catch (err) {
+      if (err instanceof HttpProblem) return sendProblem(ctx, err);
+      log.error({ err, path: ctx.path }, 'unhandled error');
+      sendProblem(ctx, new HttpProblem(500, 'Internal Server Error', 'The request failed unexpectedly'));
+    }
+  };
+}
+
+export interface ReadinessCheck {
+  name: string;
+  ok: () => boolean;
+}
+
+export interface Metrics {
+  registry: Registry;
+  httpDuration: Histogram<'method' | 'route' | 'status'>;
+  counter<L extends string>(name: string, help: string, labelNames?: readonly L[]): Counter<L>;
+  histogram<L extends string>(name: string, help: string, labelNames?: readonly L[], buckets?: number[]): Histogram<L>;
+}
+
+export function createMetrics(service: string): Metrics {
+  const registry = new Registry();
+  registry.setDefaultLabels({ service });
+  collectDefaultMetrics({ register: registry });
+  const httpDuration = new Histogram({
+    name: 'http_request_duration_seconds',
+    help: 'HTTP request duration by route and status',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  return {
+    registry,
+    httpDuration,
+    counter: (name, help, labelNames = []) => new Counter({ name, help, labelNames, registers: [registry] }),
+    histogram: (name, help, labelNames = [], buckets) =>
+      new Histogram({ name, help, labelNames, registers: [registry], ...(buckets ? { buckets } : {}) }),
+  };
+}
+
+/** Times every request by its route template (never the raw path: ids would explode the labels). */
+export function timingMiddleware(metrics: Metrics): Middleware {
+  return async (ctx, next) => {
+    const end = metrics.httpDuration.startTimer();
+    try {
+      await next();
+    } finally {
+      const route = (ctx as Context & { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
+      end({ method: ctx.method, route: String(route), status: String(ctx.status) });
+    }
+  };
+}
+
+/**
+ * /healthz (alive), /readyz (200 only while every check passes, else 503 naming what is down) and,
+ * when `metrics` is given, /metrics in Prometheus text. Mount before the service's own routes.
+ */
+export function opsMiddleware(checks: ReadinessCheck[], metrics?: Metrics): Middleware {
+  return async (ctx, next) => {
+    if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
+    if (ctx.path === '/healthz') {
+      ctx.body = { status: 'ok' };
+      return;
+    }
+    if (ctx.path === '/readyz') {
+      const down = checks.filter((c) => !c.ok()).map((c) => c.name);
+      ctx.status = down.length === 0 ? 200 : 503;
+      ctx.body = down.length === 0 ? { status: 'ready' } : { status: 'not ready', down };
+      return;
+    }
+    if (metrics && ctx.path === '/metrics') {
+      ctx.type = metrics.registry.contentType;
+      ctx.body = await metrics.registry.metrics();
+      return;
+    }
+    return next();
+  };
+}
+
+/** Listens on host:port (0 for any free port); resolves with the bound address. */
+export async function listen(app: Koa, port: number, host = '0.0.0.0'): Promise<{ server: Server; address: string; port: number }> {
+  const server = app.listen(port, host);
+  await new Promise<void>((resolve, reject) => {
+    server.once('listening', resolve);
+    server.once('error', reject);
+  });
+  // Keep-alive longer than typical load balancers' idle timeout, so they close first.
+  server.keepAliveTimeout = 65_000;
+  const a = server.address() as AddressInfo;
+  return { server, port: a.port, address: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${a.port}` };
+}
+
+/** Stops accepting connections and closes idle keep-alive ones; resolves when in-flight requests end. */
+export function closeServer(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}

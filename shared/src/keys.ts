@@ -1,0 +1,26 @@
+// Every Redis key of the product, in one place. Nothing else concatenates key names.
+
+export const keys = {
+  /** string integer: units in stock, seeded by operators with `SET inventory:<sku> 100`. */
+  inventory: (sku: string) => `inventory:${sku}`,
+  /** SCAN pattern that lists every inventory key. */
+  inventoryPattern: 'inventory:*',
+  inventoryPrefix: 'inventory:',
+  /** string (JSON): the gateway's idempotency record for an order id. */
+  idempotency: (orderId: string) => `idemp:${orderId}`,
+  /** hash: order status and fields; also the processor's once-only marker. */
+  order: (orderId: string) => `order:${orderId}`,
+  /** hash: the notification's status, attempts, channel, sentAt, lastError, lease. */
+  notification: (orderId: string) => `notifications:${orderId}`,
+  /** string integer: orders whose stock was reserved. */
+  processedCount: 'orders.processed.count',
+  // Counters behind the dashboard; each is bumped inside the Lua script that makes the change,
+  // so it counts every order once however often a message is redelivered.
+  stats: {
+    accepted: 'stats:orders:accepted',
+    duplicates: 'stats:orders:duplicates',
+    rejected: 'stats:orders:rejected',
+    notificationsSent: 'stats:notifications:sent',
+    notificationsFailed: 'stats:notifications:failed',
+  },
+} as const;

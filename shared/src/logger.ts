@@ -1,0 +1,17 @@
+import { pino, type Logger } from 'pino';
+import type { LogLevel, ServiceName } from './config.js';
+
+export type { Logger };
+
+/**
+ * JSON lines on stdout, each carrying `service`; use `log.child({ orderId })` for anything about
+ * an order so one order can be followed across the services' logs.
+ */
+export function createLogger(service: ServiceName | string, level: LogLevel | string = 'info'): Logger {
+  return pino({
+    level,
+    base: { service },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label) => ({ level: label }) },
+  });
+}

@@ -1,0 +1,151 @@
+import { randomUUID } from 'node:crypto';
+import type { Options } from 'amqplib';
+import { Ajv, type ErrorObject } from 'ajv';
+import addFormatsModule from 'ajv-formats';
+import { PoisonMessageError } from './errors.js';
+import { routingKeys } from './topology.js';
+
+// ajv-formats is CommonJS; under NodeNext its default export arrives wrapped.
+const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (ajv: Ajv, formats: string[]) => Ajv;
+
+export const EVENT_VERSION = 1;
+export const EVENT_VERSION_HEADER = 'x-event-version';
+
+export type EventType = (typeof routingKeys)[keyof typeof routingKeys];
+export type RejectReason = 'out_of_stock' | 'unknown_sku';
+
+export interface Order {
+  id: string;
+  sku: string;
+  qty: number;
+  email?: string;
+}
+
+export interface OrderEvent {
+  type: EventType;
+  version: typeof EVENT_VERSION;
+  eventId: string;
+  occurredAt: string;
+  order: Order;
+  reason?: RejectReason;
+}
+
+const ID_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$';
+
+const orderSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['id', 'sku', 'qty'],
+  properties: {
+    id: { type: 'string', pattern: ID_PATTERN },
+    sku: { type: 'string', pattern: ID_PATTERN },
+    qty: { type: 'integer', minimum: 1, maximum: 1000 },
+    email: { type: 'string', format: 'email', maxLength: 254 },
+  },
+} as const;
+
+const eventSchema = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['type', 'version', 'eventId', 'occurredAt', 'order'],
+  properties: {
+    type: { enum: Object.values(routingKeys) },
+    version: { const: EVENT_VERSION },
+    eventId: { type: 'string', minLength: 1, maxLength: 128 },
+    occurredAt: { type: 'string', format: 'date-time' },
+    order: orderSchema,
+    reason: { enum: ['out_of_stock', 'unknown_sku'] },
+  },
+} as const;
+
+// Compiled once at load: validation runs on every request and every delivery.
+const ajv = new Ajv({ allErrors: true, strict: true });
+addFormats(ajv, ['email', 'date-time']);
+const validateOrderFn = ajv.compile<Order>(orderSchema);
+const validateEventFn = ajv.compile<OrderEvent>(eventSchema);
+
+export interface FieldError {
+  path: string;
+  message: string;
+}
+
+function fieldErrors(errors: ErrorObject[] | null | undefined): FieldError[] {
+  return (errors ?? []).map((e) => {
+    if (e.keyword === 'additionalProperties') {
+      const prop = (e.params as { additionalProperty: string }).additionalProperty;
+      return { path: `${e.instancePath}/${prop}`, message: 'is not an allowed property' };
+    }
+    if (e.keyword === 'required') {
+      const prop = (e.params as { missingProperty: string }).missingProperty;
+      return { path: `${e.instancePath}/${prop}`, message: 'is required' };
+    }
+    if (e.keyword === 'pattern') {
+      return { path: e.instancePath, message: 'must be 1-64 characters of A-Z a-z 0-9 _ . : -' };
+    }
+    return { path: e.instancePath || '/', message: e.message ?? 'is invalid' };
+  });
+}
+
+export type Validation<T> = { ok: true; value: T } | { ok: false; errors: FieldError[] };
+
+/** Validates a `POST /orders` body (already JSON-parsed). */
+export function validateOrder(body: unknown): Validation<Order> {
+  if (validateOrderFn(body)) return { ok: true, value: body };
+  return { ok: false, errors: fieldErrors(validateOrderFn.errors) };
+}
+
+/** The order's fields in a fixed order: what the idempotency fingerprint and every message carry. */
+export function canonicalOrder(o: Order): Order {
+  return o.email === undefined ? { id: o.id, sku: o.sku, qty: o.qty } : { id: o.id, sku: o.sku, qty: o.qty, email: o.email };
+}
+
+export function messageIdOf(orderId: string, type: EventType): string {
+  return `${orderId}:${type}`;
+}
+
+export function makeEvent(type: EventType, order: Order, reason?: RejectReason): OrderEvent {
+  return {
+    type,
+    version: EVENT_VERSION,
+    eventId: randomUUID(),
+    occurredAt: new Date().toISOString(),
+    order: canonicalOrder(order),
+    ...(reason ? { reason } : {}),
+  };
+}
+
+/** Body and properties for publishing an event: persistent JSON, messageId `{orderId}:{type}`. */
+export function encodeEvent(event: OrderEvent, headers: Record<string, unknown> = {}): { content: Buffer; options: Options.Publish } {
+  return {
+    content: Buffer.from(JSON.stringify(event)),
+    options: {
+      persistent: true,
+      contentType: 'application/json',
+      messageId: messageIdOf(event.order.id, event.type),
+      timestamp: Math.floor(Date.parse(event.occurredAt) / 1000),
+      type: event.type,
+      headers: { ...headers, [EVENT_VERSION_HEADER]: EVENT_VERSION },
+    },
+  };
+}
+
+/** Parses and validates a delivered body; throws PoisonMessageError for anything unusable. */
+export function decodeEvent(content: Buffer, accept: readonly EventType[]): OrderEvent {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(content.toString('utf8'));
+  } catch {
+    throw new PoisonMessageError('body is not JSON', 'unparseable');
+  }
+  if (parsed && typeof parsed === 'object' && 'version' in parsed && parsed.version !== EVENT_VERSION) {
+    throw new PoisonMessageError(`unknown event version ${JSON.stringify(parsed.version)}`, 'unknown_version');
+  }
+  if (!validateEventFn(parsed)) {
+    const detail = fieldErrors(validateEventFn.errors)
+      .map((e) => `${e.path} ${e.message}`)
+      .join('; ');
+    throw new PoisonMessageError(`event fails its schema: ${detail}`, 'invalid');
+  }
+  if (!accept.includes(parsed.type)) throw new PoisonMessageError(`unexpected event type ${parsed.type}`, 'unknown_type');
+  return parsed;
+}
