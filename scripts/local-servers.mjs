@@ -228,7 +228,7 @@ function probe(target, payload, { timeoutMs = 1000, until = (d) => d.length > 0 
 function hostPort(url, defaultPort) {
   const u = new URL(url);
   const host = u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
-  return { host, port: u.port ? Number(u.port) : defaultPort, secure: u.protocol.endsWith('s:') };
+  return { host, port: u.port ? Number(u.port) : defaultPort, secure: u.protocol === 'rediss:' || u.protocol === 'amqps:' };
 }
 
 /**
@@ -251,13 +251,14 @@ export async function pingRedis(url, timeoutMs = 1000) {
 }
 
 /**
- * Whether a Redis server answers at `url`: +PONG, or -NOAUTH (a server that wants a password).
+ * Whether a Redis server answers at `url`: +PONG, -NOAUTH (a server that wants a password)
+ * or -LOADING (a server still loading its data).
  * @param {string} url
  * @param {number} [timeoutMs]
  */
 export async function redisAnswers(url, timeoutMs = 1000) {
   const line = await pingRedis(url, timeoutMs);
-  return line !== undefined && (line === '+PONG' || line.startsWith('-NOAUTH'));
+  return line !== undefined && (line === '+PONG' || line.startsWith('-NOAUTH') || line.startsWith('-LOADING'));
 }
 
 /**
@@ -353,7 +354,6 @@ export async function startRedis({ port, appendonly = false, dir, log } = {}) {
   if (!binary) throw new Error('redis-server is not installed (Debian package redis-server)');
   const ownsDir = !dir;
   const workDir = dir ?? (await mkdtemp(path.join(os.tmpdir(), 'op-redis-')));
-  await mkdir(workDir, { recursive: true });
   const redisPort = port ?? (await freePort());
   const url = `redis://127.0.0.1:${redisPort}`;
   const logFile = path.join(workDir, 'redis.log');
@@ -374,6 +374,7 @@ export async function startRedis({ port, appendonly = false, dir, log } = {}) {
   const start = async () => {
     if (child && !exited(child)) throw new Error(`redis on port ${redisPort} is already running`);
     const t0 = Date.now();
+    await mkdir(workDir, { recursive: true });
     const proc = spawnServer(binary, args, { cwd: workDir, env: process.env, logFile });
     child = proc;
     removeHook?.();
@@ -498,7 +499,15 @@ export async function startRabbitCluster({ nodes: count = 1, log } = {}) {
   await writeFile(confEnvFile, '');
   const prefix = `op-${randomBytes(3).toString('hex')}`;
 
-  const cliEnv = rabbitEnv({ HOME: home, RABBITMQ_CONF_ENV_FILE: confEnvFile, ERL_EPMD_ADDRESS: '127.0.0.1' });
+  const cliEnv = rabbitEnv({
+    HOME: home,
+    RABBITMQ_CONF_ENV_FILE: confEnvFile,
+    ERL_EPMD_ADDRESS: '127.0.0.1',
+    // Each rabbitmqctl run listens on a port of this range; the default (35672-35682) runs
+    // out when several test runs on one machine call the CLI at once.
+    RABBITMQ_CTL_DIST_PORT_MIN: '35672',
+    RABBITMQ_CTL_DIST_PORT_MAX: '35872',
+  });
   let removeDirOnExit = true;
   const removeRootHook = onProcessExit(() => {
     if (removeDirOnExit) rmSync(root, { recursive: true, force: true, maxRetries: 3 });
@@ -635,7 +644,7 @@ export async function startRabbitCluster({ nodes: count = 1, log } = {}) {
         const expected = nodes.filter((n) => n.isRunning()).map((n) => n.name);
         const deadline = Date.now() + RABBIT_READY_DEADLINE_MS;
         for (;;) {
-          const running = await runningNodes().catch(() => []);
+          const running = await runningNodes().catch(() => /** @type {string[]} */ ([]));
           if (expected.every((n) => running.includes(n))) break;
           if (Date.now() > deadline) {
             throw new Error(`${name} is not back in the cluster: running nodes ${JSON.stringify(running)}, expected ${JSON.stringify(expected)}`);

@@ -94,10 +94,26 @@ export function attemptOf(msg: ConsumeMessage): number {
   return retries + redeliveries + 1;
 }
 
+/** Resolves once a node is connected (at once if it already is); rejects after timeoutMs. */
+export function waitForBroker(broker: Broker, timeoutMs = 30_000): Promise<void> {
+  if (broker.isConnected()) return Promise.resolve();
+  return new Promise((resolve, reject) => {
+    const onConnect = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    const timer = setTimeout(() => {
+      broker.connection.off('connect', onConnect);
+      reject(new Error(`no broker node answered within ${timeoutMs} ms`));
+    }, timeoutMs);
+    broker.connection.once('connect', onConnect);
+  });
+}
+
 export async function connectBroker(opts: BrokerOptions, connectTimeoutMs = 30_000): Promise<Broker> {
   const broker = createBroker(opts);
   try {
-    await broker.connection.connect({ timeout: connectTimeoutMs });
+    await waitForBroker(broker, connectTimeoutMs);
   } catch (err) {
     await broker.close();
     throw err;
@@ -130,6 +146,25 @@ export function createBroker(opts: BrokerOptions): Broker {
   });
   connection.on('blocked', ({ reason }) => log.warn({ reason }, 'broker blocked publishing'));
 
+  let closing = false;
+  let reconnectPending = false;
+  // A channel error (404 on a passive check, 406 on a mismatched declaration, an unknown delivery
+  // tag) must not go unheard: without a listener amqplib tears the whole connection down. And a
+  // channel the broker closed while the connection stays up is not reopened by
+  // amqp-connection-manager, so reconnect: every channel's setup runs again and consumers resume.
+  const watch = (ch: Channel, name: string, closedOnPurpose: () => boolean = () => false) => {
+    ch.on('error', (err: Error) => log.warn({ channel: name, err: err.message }, 'channel error'));
+    ch.on('close', () => {
+      if (closing || closedOnPurpose() || !connection.isConnected() || reconnectPending) return;
+      reconnectPending = true;
+      log.warn({ channel: name }, 'channel closed by the broker; reconnecting');
+      setTimeout(() => {
+        reconnectPending = false;
+        if (!closing) connection.reconnect();
+      }, 250).unref();
+    });
+  };
+
   // Messages the broker returned as unroutable, by messageId: the confirm that follows a return
   // must not count as success.
   const returned = new Map<string, number>();
@@ -137,6 +172,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     name: `${opts.name}:publish`,
     confirm: true,
     setup: async (ch: ConfirmChannel) => {
+      watch(ch, 'publish');
       await applyTopology(ch, queueType);
       ch.on('return', (msg: ConsumeMessage) => {
         const id = String(msg.properties.messageId);
@@ -172,7 +208,14 @@ export function createBroker(opts: BrokerOptions): Broker {
   const wrappers = new Set<ChannelWrapper>([publisher]);
 
   function channel(name: string): ChannelWrapper {
-    const w = connection.createChannel({ name: `${opts.name}:${name}`, confirm: false, setup: (ch: Channel) => applyTopology(ch, queueType) });
+    const w = connection.createChannel({
+      name: `${opts.name}:${name}`,
+      confirm: false,
+      setup: (ch: Channel) => {
+        watch(ch, name);
+        return applyTopology(ch, queueType);
+      },
+    });
     w.on('error', (err: Error) => log.error({ err: err.message, channel: name }, 'channel setup failed'));
     wrappers.add(w);
     return w;
@@ -258,22 +301,17 @@ export function createBroker(opts: BrokerOptions): Broker {
       name: `${opts.name}:consume:${c.queue}`,
       confirm: false,
       setup: async (ch: Channel) => {
-        await applyTopology(ch, queueType);
-        await ch.prefetch(c.prefetch);
         ch.on('close', () => {
           if (current?.ch === ch) current = undefined;
-          // A channel the broker closed while the connection stays up is not reopened by
-          // amqp-connection-manager: reconnect so consuming resumes.
-          if (!stopping && connection.isConnected()) {
-            clog.warn('consumer channel closed by the broker; reconnecting');
-            setTimeout(() => connection.reconnect(), 500).unref();
-          }
         });
+        watch(ch, `consume:${c.queue}`, () => stopping);
+        await applyTopology(ch, queueType);
+        await ch.prefetch(c.prefetch);
         const { consumerTag } = await ch.consume(c.queue, (msg) => {
           if (msg === null) {
             // Cancelled by the broker (queue deleted, or its node went away).
             clog.warn('consumer cancelled by the broker; reconnecting');
-            if (!stopping) connection.reconnect();
+            if (!stopping && !closing) connection.reconnect();
             return;
           }
           void onMessage(ch, msg);
@@ -310,6 +348,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     consume,
     channel,
     async close() {
+      closing = true;
       await Promise.all([...wrappers].map((w) => w.close().catch(() => undefined)));
       await connection.close().catch(() => undefined);
     },

@@ -30,7 +30,9 @@ export interface OrderEvent {
   reason?: RejectReason;
 }
 
-const ID_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$';
+/** Order ids and SKUs: 1-64 characters of A-Z a-z 0-9 _ . : - */
+export const ID_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$';
+export const ID_REGEX = new RegExp(ID_PATTERN);
 
 const orderSchema = {
   type: 'object',

@@ -1,0 +1,176 @@
+import Koa, { type Context } from 'koa';
+import { Router } from '@koa/router';
+import type { Channel } from 'amqplib';
+import {
+  HttpProblem,
+  TransientError,
+  closeServer,
+  createMetrics,
+  listen,
+  opsMiddleware,
+  problemMiddleware,
+  timingMiddleware,
+  type Broker,
+  type Config,
+  type Logger,
+  type RedisClient,
+} from '@order-pipeline/shared';
+import { ID_PATTERN, prefersPrometheus, readFigures, toPrometheus, type Figures, type QueueChecker } from './figures.js';
+import { PAGE_CSP, PAGE_HTML } from './page.js';
+
+export interface DashboardDeps {
+  config: Config;
+  redis: RedisClient;
+  broker: Broker;
+  log: Logger;
+  /** Defaults to config.port; tests pass 0. */
+  port?: number;
+  host?: string;
+}
+
+export interface Dashboard {
+  address: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/** Longest wait for the broker's answer to the queue checks; past it `queues` is null. */
+const QUEUE_CHECK_TIMEOUT_MS = 2000;
+
+export async function start(deps: DashboardDeps): Promise<Dashboard> {
+  const { config, redis, broker, log } = deps;
+  const metrics = createMetrics(config.service);
+  const queueChecker = dashboardQueueChecker(broker, log);
+  const noteInvalid = invalidInventoryNoter(log);
+
+  const router = new Router();
+  router.get('/metrics', async (ctx) => {
+    const query = { sku: idParam(ctx, 'sku'), orderId: idParam(ctx, 'order_id') };
+    let figures: Figures;
+    try {
+      figures = await readFigures(redis, queueChecker.current(), query);
+    } catch (err) {
+      if (!(err instanceof TransientError)) throw err;
+      // Logged at debug: the Redis client already logs the outage, and the page polls every second.
+      log.debug({ err: err.message }, 'figures unavailable');
+      throw new HttpProblem(503, 'Service Unavailable', 'Redis is unavailable; the figures cannot be read', {}, { 'Retry-After': '1' });
+    }
+    noteInvalid(figures);
+    ctx.set('Cache-Control', 'no-store');
+    // The same URL answers JSON or Prometheus text: caches must key on Accept.
+    ctx.vary('Accept');
+    if (prefersPrometheus(ctx.get('Accept') || undefined)) {
+      const { contentType, body } = await toPrometheus(figures, [metrics.registry]);
+      ctx.type = contentType;
+      ctx.body = body;
+    } else {
+      ctx.body = figures;
+    }
+  });
+  router.get('/', (ctx) => {
+    ctx.set('Cache-Control', 'no-store');
+    ctx.set('Content-Security-Policy', PAGE_CSP);
+    ctx.type = 'text/html; charset=utf-8';
+    ctx.body = PAGE_HTML;
+  });
+
+  const app = new Koa();
+  app.use(timingMiddleware(metrics));
+  app.use(problemMiddleware(log));
+  app.use(async (ctx, next) => {
+    ctx.set('X-Content-Type-Options', 'nosniff');
+    await next();
+  });
+  // No metrics registry here: the dashboard's /metrics is the figures route (its process metrics ride along there).
+  app.use(
+    opsMiddleware([
+      { name: 'redis', ok: () => redis.status === 'ready' },
+      { name: 'broker', ok: () => broker.isConnected() },
+    ]),
+  );
+  app.use(router.routes());
+  app.use(router.allowedMethods());
+
+  const { server, address, port } = await listen(app, deps.port ?? config.port, deps.host);
+  log.info({ address }, 'dashboard listening');
+  return {
+    address,
+    port,
+    async stop() {
+      await closeServer(server);
+      await queueChecker.close();
+    },
+  };
+}
+
+/** `?name=` as an id (1-64 of A-Z a-z 0-9 _ . : -), undefined when absent; 400 problem otherwise. */
+function idParam(ctx: Context, name: string): string | undefined {
+  const value = ctx.query[name];
+  if (value === undefined) return undefined;
+  if (typeof value === 'string' && ID_PATTERN.test(value)) return value;
+  const message = typeof value === 'string' ? 'must be 1-64 characters of A-Z a-z 0-9 _ . : -' : 'must be given once';
+  throw new HttpProblem(400, 'Invalid Query', `${name} ${message}`, { errors: [{ path: name, message }] });
+}
+
+/**
+ * Passive queue checks on the dashboard's own channel. A passive check of a missing queue (one
+ * deleted by hand) makes the broker close the channel, and amqp-connection-manager reopens a
+ * channel only when the connection drops: so a broker-closed channel triggers a reconnect, whose
+ * setup declares the topology again.
+ */
+function dashboardQueueChecker(broker: Broker, log: Logger): { current(): QueueChecker | null; close(): Promise<void> } {
+  const channel = broker.channel('dashboard');
+  let open = false;
+  let closing = false;
+  void channel.addSetup(async (ch: Channel) => {
+    open = true;
+    // Without a listener amqplib turns a channel error into a connection error.
+    ch.on('error', (err: Error) => log.warn({ err: err.message }, 'dashboard channel error'));
+    ch.on('close', () => {
+      open = false;
+      if (!closing && broker.isConnected()) {
+        log.warn('dashboard channel closed by the broker; reconnecting');
+        setTimeout(() => {
+          if (!closing && broker.isConnected()) broker.connection.reconnect();
+        }, 500).unref();
+      }
+    });
+  });
+
+  const checker: QueueChecker = {
+    async checkQueue(queue) {
+      // Checking before the setup has declared the topology would fail on a fresh broker.
+      await withTimeout(channel.waitForConnect(), QUEUE_CHECK_TIMEOUT_MS, 'the dashboard channel is not set up');
+      return withTimeout(channel.checkQueue(queue), QUEUE_CHECK_TIMEOUT_MS, `no answer to checkQueue(${queue})`);
+    },
+  };
+  return {
+    current: () => (open && broker.isConnected() ? checker : null),
+    async close() {
+      closing = true;
+      await channel.close().catch(() => undefined);
+    },
+  };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** Logs each bad inventory value once (the page asks every second), not on every request. */
+function invalidInventoryNoter(log: Logger): (figures: Figures) => void {
+  const noted = new Set<string>();
+  return (figures) => {
+    for (const [sku, value] of Object.entries(figures.inventory_invalid ?? {})) {
+      const key = `${sku}\n${value}`;
+      if (noted.has(key)) continue;
+      if (noted.size >= 10_000) noted.clear();
+      noted.add(key);
+      log.warn({ sku, value }, 'inventory value is not a whole number; left out of the figures');
+    }
+  };
+}
