@@ -165,8 +165,9 @@ export function createBroker(opts: BrokerOptions): Broker {
     });
   };
 
-  // Messages the broker returned as unroutable, by messageId: the confirm that follows a return
-  // must not count as success.
+  // When the broker last returned a message as unroutable, by messageId: the confirm that follows
+  // a return must not count as success. Only a return that came after this publish began counts,
+  // so the late return of an earlier, timed-out copy does not fail a retry.
   const returned = new Map<string, number>();
   const publisher = connection.createChannel({
     name: `${opts.name}:publish`,
@@ -175,8 +176,10 @@ export function createBroker(opts: BrokerOptions): Broker {
       watch(ch, 'publish');
       await applyTopology(ch, queueType);
       ch.on('return', (msg: ConsumeMessage) => {
-        const id = String(msg.properties.messageId);
-        returned.set(id, (returned.get(id) ?? 0) + 1);
+        const now = performance.now();
+        returned.set(String(msg.properties.messageId), now);
+        // Returns of timed-out publishes nobody retried would otherwise pile up.
+        if (returned.size > 1000) for (const [k, t] of returned) if (now - t > 60_000) returned.delete(k);
       });
     },
   });
@@ -188,6 +191,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     // amqp-connection-manager would buffer without bound while disconnected: refuse instead.
     if (!isConnected()) throw new PublishError('no broker node is connected', 'disconnected');
     const id = String(options.messageId ?? '');
+    const started = performance.now();
     try {
       await publisher.publish(exchange, routingKey, content, { ...options, mandatory: true, timeout: timeoutMs });
     } catch (err) {
@@ -197,11 +201,10 @@ export function createBroker(opts: BrokerOptions): Broker {
       throw new PublishError(`broker refused the message: ${message}`, 'nacked');
     }
     // basic.return always precedes the confirm of the same message.
-    const n = returned.get(id);
-    if (n !== undefined) {
-      if (n <= 1) returned.delete(id);
-      else returned.set(id, n - 1);
-      throw new PublishError(`unroutable: no queue bound to ${exchange} for ${routingKey}`, 'unroutable');
+    const at = returned.get(id);
+    if (at !== undefined) {
+      returned.delete(id);
+      if (at >= started) throw new PublishError(`unroutable: no queue bound to ${exchange} for ${routingKey}`, 'unroutable');
     }
   }
 

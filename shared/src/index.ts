@@ -8,3 +8,4 @@ export * from './redis.js';
 export * from './broker.js';
 export * from './http.js';
 export * from './lifecycle.js';
+export * from './startup.js';

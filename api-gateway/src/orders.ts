@@ -1,0 +1,243 @@
+import { createHash, randomUUID } from 'node:crypto';
+import type { Context } from 'koa';
+import {
+  HttpProblem,
+  canonicalOrder,
+  encodeEvent,
+  exchanges,
+  keys,
+  makeEvent,
+  routingKeys,
+  validateOrder,
+  type Broker,
+  type Config,
+  type Logger,
+  type Metrics,
+  type Order,
+  type RedisClient,
+} from '@order-pipeline/shared';
+import { parseJson, readBody, requireJson } from './body.js';
+
+// POST /orders: validate, claim the id in Redis (one round trip), publish with a broker confirm,
+// record the acceptance (one round trip). Bad input is refused before anything is written.
+
+export const ORDER_RESULTS = ['accepted', 'replayed', 'in_flight', 'mismatch', 'invalid', 'unavailable'] as const;
+export type OrderResult = (typeof ORDER_RESULTS)[number];
+
+export interface OrderMetrics {
+  orders: (result: OrderResult) => void;
+  publishConfirm: (seconds: number, outcome: 'confirmed' | 'failed') => void;
+}
+
+export function createOrderMetrics(metrics: Metrics): OrderMetrics {
+  const orders = metrics.counter('gateway_orders_total', 'POST /orders requests by outcome', ['result'] as const);
+  // Every outcome is exported from the start, so a rate() over it never misses the first one.
+  for (const result of ORDER_RESULTS) orders.inc({ result }, 0);
+  const confirm = metrics.histogram(
+    'gateway_publish_confirm_seconds',
+    'Time from publishing an order to the broker confirm (or the failure)',
+    ['outcome'] as const,
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
+  );
+  return {
+    orders: (result) => orders.inc({ result }),
+    publishConfirm: (seconds, outcome) => confirm.observe({ outcome }, seconds),
+  };
+}
+
+export interface OrderDeps {
+  config: Config;
+  redis: RedisClient;
+  broker: Broker;
+  log: Logger;
+  metrics: OrderMetrics;
+}
+
+/** The order id pattern of the SPEC (the same as the schema's `id`). */
+const ORDER_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
+
+/** sha256 (hex) of the canonical order: the same payload gives the same fingerprint whatever its key order. */
+export function fingerprint(order: Order): string {
+  return createHash('sha256').update(JSON.stringify(canonicalOrder(order))).digest('hex');
+}
+
+/**
+ * How long an in-flight claim holds an id: the longest publish wait plus slack for the Redis
+ * round trips. A gateway that dies between claim and publish locks the id no longer than this.
+ */
+export function claimLeaseMs(config: Config): number {
+  return config.publishTimeoutMs + 3000;
+}
+
+export function orderLocation(id: string): string {
+  return `/orders/${id}`;
+}
+
+function unavailable(detail: string): HttpProblem {
+  return new HttpProblem(503, 'Service Unavailable', detail, {}, { 'Retry-After': '1' });
+}
+
+/** 400, 413, 415 are bad input; the rest map one to one. */
+export function resultOf(status: number): OrderResult | undefined {
+  switch (status) {
+    case 202:
+      return 'accepted';
+    case 200:
+      return 'replayed';
+    case 409:
+      return 'in_flight';
+    case 422:
+      return 'mismatch';
+    case 400:
+    case 413:
+    case 415:
+      return 'invalid';
+    case 503:
+      return 'unavailable';
+    default:
+      return undefined;
+  }
+}
+
+export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
+  const { config, redis, broker, log, metrics } = deps;
+
+  requireJson(ctx.req);
+  const parsed = parseJson(await readBody(ctx.req));
+  const valid = validateOrder(parsed);
+  if (!valid.ok) throw new HttpProblem(400, 'Invalid Order', 'The order does not match its schema', { errors: valid.errors });
+  const order = canonicalOrder(valid.value);
+  const olog = log.child({ orderId: order.id });
+
+  // Refuse before claiming: a claim we could not publish would only have to be released again.
+  if (!broker.isConnected()) {
+    olog.warn('broker not connected; answering 503');
+    throw unavailable('The message broker is not reachable; retry shortly');
+  }
+
+  const idempKey = keys.idempotency(order.id);
+  const fp = fingerprint(order);
+  const token = randomUUID();
+  let claim: Awaited<ReturnType<RedisClient['claim']>>;
+  try {
+    claim = await redis.claim(idempKey, keys.stats.duplicates, JSON.stringify({ state: 'inflight', fp, token }), claimLeaseMs(config), fp);
+  } catch (err) {
+    olog.warn({ err: (err as Error).message }, 'idempotency claim failed; answering 503');
+    throw unavailable('The order store is not reachable; retry shortly');
+  }
+
+  switch (claim[0]) {
+    case 1: {
+      const original = JSON.parse(claim[1]) as Record<string, unknown>;
+      ctx.status = 200;
+      ctx.set('Idempotent-Replayed', 'true');
+      ctx.set('Location', orderLocation(order.id));
+      ctx.body = { ...original, duplicate: true, message: `Duplicate order: ${order.id}` };
+      return;
+    }
+    case 2:
+      throw new HttpProblem(422, 'Idempotency Key Reused', `Order ${order.id} was already placed with a different payload`);
+    case 3: {
+      const retryAfter = Math.max(1, Math.ceil(claim[1] / 1000));
+      throw new HttpProblem(
+        409,
+        'Order In Flight',
+        `The first request for order ${order.id} is still being processed; retry in ${retryAfter} s`,
+        {},
+        { 'Retry-After': String(retryAfter) },
+      );
+    }
+    case 0:
+      break;
+  }
+
+  const { content, options } = encodeEvent(makeEvent(routingKeys.placed, order));
+  const started = process.hrtime.bigint();
+  try {
+    await broker.publish(exchanges.direct, routingKeys.placed, content, options, config.publishTimeoutMs);
+    metrics.publishConfirm(Number(process.hrtime.bigint() - started) / 1e9, 'confirmed');
+  } catch (err) {
+    metrics.publishConfirm(Number(process.hrtime.bigint() - started) / 1e9, 'failed');
+    olog.warn({ err: (err as Error).message }, 'publish failed; releasing the id and answering 503');
+    // Only our own in-flight claim is deleted, so the client's retry is accepted at once. A
+    // timed-out message may still arrive later: the processor's once-only check absorbs it.
+    await redis.release(idempKey, token).catch((releaseErr: unknown) => {
+      olog.warn({ err: (releaseErr as Error).message }, 'could not release the claim; it lapses with its lease');
+    });
+    throw unavailable('The order could not be handed to the message broker; retry shortly');
+  }
+
+  const body = {
+    id: order.id,
+    sku: order.sku,
+    qty: order.qty,
+    ...(order.email === undefined ? {} : { email: order.email }),
+    status: 'accepted',
+    message: `Order received: ${order.id}`,
+  };
+  const response = JSON.stringify(body);
+  try {
+    const ours = await redis.accept(
+      idempKey,
+      keys.order(order.id),
+      keys.stats.accepted,
+      token,
+      JSON.stringify({ state: 'accepted', fp, response }),
+      config.idempotencyTtlSeconds,
+      order.id,
+      order.sku,
+      order.qty,
+      order.email ?? '',
+      new Date().toISOString(),
+    );
+    if (ours === 0) olog.debug('claim lapsed before the acceptance; the request that took it records it');
+  } catch (err) {
+    // The broker confirmed: the order is durable and the processor records it itself. The id stays
+    // in flight until the lease lapses; a retry after that publishes a copy the processor absorbs.
+    olog.warn({ err: (err as Error).message }, 'order published but its acceptance was not recorded');
+  }
+  olog.debug('order accepted');
+  ctx.status = 202;
+  ctx.set('Location', orderLocation(order.id));
+  ctx.type = 'application/json';
+  ctx.body = response;
+}
+
+function orderView(order: Record<string, string>, notification: Record<string, string>): Record<string, unknown> {
+  const view: Record<string, unknown> = { id: order.id, sku: order.sku, qty: Number(order.qty), status: order.status };
+  if (order.reason) view.reason = order.reason;
+  if (order.email) view.email = order.email;
+  if (notification.status) {
+    view.notification = {
+      status: notification.status,
+      attempts: Number(notification.attempts ?? 0),
+      ...(notification.sentAt ? { sentAt: notification.sentAt } : {}),
+    };
+  }
+  view.createdAt = order.createdAt;
+  view.updatedAt = order.updatedAt ?? order.createdAt;
+  return view;
+}
+
+export async function getOrder(ctx: Context, id: string, deps: Pick<OrderDeps, 'redis' | 'log'>): Promise<void> {
+  if (!ORDER_ID.test(id)) {
+    throw new HttpProblem(400, 'Invalid Order Id', 'An order id is 1-64 characters of A-Z a-z 0-9 _ . : -');
+  }
+  let replies: [Error | null, unknown][] | null;
+  try {
+    // One round trip, one instant: the order and its notification as of the same moment.
+    replies = await deps.redis.multi().hgetall(keys.order(id)).hgetall(keys.notification(id)).exec();
+  } catch (err) {
+    deps.log.warn({ orderId: id, err: (err as Error).message }, 'order lookup failed; answering 503');
+    throw unavailable('The order store is not reachable; retry shortly');
+  }
+  const [orderReply, notificationReply] = replies ?? [];
+  const failed = orderReply?.[0] ?? notificationReply?.[0];
+  if (!orderReply || !notificationReply || failed) {
+    deps.log.warn({ orderId: id, err: failed?.message }, 'order lookup failed; answering 503');
+    throw unavailable('The order store is not reachable; retry shortly');
+  }
+  const order = orderReply[1] as Record<string, string>;
+  if (Object.keys(order).length === 0) throw new HttpProblem(404, 'Order Not Found', `No order with id ${id}`);
+  ctx.body = orderView(order, notificationReply[1] as Record<string, string>);
+}
