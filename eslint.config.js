@@ -10,6 +10,8 @@ export default tseslint.config(
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_', destructuredArrayIgnorePattern: '^_' }],
       'no-constant-condition': ['error', { checkLoops: false }],
+      // main.ts declares the service before the shutdown hook that reads it, and assigns it after.
+      'prefer-const': ['error', { ignoreReadBeforeAssign: true }],
     },
   },
 );

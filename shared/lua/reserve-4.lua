@@ -13,8 +13,9 @@ if status and status ~= 'accepted' then
   return {1, status, redis.call('HGET', KEYS[1], 'reason') or ''}
 end
 local stock = redis.call('GET', KEYS[2])
-local n = stock and tonumber(stock)
-if stock and (not n or n ~= math.floor(n)) then
+-- Checked before any write: a script's earlier writes are not undone by a later error, and
+-- DECRBY refuses what tonumber would take ('10.0', '1e3', ' 5').
+if stock and not string.match(stock, '^%-?%d+$') then
   return redis.error_reply('ERR ' .. KEYS[2] .. ' is not a whole number: ' .. stock)
 end
 local qty = tonumber(ARGV[3])
@@ -27,7 +28,7 @@ redis.call('HSETNX', KEYS[1], 'createdAt', ARGV[5])
 local reason = ''
 if not stock then
   reason = 'unknown_sku'
-elseif n < qty then
+elseif tonumber(stock) < qty then
   reason = 'out_of_stock'
 end
 if reason ~= '' then

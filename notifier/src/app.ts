@@ -1,0 +1,123 @@
+import Koa from 'koa';
+import {
+  PoisonMessageError,
+  closeServer,
+  createMetrics,
+  defaultBackoffMs,
+  listen,
+  opsMiddleware,
+  problemMiddleware,
+  queues,
+  type Broker,
+  type Config,
+  type Consumer,
+  type Logger,
+  type RedisClient,
+} from '@order-pipeline/shared';
+import { SendFailedError, handleOutcome, type HandleResult } from './notifier.js';
+import { logSender, webhookSender, type Sender } from './senders.js';
+
+export interface NotifierAppDeps {
+  config: Config;
+  redis: RedisClient;
+  broker: Broker;
+  log: Logger;
+  /** Where notifications go; defaults to the webhook when NOTIFY_WEBHOOK_URL is set, else the log. */
+  sender?: Sender;
+  /** Ops server port; defaults to config.ports.notifier (tests pass 0). */
+  port?: number;
+  host?: string;
+  /** Attempts before a failing notification is dead-lettered. */
+  maxAttempts?: number;
+  backoffMs?: (attempt: number) => number;
+  /** Lease of a claimed notification; must exceed the sender's timeout. */
+  leaseMs?: number;
+}
+
+export interface RunningNotifier {
+  address: string;
+  port: number;
+  /** Stops consuming (waits for the messages in hand), then closes the ops server. */
+  stop(): Promise<void>;
+}
+
+export const DEFAULT_LEASE_MS = 30_000;
+const WEBHOOK_TIMEOUT_MS = 5000;
+
+type Result = HandleResult | 'failed_attempt' | 'dead_lettered';
+const RESULTS: readonly Result[] = ['sent', 'already_sent', 'failed_attempt', 'dead_lettered'];
+
+export function defaultSender(config: Config, log: Logger): Sender {
+  return config.notifyWebhookUrl ? webhookSender(config.notifyWebhookUrl, { timeoutMs: WEBHOOK_TIMEOUT_MS }) : logSender(log);
+}
+
+export async function start(deps: NotifierAppDeps): Promise<RunningNotifier> {
+  const { config, redis, broker, log } = deps;
+  const metrics = createMetrics(config.service);
+  const notifications = metrics.counter('notifier_notifications_total', 'Notification messages handled, by result', ['result'] as const);
+  for (const result of RESULTS) notifications.inc({ result }, 0);
+  const sendSeconds = metrics.histogram('notifier_send_seconds', 'Time the sender took per attempt', ['channel'] as const, [
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+  ]);
+
+  const base = deps.sender ?? defaultSender(config, log);
+  const sender: Sender = {
+    channel: base.channel,
+    send: async (n) => {
+      const end = sendSeconds.startTimer({ channel: base.channel });
+      try {
+        await base.send(n);
+      } finally {
+        end();
+      }
+    },
+  };
+  const handlerDeps = { redis, sender, log, leaseMs: deps.leaseMs ?? DEFAULT_LEASE_MS };
+
+  // Filled once the ops server listens; /readyz says not ready until then.
+  const running: { consumer?: Consumer } = {};
+  const app = new Koa();
+  app.use(problemMiddleware(log));
+  app.use(
+    opsMiddleware(
+      [
+        { name: 'redis', ok: () => redis.status === 'ready' },
+        { name: 'broker', ok: () => broker.isConnected() },
+        { name: 'consumer', ok: () => running.consumer?.isConsuming() ?? false },
+      ],
+      metrics,
+    ),
+  );
+  const http = await listen(app, deps.port ?? config.ports.notifier, deps.host);
+
+  const consumer = broker.consume({
+    queue: queues.notifier,
+    prefetch: config.prefetch,
+    maxAttempts: deps.maxAttempts ?? 5,
+    backoffMs: deps.backoffMs ?? defaultBackoffMs,
+    handler: async (msg, ctx) => {
+      try {
+        notifications.inc({ result: await handleOutcome(handlerDeps, msg, ctx) });
+      } catch (err) {
+        if (err instanceof SendFailedError) notifications.inc({ result: 'failed_attempt' });
+        // The consume helper dead-letters a poison message at once and any other on its last attempt.
+        if (err instanceof PoisonMessageError || ctx.lastAttempt) notifications.inc({ result: 'dead_lettered' });
+        throw err;
+      }
+    },
+  });
+  running.consumer = consumer;
+  log.info({ address: http.address, queue: queues.notifier, channel: sender.channel }, 'notifier started');
+
+  let stopping: Promise<void> | undefined;
+  return {
+    address: http.address,
+    port: http.port,
+    stop: () =>
+      (stopping ??= (async () => {
+        await consumer.stop();
+        await closeServer(http.server);
+        log.info('notifier stopped');
+      })()),
+  };
+}

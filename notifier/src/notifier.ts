@@ -1,0 +1,124 @@
+import { randomUUID } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Message } from 'amqplib';
+import {
+  TransientError,
+  decodeEvent,
+  keys,
+  routingKeys,
+  type ConsumeContext,
+  type Logger,
+  type RedisClient,
+} from '@order-pipeline/shared';
+import { notificationOf, type Sender } from './senders.js';
+
+// "Send once, done right": a notification is claimed with a lease (not a permanent marker) before
+// it is sent, and recorded as sent after. A sender that dies mid-send leaves a lease that runs out,
+// and the redelivered message sends it then. A duplicate copy finds it sent and is just acked.
+
+export interface NotifierDeps {
+  redis: RedisClient;
+  sender: Sender;
+  log: Logger;
+  /** How long a claim keeps other senders off; longer than the sender's own timeout. */
+  leaseMs: number;
+  /** Longest wait for another sender's live lease before giving the message back; default leaseMs. */
+  leaseWaitMs?: number;
+}
+
+/** First element of the notifyClaim script's reply (see shared/lua/notify-claim-2.lua). */
+export enum ClaimCode {
+  /** Claimed: send now. The second element counts attempts, this one included. */
+  Claimed = 0,
+  /** Sent before (a duplicate or redelivered copy): nothing to do. */
+  AlreadySent = 1,
+  /** Another sender holds a live lease; the second element is the ms it has left. */
+  Leased = 2,
+}
+
+/** What handling one outcome message came to; a failed send throws SendFailedError instead. */
+export type HandleResult = 'sent' | 'already_sent';
+
+/** The send itself failed: retried with backoff by the consume helper, dead-lettered at the end. */
+export class SendFailedError extends TransientError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SendFailedError';
+  }
+}
+
+// Re-check a held lease this often: the holder usually finishes (or fails) well before it ends.
+const LEASE_POLL_MS = 250;
+
+async function redisCall<T>(what: string, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw new TransientError(`redis unavailable (${what}): ${(err as Error).message}`, { cause: err });
+  }
+}
+
+/**
+ * Claims the notification, waiting out another sender's live lease: after a crash mid-send the
+ * broker redelivers at once, long before the dead sender's lease ends, and the consume helper's
+ * few quick retries alone would dead-letter the message while the lease is still running.
+ */
+async function claim(deps: NotifierDeps, orderId: string, token: string, log: Logger): Promise<{ attempts: number } | 'already_sent'> {
+  const deadline = Date.now() + (deps.leaseWaitMs ?? deps.leaseMs);
+  for (;;) {
+    const reply = await redisCall('notifyClaim', () =>
+      deps.redis.notifyClaim(keys.notification(orderId), keys.stats.notificationsFailed, token, deps.leaseMs, deps.sender.channel),
+    );
+    const [code, value] = reply;
+    switch (code) {
+      case ClaimCode.Claimed:
+        return { attempts: value };
+      case ClaimCode.AlreadySent:
+        return 'already_sent';
+      case ClaimCode.Leased: {
+        const left = deadline - Date.now();
+        if (left <= 0) throw new TransientError(`another sender holds the notification for ${value} ms more`);
+        log.debug({ leaseLeftMs: value }, 'another sender holds the notification; waiting');
+        await sleep(Math.max(10, Math.min(value, LEASE_POLL_MS, left)));
+        break;
+      }
+      default:
+        throw new Error(`unexpected reply from notifyClaim: ${JSON.stringify(reply)}`);
+    }
+  }
+}
+
+/** Sends the notification of an order.created / order.rejected message once, and records it. */
+export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: ConsumeContext): Promise<HandleResult> {
+  const event = decodeEvent(msg.content, [routingKeys.created, routingKeys.rejected]);
+  const notification = notificationOf(event);
+  const { orderId } = notification;
+  const log = deps.log.child({ orderId });
+  const token = randomUUID();
+
+  const claimed = await claim(deps, orderId, token, log);
+  if (claimed === 'already_sent') {
+    log.debug({ type: event.type }, 'notification already sent; nothing to do');
+    return 'already_sent';
+  }
+
+  try {
+    await deps.sender.send(notification);
+  } catch (err) {
+    const error = (err as Error).message;
+    const last = ctx.lastAttempt;
+    // With attempts left this releases the lease so the retry claims at once; the last one
+    // marks the notification failed (the message then goes to the dead-letter queue).
+    const recorded = await redisCall('notifyFail', () =>
+      deps.redis.notifyFail(keys.notification(orderId), keys.stats.notificationsFailed, token, error, last ? '1' : '0'),
+    );
+    log.warn({ channel: deps.sender.channel, attempts: claimed.attempts, last, recorded: recorded === 1, err: error }, 'notification failed');
+    throw new SendFailedError(`sending the notification failed: ${error}`, { cause: err });
+  }
+
+  // If this write fails the message is retried and the notification sent again once the lease
+  // ends: the receiver gets the same Idempotency-Key and can drop the repeat.
+  await redisCall('notifySent', () => deps.redis.notifySent(keys.notification(orderId), keys.stats.notificationsSent, new Date().toISOString()));
+  log.info({ type: event.type, channel: deps.sender.channel, attempts: claimed.attempts }, 'notification recorded as sent');
+  return 'sent';
+}

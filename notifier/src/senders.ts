@@ -1,0 +1,90 @@
+import type { Logger, OrderEvent, RejectReason } from '@order-pipeline/shared';
+
+// Where a notification goes. A sender resolves once the notification is delivered and throws
+// otherwise; retries and once-only bookkeeping belong to the caller (notifier.ts).
+
+export interface Notification {
+  orderId: string;
+  type: 'order.created' | 'order.rejected';
+  status: 'created' | 'rejected';
+  reason?: RejectReason;
+  email?: string;
+  /** The human-readable text. */
+  message: string;
+}
+
+export interface Sender {
+  channel: 'log' | 'webhook';
+  send(n: Notification): Promise<void>;
+}
+
+/** The notification an order.created or order.rejected event produces. */
+export function notificationOf(event: OrderEvent): Notification {
+  const { order } = event;
+  const created = event.type === 'order.created';
+  return {
+    orderId: order.id,
+    type: created ? 'order.created' : 'order.rejected',
+    status: created ? 'created' : 'rejected',
+    ...(event.reason && !created ? { reason: event.reason } : {}),
+    ...(order.email ? { email: order.email } : {}),
+    message: created
+      ? `Order ${order.id} confirmed: ${order.qty} x ${order.sku}`
+      : `Order ${order.id} rejected: ${event.reason ?? 'unspecified'}`,
+  };
+}
+
+/** Logs each notification as one line (the default when no webhook is configured). */
+export function logSender(log: Logger): Sender {
+  return {
+    channel: 'log',
+    send: async (n) => {
+      log.info({ orderId: n.orderId, type: n.type, email: n.email, text: n.message }, 'notification sent');
+    },
+  };
+}
+
+export class WebhookError extends Error {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = 'WebhookError';
+  }
+}
+
+/** POSTs each notification as JSON; any answer but 2xx, or none within timeoutMs, is a failure. */
+export function webhookSender(url: string, { timeoutMs = 5000 }: { timeoutMs?: number } = {}): Sender {
+  return {
+    channel: 'webhook',
+    send: async (n) => {
+      const body = {
+        orderId: n.orderId,
+        type: n.type,
+        status: n.status,
+        ...(n.reason ? { reason: n.reason } : {}),
+        ...(n.email ? { email: n.email } : {}),
+        message: n.message,
+      };
+      let res: Response;
+      try {
+        res = await fetch(url, {
+          method: 'POST',
+          // The receiver can drop a repeat: a send whose success we never recorded is sent again.
+          headers: { 'Content-Type': 'application/json', 'Idempotency-Key': n.orderId },
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+      } catch (err) {
+        const e = err as Error;
+        if (e.name === 'TimeoutError') throw new WebhookError(`webhook did not answer within ${timeoutMs} ms`);
+        const cause = (e.cause as Error | undefined)?.message;
+        throw new WebhookError(`webhook unreachable: ${e.message}${cause ? ` (${cause})` : ''}`);
+      }
+      // Read the body either way so the connection goes back to the pool.
+      const text = await res.text().catch(() => '');
+      if (!res.ok) throw new WebhookError(`webhook answered ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}`, res.status);
+    },
+  };
+}

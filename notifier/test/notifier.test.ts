@@ -1,0 +1,292 @@
+// The notifier against real Redis and RabbitMQ, sending to a real local HTTP receiver: each
+// notification is sent once, failures are retried with growing delays and end in the DLQ.
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { connect, type Channel, type ChannelModel, type GetMessage } from 'amqplib';
+import { pino } from 'pino';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import {
+  DEAD_LETTER_HEADERS,
+  RETRY_COUNT_HEADER,
+  applyTopology,
+  connectBroker,
+  createLogger,
+  createRedis,
+  encodeEvent,
+  exchanges,
+  keys,
+  loadConfig,
+  makeEvent,
+  queues,
+  redisReady,
+  routingKeys,
+  type Broker,
+  type Order,
+  type RedisClient,
+  type RejectReason,
+} from '@order-pipeline/shared';
+import { resetBroker, resetRedis } from '../../test/helpers/servers.js';
+import { start, type RunningNotifier } from '../src/app.js';
+
+const redisUrl = inject('redisUrl');
+const rabbitmqUrls = inject('rabbitmqUrls');
+const log = createLogger('notifier-test', process.env.TEST_LOG_LEVEL ?? 'silent');
+const MAX_ATTEMPTS = 4;
+const backoffMs = (attempt: number) => 150 * 2 ** (attempt - 1);
+
+interface Received {
+  at: number;
+  headers: IncomingHttpHeaders;
+  body: Record<string, unknown>;
+}
+
+/** A webhook receiver: records every POST and answers what the order's responder says. */
+class Receiver {
+  readonly received: Received[] = [];
+  /** Status to answer for the nth POST (1-based) about an order; 200 when none is set. */
+  readonly responders = new Map<string, (nth: number) => number>();
+  private server?: Server;
+  url = '';
+
+  async start(): Promise<void> {
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+        this.received.push({ at: Date.now(), headers: req.headers, body });
+        const id = String(body.orderId);
+        const status = this.responders.get(id)?.(this.of(id).length) ?? 200;
+        res.writeHead(status, { 'Content-Type': 'text/plain' }).end(status < 300 ? 'ok' : 'receiver says no');
+      });
+    });
+    await new Promise<void>((resolve) => this.server?.listen(0, '127.0.0.1', resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/hooks/orders`;
+  }
+
+  of(orderId: string): Received[] {
+    return this.received.filter((r) => r.body.orderId === orderId);
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+}
+
+const receiver = new Receiver();
+let redis: RedisClient;
+let broker: Broker;
+let amqp: ChannelModel;
+let ch: Channel;
+let app: RunningNotifier;
+
+function configFor(webhook: string | undefined) {
+  return loadConfig('notifier', {
+    REDIS_URL: redisUrl,
+    RABBITMQ_URLS: rabbitmqUrls.join(','),
+    PREFETCH: '20',
+    LOG_LEVEL: 'silent',
+    ...(webhook ? { NOTIFY_WEBHOOK_URL: webhook } : {}),
+  });
+}
+
+const startApp = (webhook: string | undefined, logger = log) =>
+  start({ config: configFor(webhook), redis, broker, log: logger, port: 0, host: '127.0.0.1', maxAttempts: MAX_ATTEMPTS, backoffMs });
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** notifier_notifications_total for one result. */
+async function results(result: string): Promise<number> {
+  const text = await (await fetch(`${app.address}/metrics`)).text();
+  const m = new RegExp(`^notifier_notifications_total\\{[^}]*result="${result}"[^}]*\\} (\\d+)`, 'm').exec(text);
+  return Number(m?.[1] ?? NaN);
+}
+
+function outcomeMessage(order: Order, reason?: RejectReason) {
+  return encodeEvent(makeEvent(reason ? routingKeys.rejected : routingKeys.created, order, reason));
+}
+
+async function publishOutcome(order: Order, reason?: RejectReason): Promise<void> {
+  const { content, options } = outcomeMessage(order, reason);
+  await broker.publish(exchanges.topic, String(options.type), content, options);
+}
+
+const notification = (id: string) => redis.hgetall(keys.notification(id));
+const waitStatus = (id: string, status: string) =>
+  waitFor(`notification ${id} ${status}`, async () => {
+    const n = await notification(id);
+    return n.status === status ? n : undefined;
+  });
+
+async function takeAtLeast(queue: string, n: number): Promise<GetMessage[]> {
+  const got: GetMessage[] = [];
+  await waitFor(`${n} messages on ${queue}`, async () => {
+    for (let m = await ch.get(queue, { noAck: true }); m !== false; m = await ch.get(queue, { noAck: true })) got.push(m);
+    return got.length >= n;
+  });
+  return got;
+}
+
+beforeAll(async () => {
+  await resetRedis(redisUrl);
+  await resetBroker(rabbitmqUrls, [...Object.values(exchanges), ...Object.values(queues)]);
+  await receiver.start();
+  const config = configFor(receiver.url);
+  redis = createRedis(config.redis);
+  await redisReady(redis);
+  broker = await connectBroker({ urls: config.rabbitmqUrls, queueType: config.queueType, log, publishTimeoutMs: 5000, name: 'notifier-test' });
+  amqp = await connect(rabbitmqUrls[0] as string);
+  ch = await amqp.createChannel();
+  await applyTopology(ch, config.queueType);
+  app = await startApp(receiver.url);
+});
+
+afterAll(async () => {
+  await app?.stop();
+  await broker?.close();
+  await amqp?.close().catch(() => undefined);
+  await redis?.quit();
+  await receiver.close();
+});
+
+beforeEach(async () => {
+  await redis.flushdb();
+  await ch.purgeQueue(queues.notifierDlq);
+});
+
+describe('notifier', () => {
+  it('sends an order.created notification to the webhook once and records it sent', async () => {
+    await publishOutcome({ id: 'nt-created-1', sku: 'sku-a', qty: 2, email: 'buyer@example.com' });
+    const n = await waitStatus('nt-created-1', 'sent');
+
+    const posts = receiver.of('nt-created-1');
+    expect(posts).toHaveLength(1);
+    const [post] = posts as [Received];
+    expect(post.headers['idempotency-key']).toBe('nt-created-1');
+    expect(post.headers['content-type']).toBe('application/json');
+    expect(post.body).toEqual({
+      orderId: 'nt-created-1',
+      type: 'order.created',
+      status: 'created',
+      email: 'buyer@example.com',
+      message: 'Order nt-created-1 confirmed: 2 x sku-a',
+    });
+    expect(n).toMatchObject({ status: 'sent', attempts: '1', channel: 'webhook' });
+    expect(Date.parse(n.sentAt ?? '')).toBeGreaterThan(Date.now() - 60_000);
+    expect(n.owner).toBeUndefined();
+    expect(await redis.get(keys.stats.notificationsSent)).toBe('1');
+    expect(await results('sent')).toBeGreaterThanOrEqual(1);
+  });
+
+  it('sends an order.rejected notification with its reason', async () => {
+    await publishOutcome({ id: 'nt-rejected-1', sku: 'sku-b', qty: 1 }, 'out_of_stock');
+    await waitStatus('nt-rejected-1', 'sent');
+
+    expect(receiver.of('nt-rejected-1').map((r) => r.body)).toEqual([
+      { orderId: 'nt-rejected-1', type: 'order.rejected', status: 'rejected', reason: 'out_of_stock', message: 'Order nt-rejected-1 rejected: out_of_stock' },
+    ]);
+  });
+
+  it('sends once when the same event is delivered twice', async () => {
+    const alreadyBefore = await results('already_sent');
+    const { content, options } = outcomeMessage({ id: 'nt-dup-1', sku: 'sku-a', qty: 1 });
+    await broker.publish(exchanges.topic, routingKeys.created, content, options);
+    await broker.publish(exchanges.topic, routingKeys.created, content, options);
+
+    await waitFor('the second copy absorbed', async () => (await results('already_sent')) === alreadyBefore + 1);
+    expect(receiver.of('nt-dup-1')).toHaveLength(1);
+    expect(await notification('nt-dup-1')).toMatchObject({ status: 'sent', attempts: '1' });
+    expect(await redis.get(keys.stats.notificationsSent)).toBe('1');
+  });
+
+  it('retries a failing webhook with growing delays until it accepts', async () => {
+    receiver.responders.set('nt-retry-1', (nth) => (nth <= 2 ? 500 : 200));
+    const failedBefore = await results('failed_attempt');
+    await publishOutcome({ id: 'nt-retry-1', sku: 'sku-a', qty: 1 });
+    const n = await waitStatus('nt-retry-1', 'sent');
+
+    expect(n).toMatchObject({ status: 'sent', attempts: '3', channel: 'webhook' });
+    expect(n.lastError).toBeUndefined();
+    const at = receiver.of('nt-retry-1').map((r) => r.at);
+    expect(at).toHaveLength(3);
+    const [t1, t2, t3] = at as [number, number, number];
+    expect(t2 - t1).toBeGreaterThanOrEqual(backoffMs(1));
+    expect(t3 - t2).toBeGreaterThan(t2 - t1);
+    expect((await results('failed_attempt')) - failedBefore).toBe(2);
+  });
+
+  it('marks the notification failed and dead-letters it when the webhook never accepts', async () => {
+    receiver.responders.set('nt-fail-1', () => 500);
+    await publishOutcome({ id: 'nt-fail-1', sku: 'sku-a', qty: 1 });
+
+    const [dead] = (await takeAtLeast(queues.notifierDlq, 1)) as [GetMessage];
+    expect(dead.properties.messageId).toBe('nt-fail-1:order.created');
+    expect(dead.properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('attempts_exhausted');
+    const n = await notification('nt-fail-1');
+    expect(n).toMatchObject({ status: 'failed', attempts: String(MAX_ATTEMPTS), channel: 'webhook' });
+    expect(n.lastError).toContain('500');
+    expect(receiver.of('nt-fail-1')).toHaveLength(MAX_ATTEMPTS);
+    expect(await redis.get(keys.stats.notificationsFailed)).toBe('1');
+    expect(await redis.get(keys.stats.notificationsSent)).toBeNull();
+  });
+
+  it('waits out the lease of a sender that died mid-send, then sends once', async () => {
+    const leaseMs = 1000;
+    const claimedAt = Date.now();
+    // A sender that claimed the notification and died before recording anything.
+    const claim = await redis.notifyClaim(keys.notification('nt-crash-1'), keys.stats.notificationsFailed, 'dead-sender', leaseMs, 'webhook');
+    expect(claim).toEqual([0, 1]);
+    await publishOutcome({ id: 'nt-crash-1', sku: 'sku-a', qty: 1 });
+    const n = await waitStatus('nt-crash-1', 'sent');
+
+    const posts = receiver.of('nt-crash-1');
+    expect(posts).toHaveLength(1);
+    // Redis's clock sets the lease; allow a little skew against this process's clock.
+    expect((posts[0] as Received).at - claimedAt).toBeGreaterThanOrEqual(leaseMs - 50);
+    expect(n).toMatchObject({ status: 'sent', attempts: '2' });
+  });
+
+  it('dead-letters a poison message at once without sending anything', async () => {
+    const before = receiver.received.length;
+    await broker.publish(exchanges.topic, routingKeys.created, Buffer.from('{"type":"order.created",'), {
+      messageId: 'nt-poison-1:order.created',
+      persistent: true,
+      contentType: 'application/json',
+    });
+
+    const [dead] = (await takeAtLeast(queues.notifierDlq, 1)) as [GetMessage];
+    expect(dead.properties.messageId).toBe('nt-poison-1:order.created');
+    expect(dead.properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('unparseable');
+    expect(dead.properties.headers?.[RETRY_COUNT_HEADER]).toBeUndefined();
+    expect(receiver.received.length).toBe(before);
+  });
+
+  it('logs the notification when no webhook is configured', async () => {
+    await app.stop();
+    const lines: string[] = [];
+    const captured = pino({ level: 'info' }, { write: (line: string) => void lines.push(line) });
+    try {
+      app = await startApp(undefined, captured);
+      await publishOutcome({ id: 'nt-log-1', sku: 'sku-c', qty: 5, email: 'c@example.com' });
+      const n = await waitStatus('nt-log-1', 'sent');
+
+      expect(n).toMatchObject({ status: 'sent', attempts: '1', channel: 'log' });
+      expect(receiver.of('nt-log-1')).toHaveLength(0);
+      const sent = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'notification sent');
+      expect(sent).toEqual([
+        expect.objectContaining({ orderId: 'nt-log-1', type: 'order.created', email: 'c@example.com', text: 'Order nt-log-1 confirmed: 5 x sku-c' }),
+      ]);
+    } finally {
+      await app.stop();
+      app = await startApp(receiver.url);
+    }
+  });
+});

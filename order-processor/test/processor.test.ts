@@ -1,0 +1,318 @@
+// The order processor against real Redis and RabbitMQ: it decides each order once, publishes the
+// outcome (again on a redelivery), and dead-letters what can never succeed.
+import { connect, type Channel, type ChannelModel, type GetMessage } from 'amqplib';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import {
+  DEAD_LETTER_HEADERS,
+  PublishError,
+  RETRY_COUNT_HEADER,
+  applyTopology,
+  connectBroker,
+  createLogger,
+  createRedis,
+  encodeEvent,
+  exchanges,
+  keys,
+  loadConfig,
+  makeEvent,
+  queues,
+  redisReady,
+  routingKeys,
+  type Broker,
+  type Order,
+  type RedisClient,
+} from '@order-pipeline/shared';
+import { resetBroker, resetRedis } from '../../test/helpers/servers.js';
+import { start, type RunningProcessor } from '../src/app.js';
+import { handleOrderPlaced } from '../src/processor.js';
+
+const redisUrl = inject('redisUrl');
+const rabbitmqUrls = inject('rabbitmqUrls');
+const log = createLogger('order-processor-test', process.env.TEST_LOG_LEVEL ?? 'silent');
+const config = loadConfig('order-processor', {
+  REDIS_URL: redisUrl,
+  RABBITMQ_URLS: rabbitmqUrls.join(','),
+  PREFETCH: '20',
+  LOG_LEVEL: 'silent',
+});
+const MAX_ATTEMPTS = 3;
+const backoffMs = (attempt: number) => 50 * attempt;
+
+let redis: RedisClient;
+let broker: Broker;
+let amqp: ChannelModel;
+let ch: Channel;
+let app: RunningProcessor;
+
+const startApp = () => start({ config, redis, broker, log, port: 0, host: '127.0.0.1', maxAttempts: MAX_ATTEMPTS, backoffMs });
+
+async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined && v !== false) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** Sum of processor_orders_total over its outcomes, or one outcome's count. */
+async function handled(outcome?: string): Promise<number> {
+  const text = await (await fetch(`${app.address}/metrics`)).text();
+  let sum = 0;
+  for (const m of text.matchAll(/^processor_orders_total\{([^}]*)\} (\d+)/gm)) {
+    if (outcome === undefined || (m[1] ?? '').includes(`outcome="${outcome}"`)) sum += Number(m[2]);
+  }
+  return sum;
+}
+
+function placedMessage(order: Order) {
+  return encodeEvent(makeEvent(routingKeys.placed, order));
+}
+
+async function publishPlaced(order: Order): Promise<void> {
+  const { content, options } = placedMessage(order);
+  await broker.publish(exchanges.direct, routingKeys.placed, content, options);
+}
+
+/** Publishes the messages and waits until the processor has handled that many more. */
+async function placeAndWait(publishes: (() => Promise<void>)[]): Promise<void> {
+  const before = await handled();
+  await Promise.all(publishes.map((p) => p()));
+  await waitFor(`${publishes.length} orders handled`, async () => (await handled()) >= before + publishes.length);
+}
+
+/** Takes every message now in the queue. */
+async function takeAll(queue: string): Promise<GetMessage[]> {
+  const got: GetMessage[] = [];
+  for (;;) {
+    const m = await ch.get(queue, { noAck: true });
+    if (m === false) return got;
+    got.push(m);
+  }
+}
+
+async function takeAtLeast(queue: string, n: number): Promise<GetMessage[]> {
+  const got: GetMessage[] = [];
+  await waitFor(`${n} messages on ${queue}`, async () => {
+    got.push(...(await takeAll(queue)));
+    return got.length >= n;
+  });
+  return got;
+}
+
+const bodyOf = (m: GetMessage) => JSON.parse(m.content.toString('utf8')) as { type: string; order: Order; reason?: string };
+const order = async (id: string) => redis.hgetall(keys.order(id));
+
+beforeAll(async () => {
+  await resetRedis(redisUrl);
+  await resetBroker(rabbitmqUrls, [...Object.values(exchanges), ...Object.values(queues)]);
+  redis = createRedis(config.redis);
+  await redisReady(redis);
+  broker = await connectBroker({ urls: config.rabbitmqUrls, queueType: config.queueType, log, publishTimeoutMs: 5000, name: 'processor-test' });
+  amqp = await connect(rabbitmqUrls[0] as string);
+  ch = await amqp.createChannel();
+  await applyTopology(ch, config.queueType);
+  app = await startApp();
+});
+
+afterAll(async () => {
+  await app?.stop();
+  await broker?.close();
+  await amqp?.close().catch(() => undefined);
+  await redis?.quit();
+});
+
+beforeEach(async () => {
+  await redis.flushdb();
+  for (const q of [queues.notifier, queues.ordersDlq, queues.notifierDlq]) await ch.purgeQueue(q);
+});
+
+describe('order processor', () => {
+  it('reserves stock for a placed order, records it created and publishes order.created', async () => {
+    await redis.set(keys.inventory('sku-a'), '10');
+    await placeAndWait([() => publishPlaced({ id: 'op-created-1', sku: 'sku-a', qty: 3, email: 'a@example.com' })]);
+
+    expect(await redis.get(keys.inventory('sku-a'))).toBe('7');
+    const o = await order('op-created-1');
+    expect(o).toMatchObject({ status: 'created', id: 'op-created-1', sku: 'sku-a', qty: '3', email: 'a@example.com' });
+    expect(o.createdAt).toBeTruthy();
+    expect(await redis.get(keys.processedCount)).toBe('1');
+
+    const out = await takeAll(queues.notifier);
+    expect(out.map((m) => m.properties.messageId)).toEqual(['op-created-1:order.created']);
+    const [msg] = out as [GetMessage];
+    expect(msg.properties.deliveryMode).toBe(2);
+    expect(msg.properties.headers?.['x-event-version']).toBe(1);
+    expect(bodyOf(msg)).toMatchObject({ type: 'order.created', order: { id: 'op-created-1', sku: 'sku-a', qty: 3, email: 'a@example.com' } });
+    expect(await handled('created')).toBe(1);
+  });
+
+  it('rejects an unknown SKU without creating its inventory key', async () => {
+    await placeAndWait([() => publishPlaced({ id: 'op-unknown-1', sku: 'no-such-sku', qty: 1 })]);
+
+    expect(await order('op-unknown-1')).toMatchObject({ status: 'rejected', reason: 'unknown_sku' });
+    expect(await redis.exists(keys.inventory('no-such-sku'))).toBe(0);
+    expect(await redis.get(keys.processedCount)).toBeNull();
+    expect(await redis.get(keys.stats.rejected)).toBe('1');
+    const out = await takeAll(queues.notifier);
+    expect(out.map((m) => m.properties.messageId)).toEqual(['op-unknown-1:order.rejected']);
+    expect(bodyOf(out[0] as GetMessage)).toMatchObject({ type: 'order.rejected', reason: 'unknown_sku' });
+  });
+
+  it('rejects an order larger than the stock as out_of_stock and leaves the stock alone', async () => {
+    await redis.set(keys.inventory('sku-low'), '2');
+    await placeAndWait([() => publishPlaced({ id: 'op-oos-1', sku: 'sku-low', qty: 5 })]);
+
+    expect(await order('op-oos-1')).toMatchObject({ status: 'rejected', reason: 'out_of_stock' });
+    expect(await redis.get(keys.inventory('sku-low'))).toBe('2');
+    expect(await redis.get(keys.processedCount)).toBeNull();
+    const out = await takeAll(queues.notifier);
+    expect(out.map((m) => bodyOf(m))).toMatchObject([{ type: 'order.rejected', reason: 'out_of_stock', order: { id: 'op-oos-1' } }]);
+  });
+
+  it('takes exactly-enough stock down to 0 and never below', async () => {
+    await redis.set(keys.inventory('sku-exact'), '3');
+    await placeAndWait([() => publishPlaced({ id: 'op-exact-1', sku: 'sku-exact', qty: 3 })]);
+    expect(await order('op-exact-1')).toMatchObject({ status: 'created' });
+    expect(await redis.get(keys.inventory('sku-exact'))).toBe('0');
+
+    await placeAndWait([() => publishPlaced({ id: 'op-exact-2', sku: 'sku-exact', qty: 1 })]);
+    expect(await order('op-exact-2')).toMatchObject({ status: 'rejected', reason: 'out_of_stock' });
+    expect(await redis.get(keys.inventory('sku-exact'))).toBe('0');
+  });
+
+  it('reserves stock once for the same message delivered twice, and publishes the outcome for each copy', async () => {
+    await redis.set(keys.inventory('sku-dup'), '10');
+    const { content, options } = placedMessage({ id: 'op-dup-1', sku: 'sku-dup', qty: 4 });
+    const copy = () => broker.publish(exchanges.direct, routingKeys.placed, content, options);
+    const redeliveredBefore = await handled('redelivered');
+    await placeAndWait([copy, copy]);
+
+    expect(await redis.get(keys.inventory('sku-dup'))).toBe('6');
+    expect(await redis.get(keys.processedCount)).toBe('1');
+    expect(await order('op-dup-1')).toMatchObject({ status: 'created' });
+    const out = await takeAll(queues.notifier);
+    expect(out.map((m) => m.properties.messageId)).toEqual(['op-dup-1:order.created', 'op-dup-1:order.created']);
+    expect((await handled('redelivered')) - redeliveredBefore).toBe(1);
+  });
+
+  it('publishes the outcome on a redelivery after a crash between the Redis write and the confirm', async () => {
+    await app.stop();
+    try {
+      await redis.set(keys.inventory('sku-crash'), '5');
+      await publishPlaced({ id: 'op-crash-1', sku: 'sku-crash', qty: 1 });
+      const first = await waitFor('the order on orders.queue', () => ch.get(queues.orders, { noAck: false }));
+
+      // A fake broker only to inject the fault: the decision is stored, then the publish fails.
+      const dying = {
+        publish: async () => {
+          throw new PublishError('injected: channel closed before the confirm', 'closed');
+        },
+      };
+      await expect(handleOrderPlaced({ redis, broker: dying, log }, first)).rejects.toThrow(PublishError);
+      expect(await redis.get(keys.inventory('sku-crash'))).toBe('4');
+      expect(await takeAll(queues.notifier)).toEqual([]);
+      ch.nack(first, false, true);
+    } finally {
+      app = await startApp();
+    }
+
+    await waitFor('the redelivery handled', async () => (await handled()) >= 1);
+    expect(await handled('redelivered')).toBe(1);
+    expect(await redis.get(keys.inventory('sku-crash'))).toBe('4');
+    expect(await redis.get(keys.processedCount)).toBe('1');
+    const out = await takeAll(queues.notifier);
+    expect(out.map((m) => m.properties.messageId)).toEqual(['op-crash-1:order.created']);
+  });
+
+  it('creates exactly as many of 50 concurrent orders as the stock allows', async () => {
+    await redis.set(keys.inventory('sku-hot'), '20');
+    const ids = Array.from({ length: 50 }, (_, i) => `op-conc-${i}`);
+    await placeAndWait(ids.map((id) => () => publishPlaced({ id, sku: 'sku-hot', qty: 1 })));
+
+    const statuses = await Promise.all(ids.map((id) => order(id)));
+    expect(statuses.filter((o) => o.status === 'created')).toHaveLength(20);
+    expect(statuses.filter((o) => o.status === 'rejected' && o.reason === 'out_of_stock')).toHaveLength(30);
+    expect(await redis.get(keys.inventory('sku-hot'))).toBe('0');
+    expect(await redis.get(keys.processedCount)).toBe('20');
+    const out = await takeAll(queues.notifier);
+    expect(out.filter((m) => m.properties.type === routingKeys.created)).toHaveLength(20);
+    expect(out.filter((m) => m.properties.type === routingKeys.rejected)).toHaveLength(30);
+  });
+
+  it('dead-letters poison messages at once and keeps processing the next good one', async () => {
+    const poison = async (messageId: string, body: string) =>
+      broker.publish(exchanges.direct, routingKeys.placed, Buffer.from(body), { messageId, persistent: true, contentType: 'application/json' });
+    const good = makeEvent(routingKeys.placed, { id: 'op-poison-ok', sku: 'sku-p', qty: 1 });
+    await redis.set(keys.inventory('sku-p'), '1');
+    await poison('op-poison-1:order.placed', 'this is not json');
+    await poison('op-poison-2:order.placed', JSON.stringify({ ...good, order: { id: 'op-poison-2', qty: 'two' } }));
+    await poison('op-poison-3:order.placed', JSON.stringify({ ...good, version: 2, order: { ...good.order, id: 'op-poison-3' } }));
+    await placeAndWait([() => publishPlaced(good.order)]);
+
+    const dead = await takeAtLeast(queues.ordersDlq, 3);
+    const reasons = Object.fromEntries(dead.map((m) => [m.properties.messageId, m.properties.headers?.[DEAD_LETTER_HEADERS.reason]]));
+    expect(reasons).toEqual({
+      'op-poison-1:order.placed': 'unparseable',
+      'op-poison-2:order.placed': 'invalid',
+      'op-poison-3:order.placed': 'unknown_version',
+    });
+    // At once: no retry copy came before the dead letter.
+    for (const m of dead) expect(m.properties.headers?.[RETRY_COUNT_HEADER]).toBeUndefined();
+    expect(await order('op-poison-ok')).toMatchObject({ status: 'created' });
+    expect(await redis.exists(keys.order('op-poison-2'), keys.order('op-poison-3'))).toBe(0);
+  });
+
+  it('retries an order whose inventory is not a whole number with backoff, then dead-letters it', async () => {
+    await redis.set(keys.inventory('sku-bad'), 'abc');
+    const started = Date.now();
+    await publishPlaced({ id: 'op-bad-1', sku: 'sku-bad', qty: 1 });
+
+    const [dead] = (await takeAtLeast(queues.ordersDlq, 1)) as [GetMessage];
+    const elapsed = Date.now() - started;
+    const headers = dead.properties.headers ?? {};
+    expect(dead.properties.messageId).toBe('op-bad-1:order.placed');
+    expect(headers[DEAD_LETTER_HEADERS.reason]).toBe('attempts_exhausted');
+    expect(String(headers[DEAD_LETTER_HEADERS.error])).toContain('not a whole number');
+    expect(headers[RETRY_COUNT_HEADER]).toBe(MAX_ATTEMPTS - 1);
+    // Waited backoff(1) + backoff(2) between the attempts.
+    expect(elapsed).toBeGreaterThanOrEqual(backoffMs(1) + backoffMs(2));
+    expect(await redis.get(keys.inventory('sku-bad'))).toBe('abc');
+    expect(await redis.exists(keys.order('op-bad-1'))).toBe(0);
+    expect(await takeAll(queues.notifier)).toEqual([]);
+  });
+
+  it("keeps the processor's status when the gateway records the order afterwards", async () => {
+    await redis.set(keys.inventory('sku-late'), '5');
+    await placeAndWait([() => publishPlaced({ id: 'op-late-1', sku: 'sku-late', qty: 2 })]);
+    const decided = await order('op-late-1');
+    expect(decided.status).toBe('created');
+
+    const record = JSON.stringify({ state: 'accepted', fp: 'fp', response: '{}' });
+    const accepted = await redis.accept(
+      keys.idempotency('op-late-1'),
+      keys.order('op-late-1'),
+      keys.stats.accepted,
+      'token-1',
+      record,
+      60,
+      'op-late-1',
+      'sku-late',
+      2,
+      '',
+      new Date(Date.now() + 1000).toISOString(),
+    );
+    expect(accepted).toBe(1);
+    expect(await order('op-late-1')).toEqual(decided);
+  });
+
+  it('answers /readyz 200 and serves its metrics while running', async () => {
+    const ready = await fetch(`${app.address}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toEqual({ status: 'ready' });
+    const metrics = await (await fetch(`${app.address}/metrics`)).text();
+    expect(metrics).toContain('processor_handle_seconds_bucket');
+    expect(metrics).toMatch(/processor_orders_total\{outcome="rejected_unknown_sku"/);
+  });
+});

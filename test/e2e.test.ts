@@ -1,0 +1,223 @@
+// The README's story, played against the four real processes (built as `npm start` runs them)
+// on real Redis and RabbitMQ: seed stock, order, repeat, conflict, run out, bad input, a crowd
+// of clients on one id, the notification and the dashboard's figures.
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { exchanges, keys, queues } from '@order-pipeline/shared';
+import { freePort, startService, waitFor, waitReady, type ServiceProcess } from './helpers/processes.js';
+import { resetBroker, resetRedis } from './helpers/servers.js';
+
+const redisUrl = inject('redisUrl');
+const rabbitmqUrls = inject('rabbitmqUrls');
+const SKU = 'mag-safe-phone-case';
+
+let redis: Redis;
+let procs: ServiceProcess[] = [];
+let gateway = '';
+let dashboard = '';
+/** Replays answered so far (200): what the dashboard's duplicates figure must show. */
+let replays = 0;
+
+interface OrderView {
+  id: string;
+  sku: string;
+  qty: number;
+  status: string;
+  reason?: string;
+  notification?: { status: string; attempts: number; sentAt?: string };
+}
+
+function post(body: unknown, headers: Record<string, string> = {}) {
+  return fetch(`${gateway}/orders`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+}
+
+async function getOrder(id: string): Promise<OrderView | undefined> {
+  const res = await fetch(`${gateway}/orders/${id}`);
+  return res.status === 200 ? ((await res.json()) as OrderView) : undefined;
+}
+
+/** Waits until the order is decided and its notification recorded as sent. */
+function settled(id: string): Promise<OrderView> {
+  return waitFor(`order ${id} decided and notified`, async () => {
+    const o = await getOrder(id);
+    return o && o.status !== 'accepted' && o.notification?.status === 'sent' ? o : undefined;
+  });
+}
+
+/** Every key with its value: what "writes nothing" is checked against. */
+async function snapshot(): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'COUNT', 1000);
+    cursor = next;
+    for (const k of found) {
+      const type = await redis.type(k);
+      out[k] = type === 'hash' ? JSON.stringify(await redis.hgetall(k)) : String(await redis.get(k));
+    }
+  } while (cursor !== '0');
+  return out;
+}
+
+describe('the pipeline, end to end, as the README tells it', () => {
+  beforeAll(async () => {
+    await resetRedis(redisUrl);
+    await resetBroker(rabbitmqUrls, [...Object.values(queues), ...Object.values(exchanges)]);
+    redis = new Redis(redisUrl);
+    const ports = { GATEWAY_PORT: await freePort(), DASHBOARD_PORT: await freePort(), PROCESSOR_PORT: await freePort(), NOTIFIER_PORT: await freePort() };
+    const env = { REDIS_URL: redisUrl, RABBITMQ_URLS: rabbitmqUrls.join(','), ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])) };
+    procs = (['api-gateway', 'order-processor', 'notifier', 'dashboard'] as const).map((s) => startService(s, env));
+    gateway = `http://127.0.0.1:${ports.GATEWAY_PORT}`;
+    dashboard = `http://127.0.0.1:${ports.DASHBOARD_PORT}`;
+    try {
+      await Promise.all(
+        [ports.GATEWAY_PORT, ports.PROCESSOR_PORT, ports.NOTIFIER_PORT, ports.DASHBOARD_PORT].map((p) => waitReady(`http://127.0.0.1:${p}`, 60_000)),
+      );
+    } catch (err) {
+      for (const p of procs) console.error(`--- ${p.name}\n${p.output()}`);
+      throw err;
+    }
+  }, 90_000);
+
+  afterAll(async () => {
+    // Graceful shutdown: every service exits 0 on SIGTERM.
+    const codes = await Promise.all(procs.map((p) => p.stop('SIGTERM')));
+    redis?.disconnect();
+    expect(codes).toEqual([0, 0, 0, 0]);
+  }, 30_000);
+
+  it('accepts an order once stock is seeded, and processes and notifies it', async () => {
+    await redis.set(keys.inventory(SKU), 100);
+    const res = await post({ id: 'order123', sku: SKU, qty: 2 });
+    expect(res.status).toBe(202);
+    expect(res.headers.get('location')).toBe('/orders/order123');
+    expect(await res.json()).toEqual({ id: 'order123', sku: SKU, qty: 2, status: 'accepted', message: 'Order received: order123' });
+
+    const order = await settled('order123');
+    expect(order).toMatchObject({ id: 'order123', sku: SKU, qty: 2, status: 'created', notification: { status: 'sent', attempts: 1 } });
+    expect(await redis.get(keys.inventory(SKU))).toBe('98');
+    expect(await redis.get(keys.processedCount)).toBe('1');
+    expect(await redis.hget(keys.notification('order123'), 'status')).toBe('sent');
+  });
+
+  it('replays the same order as a duplicate and never applies it twice', async () => {
+    const res = await post({ id: 'order123', sku: SKU, qty: 2 });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('idempotent-replayed')).toBe('true');
+    replays++;
+    expect(await res.json()).toMatchObject({ id: 'order123', duplicate: true, message: 'Duplicate order: order123', status: 'accepted' });
+    expect(await redis.get(keys.inventory(SKU))).toBe('98');
+  });
+
+  it('refuses the same id with another payload (422) and changes nothing', async () => {
+    const before = await snapshot();
+    const res = await post({ id: 'order123', sku: SKU, qty: 3 });
+    expect(res.status).toBe(422);
+    expect(res.headers.get('content-type')).toContain('application/problem+json');
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('rejects an order that exceeds the stock, notifies it, and leaves the stock alone', async () => {
+    await redis.set(keys.inventory('last-units'), 5);
+    expect((await post({ id: 'too-many', sku: 'last-units', qty: 6 })).status).toBe(202);
+    const order = await settled('too-many');
+    expect(order).toMatchObject({ status: 'rejected', reason: 'out_of_stock' });
+    expect(await redis.get(keys.inventory('last-units'))).toBe('5');
+
+    expect((await post({ id: 'just-enough', sku: 'last-units', qty: 5 })).status).toBe(202);
+    expect(await settled('just-enough')).toMatchObject({ status: 'created' });
+    expect(await redis.get(keys.inventory('last-units'))).toBe('0');
+  });
+
+  it('rejects an unknown SKU without creating its inventory key', async () => {
+    expect((await post({ id: 'mystery', sku: 'no-such-sku', qty: 1 })).status).toBe(202);
+    expect(await settled('mystery')).toMatchObject({ status: 'rejected', reason: 'unknown_sku' });
+    expect(await redis.exists(keys.inventory('no-such-sku'))).toBe(0);
+  });
+
+  it('answers every kind of bad input with a 4xx problem and writes nothing', async () => {
+    const before = await snapshot();
+    const cases: { name: string; res: () => Promise<Response>; status: number }[] = [
+      { name: 'malformed JSON', res: () => post('{"id": "x",'), status: 400 },
+      { name: 'missing qty', res: () => post({ id: 'bad1', sku: SKU }), status: 400 },
+      { name: 'extra property', res: () => post({ id: 'bad2', sku: SKU, qty: 1, price: 3 }), status: 400 },
+      { name: 'qty 0', res: () => post({ id: 'bad3', sku: SKU, qty: 0 }), status: 400 },
+      { name: 'qty 1001', res: () => post({ id: 'bad4', sku: SKU, qty: 1001 }), status: 400 },
+      { name: 'fractional qty', res: () => post({ id: 'bad5', sku: SKU, qty: 1.5 }), status: 400 },
+      { name: 'qty as string', res: () => post({ id: 'bad6', sku: SKU, qty: '1' }), status: 400 },
+      { name: 'id with a space', res: () => post({ id: 'bad 7', sku: SKU, qty: 1 }), status: 400 },
+      { name: 'id of 65 characters', res: () => post({ id: 'x'.repeat(65), sku: SKU, qty: 1 }), status: 400 },
+      { name: 'bad email', res: () => post({ id: 'bad8', sku: SKU, qty: 1, email: 'not-an-email' }), status: 400 },
+      { name: 'array body', res: () => post('[1,2]'), status: 400 },
+      { name: 'wrong content type', res: () => post({ id: 'bad9', sku: SKU, qty: 1 }, { 'content-type': 'text/plain' }), status: 415 },
+      { name: 'body over 16 KiB', res: () => post({ id: 'bad10', sku: SKU, qty: 1, pad: 'x'.repeat(17 * 1024) }), status: 413 },
+    ];
+    for (const c of cases) {
+      const res = await c.res();
+      expect(res.status, c.name).toBe(c.status);
+      expect(res.headers.get('content-type'), c.name).toContain('application/problem+json');
+      const body = (await res.json()) as { status: number; title: string; detail: string; errors?: unknown[] };
+      expect(body.status, c.name).toBe(c.status);
+      expect(body.detail, c.name).toBeTruthy();
+      if (c.status === 400) expect(body.errors?.length, c.name).toBeGreaterThan(0);
+    }
+    expect(await snapshot()).toEqual(before);
+  });
+
+  it('takes one order when many clients send the same id at once', async () => {
+    await redis.set(keys.inventory('crowd-sku'), 50);
+    const answers = await Promise.all(Array.from({ length: 40 }, () => post({ id: 'crowd-1', sku: 'crowd-sku', qty: 1 })));
+    const statuses = answers.map((r) => r.status);
+    expect(statuses.filter((s) => s === 202)).toHaveLength(1);
+    expect(statuses.every((s) => s === 202 || s === 200 || s === 409)).toBe(true);
+    replays += statuses.filter((s) => s === 200).length;
+    await settled('crowd-1');
+    expect(await redis.get(keys.inventory('crowd-sku'))).toBe('49');
+  });
+
+  it("shows the dashboard's figures as JSON, as Prometheus text and as a page", async () => {
+    const processed = Number(await redis.get(keys.processedCount));
+    const res = await fetch(`${dashboard}/metrics?sku=${SKU}&order_id=order123`);
+    expect(res.status).toBe(200);
+    const m = (await res.json()) as Record<string, unknown> & { orders: Record<string, number>; inventory: Record<string, number>; queues: Record<string, { messages: number; consumers: number }> };
+    expect(m.processed_orders_count).toBe(processed);
+    expect(m.inventory_level).toBe(98);
+    expect(m.notification_status).toBe('sent');
+    expect(m.orders).toMatchObject({ duplicates: replays, created: processed, rejected: 2 });
+    expect(m.orders.accepted).toBe(5);
+    expect(m.inventory).toMatchObject({ [SKU]: 98, 'last-units': 0, 'crowd-sku': 49 });
+    expect(m.queues[queues.orders]).toMatchObject({ consumers: 1 });
+    expect(m.queues[queues.notifier]).toMatchObject({ consumers: 1 });
+
+    const unknown = (await (await fetch(`${dashboard}/metrics?order_id=nobody`)).json()) as Record<string, unknown>;
+    expect(unknown.notification_status).toBeNull();
+
+    const prom = await fetch(`${dashboard}/metrics`, { headers: { accept: 'application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1' } });
+    expect(prom.headers.get('content-type')).toMatch(/text\/plain|openmetrics/);
+    expect(await prom.text()).toMatch(new RegExp(`sku="${SKU}"\\} 98`));
+
+    const page = await fetch(`${dashboard}/`);
+    expect(page.headers.get('content-type')).toContain('text/html');
+    expect(await page.text()).toContain('/metrics');
+  });
+
+  it('serves the order and its notification at GET /orders/{id}, and 404 for an unknown id', async () => {
+    const o = await getOrder('order123');
+    expect(o).toMatchObject({ id: 'order123', sku: SKU, qty: 2, status: 'created', notification: { status: 'sent', attempts: 1 } });
+    expect(typeof o?.notification?.sentAt).toBe('string');
+    const missing = await fetch(`${gateway}/orders/nobody`);
+    expect(missing.status).toBe(404);
+  });
+
+  it('stops a service at start with one line naming a malformed variable', async () => {
+    const p = startService('api-gateway', { REDIS_URL: redisUrl, RABBITMQ_URLS: rabbitmqUrls.join(','), PUBLISH_TIMEOUT_MS: 'soon', GATEWAY_PORT: String(await freePort()) });
+    expect(await p.exited).toBe(1);
+    const lines = p.output().trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('PUBLISH_TIMEOUT_MS');
+  });
+});
