@@ -16,4 +16,3 @@ onShutdown(log, async () => {
 
 await awaitDependencies(log, redis, broker);
 dashboard = await start({ config, redis, broker, log }).catch(exitOnStartFailure(log));
-log.info({ address: dashboard.address }, 'dashboard listening');

@@ -18,4 +18,3 @@ onShutdown(log, async () => {
 // Consumes only once Redis and the broker answer.
 await awaitDependencies(log, redis, broker);
 app = await start({ config, redis, broker, log }).catch(exitOnStartFailure(log));
-log.info({ address: app.address }, 'notifier started');

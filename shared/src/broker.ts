@@ -211,14 +211,17 @@ export function createBroker(opts: BrokerOptions): Broker {
   const wrappers = new Set<ChannelWrapper>([publisher]);
 
   function channel(name: string): ChannelWrapper {
+    // The wrapper says 'close' before the broker's close-ok arrives: a close its owner asked for.
+    let closed = false;
     const w = connection.createChannel({
       name: `${opts.name}:${name}`,
       confirm: false,
       setup: (ch: Channel) => {
-        watch(ch, name);
+        watch(ch, name, () => closed);
         return applyTopology(ch, queueType);
       },
     });
+    w.once('close', () => (closed = true));
     w.on('error', (err: Error) => log.error({ err: err.message, channel: name }, 'channel setup failed'));
     wrappers.add(w);
     return w;

@@ -7,7 +7,8 @@ import type { Logger } from './logger.js';
 
 // HTTP pieces every service shares: problem+json errors (RFC 9457), /healthz, /readyz, /metrics.
 
-export const PROBLEM_TYPE_BASE = 'https://order-pipeline.dev/problems/';
+// Problem types are URNs: stable identifiers that promise no documentation page at an address.
+export const PROBLEM_TYPE_BASE = 'urn:order-pipeline:problem:';
 
 export class HttpProblem extends Error {
   constructor(
