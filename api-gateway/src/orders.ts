@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Context } from 'koa';
 import {
   HttpProblem,
+  ID_REGEX,
   canonicalOrder,
   encodeEvent,
   exchanges,
@@ -53,8 +54,6 @@ export interface OrderDeps {
   metrics: OrderMetrics;
 }
 
-/** The order id pattern of the SPEC (the same as the schema's `id`). */
-const ORDER_ID = /^[A-Za-z0-9_.:-]{1,64}$/;
 
 /** sha256 (hex) of the canonical order: the same payload gives the same fingerprint whatever its key order. */
 export function fingerprint(order: Order): string {
@@ -220,7 +219,7 @@ function orderView(order: Record<string, string>, notification: Record<string, s
 }
 
 export async function getOrder(ctx: Context, id: string, deps: Pick<OrderDeps, 'redis' | 'log'>): Promise<void> {
-  if (!ORDER_ID.test(id)) {
+  if (!ID_REGEX.test(id)) {
     throw new HttpProblem(400, 'Invalid Order Id', 'An order id is 1-64 characters of A-Z a-z 0-9 _ . : -');
   }
   let replies: [Error | null, unknown][] | null;

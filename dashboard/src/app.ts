@@ -3,6 +3,7 @@ import { Router } from '@koa/router';
 import type { Channel } from 'amqplib';
 import {
   HttpProblem,
+  ID_REGEX,
   TransientError,
   closeServer,
   createMetrics,
@@ -15,7 +16,7 @@ import {
   type Logger,
   type RedisClient,
 } from '@order-pipeline/shared';
-import { ID_PATTERN, prefersPrometheus, readFigures, toPrometheus, type Figures, type QueueChecker } from './figures.js';
+import { prefersPrometheus, readFigures, toPrometheus, type Figures, type QueueChecker } from './figures.js';
 import { PAGE_CSP, PAGE_HTML } from './page.js';
 
 export interface DashboardDeps {
@@ -107,7 +108,7 @@ export async function start(deps: DashboardDeps): Promise<Dashboard> {
 function idParam(ctx: Context, name: string): string | undefined {
   const value = ctx.query[name];
   if (value === undefined) return undefined;
-  if (typeof value === 'string' && ID_PATTERN.test(value)) return value;
+  if (typeof value === 'string' && ID_REGEX.test(value)) return value;
   const message = typeof value === 'string' ? 'must be 1-64 characters of A-Z a-z 0-9 _ . : -' : 'must be given once';
   throw new HttpProblem(400, 'Invalid Query', `${name} ${message}`, { errors: [{ path: name, message }] });
 }

@@ -4,9 +4,6 @@ import { TransientError, keys, queues, type RedisClient } from '@order-pipeline/
 // The dashboard's read model: every figure comes straight from Redis (counters bumped inside the
 // Lua scripts, inventory keys) and from passive checks of the queues, at request time.
 
-/** Order ids and SKUs: the same rule the gateway applies to `id` and `sku`. */
-export const ID_PATTERN = /^[A-Za-z0-9_.:-]{1,64}$/;
-
 /** SCAN page size: large enough for few round trips, small enough not to stall Redis. */
 export const SCAN_COUNT = 500;
 

@@ -30,9 +30,15 @@ type Reply<T> = Promise<T>;
 /** The commands defined from ../lua; see each file's header for KEYS, ARGV and replies. */
 export interface ScriptCommands {
   claim(idemp: string, duplicates: string, record: string, leaseMs: Arg, fingerprint: string): Reply<[0] | [1, string] | [2] | [3, number]>;
-  accept(idemp: string, order: string, accepted: string, ...argv: Arg[]): Reply<0 | 1>;
+  accept(
+    idemp: string, order: string, accepted: string,
+    token: string, record: string, ttlSeconds: number, id: string, sku: string, qty: number, email: string, now: string,
+  ): Reply<0 | 1>;
   release(idemp: string, token: string): Reply<0 | 1>;
-  reserve(order: string, inventory: string, processed: string, rejected: string, ...argv: Arg[]): Reply<[0 | 1, string, string]>;
+  reserve(
+    order: string, inventory: string, processed: string, rejected: string,
+    id: string, sku: string, qty: number, email: string, now: string,
+  ): Reply<[0 | 1, string, string]>;
   notifyClaim(notification: string, failed: string, token: string, leaseMs: Arg, channel: string): Reply<[0 | 1 | 2, number]>;
   notifySent(notification: string, sent: string, sentAt: string): Reply<0 | 1>;
   notifyFail(notification: string, failed: string, token: string, error: string, last: '0' | '1'): Reply<0 | 1>;
