@@ -362,6 +362,9 @@ export async function startRedis({ port, appendonly = false, dir, log } = {}) {
     '--bind', '127.0.0.1',
     '--save', '',
     '--appendonly', appendonly ? 'yes' : 'no',
+    // With the default (fsync every second) a SIGKILL loses the last second of writes; a server
+    // started with its AOF on is one whose data must survive a crash.
+    '--appendfsync', appendonly ? 'always' : 'everysec',
     '--dir', workDir,
     '--daemonize', 'no',
   ];

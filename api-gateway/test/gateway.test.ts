@@ -116,7 +116,7 @@ function postOrder(body: unknown, opts: { base?: string; headers?: Record<string
 function expectProblem(r: Reply, status: number): void {
   expect(r.status).toBe(status);
   expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-  expect(r.body).toMatchObject({ status, type: expect.stringMatching(/^https?:\/\//), title: expect.any(String), detail: expect.any(String) });
+  expect(r.body).toMatchObject({ status, type: expect.stringMatching(/^urn:order-pipeline:problem:[a-z-]+$/), title: expect.any(String), detail: expect.any(String) });
 }
 
 async function idempRecord(id: string): Promise<Record<string, unknown> | null> {
