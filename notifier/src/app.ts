@@ -1,12 +1,10 @@
-import Koa from 'koa';
 import {
   PoisonMessageError,
   closeServer,
+  dependencyChecks,
+  startOpsServer,
   createMetrics,
   defaultBackoffMs,
-  listen,
-  opsMiddleware,
-  problemMiddleware,
   queues,
   type Broker,
   type Config,
@@ -76,19 +74,8 @@ export async function start(deps: NotifierAppDeps): Promise<RunningNotifier> {
 
   // Filled once the ops server listens; /readyz says not ready until then.
   const running: { consumer?: Consumer } = {};
-  const app = new Koa();
-  app.use(problemMiddleware(log));
-  app.use(
-    opsMiddleware(
-      [
-        { name: 'redis', ok: () => redis.status === 'ready' },
-        { name: 'broker', ok: () => broker.isConnected() },
-        { name: 'consumer', ok: () => running.consumer?.isConsuming() ?? false },
-      ],
-      metrics,
-    ),
-  );
-  const http = await listen(app, deps.port ?? config.ports.notifier, deps.host);
+  const checks = dependencyChecks(redis, broker, () => running.consumer);
+  const http = await startOpsServer({ log, metrics, checks, port: deps.port ?? config.ports.notifier, host: deps.host });
 
   const consumer = broker.consume({
     queue: queues.notifier,

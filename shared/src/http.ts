@@ -1,6 +1,6 @@
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type Koa from 'koa';
+import Koa from 'koa';
 import type { Context, Middleware } from 'koa';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from './logger.js';
@@ -142,4 +142,33 @@ export function closeServer(server: Server): Promise<void> {
     server.close(() => resolve());
     server.closeIdleConnections();
   });
+}
+
+/** The readiness every service reports: Redis and the broker, and for consumers the consumer. */
+export function dependencyChecks(
+  redis: { status: string },
+  broker: { isConnected(): boolean },
+  consumer?: () => { isConsuming(): boolean } | undefined,
+): ReadinessCheck[] {
+  const checks: ReadinessCheck[] = [
+    { name: 'redis', ok: () => redis.status === 'ready' },
+    { name: 'broker', ok: () => broker.isConnected() },
+  ];
+  if (consumer) checks.push({ name: 'consumer', ok: () => consumer()?.isConsuming() ?? false });
+  return checks;
+}
+
+/** The consumers' HTTP server: /healthz, /readyz and /metrics only, problems for anything else. */
+export async function startOpsServer(opts: {
+  log: Logger;
+  metrics: Metrics;
+  checks: ReadinessCheck[];
+  port: number;
+  host?: string;
+}): Promise<{ server: Server; address: string; port: number }> {
+  const app = new Koa();
+  app.use(problemMiddleware(opts.log));
+  app.use(timingMiddleware(opts.metrics));
+  app.use(opsMiddleware(opts.checks, opts.metrics));
+  return listen(app, opts.port, opts.host);
 }
