@@ -41,7 +41,7 @@ const QUEUE_CHECK_TIMEOUT_MS = 2000;
 export async function start(deps: DashboardDeps): Promise<Dashboard> {
   const { config, redis, broker, log } = deps;
   const metrics = createMetrics(config.service);
-  const queueChecker = dashboardQueueChecker(broker, log);
+  const queueChecker = dashboardQueueChecker(broker);
   const noteInvalid = invalidInventoryNoter(log);
 
   const router = new Router();
@@ -115,27 +115,15 @@ function idParam(ctx: Context, name: string): string | undefined {
 
 /**
  * Passive queue checks on the dashboard's own channel. A passive check of a missing queue (one
- * deleted by hand) makes the broker close the channel, and amqp-connection-manager reopens a
- * channel only when the connection drops: so a broker-closed channel triggers a reconnect, whose
- * setup declares the topology again.
+ * deleted by hand) makes the broker close the channel; the shared broker then reconnects, and
+ * every channel's setup declares the topology again.
  */
-function dashboardQueueChecker(broker: Broker, log: Logger): { current(): QueueChecker | null; close(): Promise<void> } {
+function dashboardQueueChecker(broker: Broker): { current(): QueueChecker | null; close(): Promise<void> } {
   const channel = broker.channel('dashboard');
   let open = false;
-  let closing = false;
   void channel.addSetup(async (ch: Channel) => {
     open = true;
-    // Without a listener amqplib turns a channel error into a connection error.
-    ch.on('error', (err: Error) => log.warn({ err: err.message }, 'dashboard channel error'));
-    ch.on('close', () => {
-      open = false;
-      if (!closing && broker.isConnected()) {
-        log.warn('dashboard channel closed by the broker; reconnecting');
-        setTimeout(() => {
-          if (!closing && broker.isConnected()) broker.connection.reconnect();
-        }, 500).unref();
-      }
-    });
+    ch.on('close', () => (open = false));
   });
 
   const checker: QueueChecker = {
@@ -148,7 +136,6 @@ function dashboardQueueChecker(broker: Broker, log: Logger): { current(): QueueC
   return {
     current: () => (open && broker.isConnected() ? checker : null),
     async close() {
-      closing = true;
       await channel.close().catch(() => undefined);
     },
   };
