@@ -2,13 +2,13 @@
 // on real Redis and RabbitMQ: seed stock, order, repeat, conflict, run out, bad input, a crowd
 // of clients on one id, the notification and the dashboard's figures.
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { exchanges, keys, queues } from '@order-pipeline/shared';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keys, queues } from '@order-pipeline/shared';
 import { freePort, startService, waitFor, waitReady, type ServiceProcess } from './helpers/processes.js';
-import { resetBroker, resetRedis } from './helpers/servers.js';
+import { PROMETHEUS_ACCEPT } from './helpers/prometheus.js';
+import { resetAll, testServers } from './helpers/servers.js';
 
-const redisUrl = inject('redisUrl');
-const rabbitmqUrls = inject('rabbitmqUrls');
+const { redisUrl, rabbitmqUrls } = testServers();
 const SKU = 'mag-safe-phone-case';
 
 let redis: Redis;
@@ -65,8 +65,7 @@ async function snapshot(): Promise<Record<string, string>> {
 
 describe('the pipeline, end to end, as the README tells it', () => {
   beforeAll(async () => {
-    await resetRedis(redisUrl);
-    await resetBroker(rabbitmqUrls, [...Object.values(queues), ...Object.values(exchanges)]);
+    await resetAll(redisUrl, rabbitmqUrls);
     redis = new Redis(redisUrl);
     const ports = { GATEWAY_PORT: await freePort(), DASHBOARD_PORT: await freePort(), PROCESSOR_PORT: await freePort(), NOTIFIER_PORT: await freePort() };
     const env = { REDIS_URL: redisUrl, RABBITMQ_URLS: rabbitmqUrls.join(','), ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])) };
@@ -196,7 +195,7 @@ describe('the pipeline, end to end, as the README tells it', () => {
     const unknown = (await (await fetch(`${dashboard}/metrics?order_id=nobody`)).json()) as Record<string, unknown>;
     expect(unknown.notification_status).toBeNull();
 
-    const prom = await fetch(`${dashboard}/metrics`, { headers: { accept: 'application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1' } });
+    const prom = await fetch(`${dashboard}/metrics`, { headers: { accept: PROMETHEUS_ACCEPT } });
     expect(prom.headers.get('content-type')).toMatch(/text\/plain|openmetrics/);
     expect(await prom.text()).toMatch(new RegExp(`sku="${SKU}"\\} 98`));
 

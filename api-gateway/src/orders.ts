@@ -119,7 +119,7 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
   const token = randomUUID();
   let claim: Awaited<ReturnType<RedisClient['claim']>>;
   try {
-    claim = await redis.claim(idempKey, keys.stats.duplicates, JSON.stringify({ state: 'inflight', fp, token }), claimLeaseMs(config), fp);
+    claim = await redis.claim(idempKey, keys.stats.duplicates, JSON.stringify({ state: 'inflight', fp, token }), claimLeaseMs(config), fp, token);
   } catch (err) {
     olog.warn({ err: (err as Error).message }, 'idempotency claim failed; answering 503');
     throw unavailable('The order store is not reachable; retry shortly');

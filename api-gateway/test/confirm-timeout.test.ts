@@ -3,9 +3,10 @@
 // demand: the publish leaves, and no confirm comes back in time.
 import net from 'node:net';
 import { connect, type ChannelModel } from 'amqplib';
-import { createBroker, createLogger, createRedis, exchanges, keys, loadConfig, queues, redisReady, waitForBroker, type Broker, type RedisClient } from '@order-pipeline/shared';
+import { createLogger, createRedis, keys, loadConfig, queues, redisReady, waitForBroker, type Broker, type RedisClient } from '@order-pipeline/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resetBroker, resetRedis, testServers } from '../../test/helpers/servers.js';
+import { drainQueue, newBroker } from '../../test/helpers/broker.js';
+import { resetAll, testServers } from '../../test/helpers/servers.js';
 import { start, type Gateway } from '../src/app.js';
 
 const { redisUrl, rabbitmqUrls } = testServers();
@@ -70,15 +71,14 @@ describe('a publish the broker does not confirm in time', () => {
   let amqp: ChannelModel;
 
   beforeAll(async () => {
-    await resetRedis(redisUrl);
-    await resetBroker(rabbitmqUrls, [...Object.values(queues), ...Object.values(exchanges)]);
+    await resetAll(redisUrl, rabbitmqUrls);
     const target = new URL(rabbitmqUrls[0] as string);
     link = await relay(target);
     const viaRelay = new URL(target.href);
     viaRelay.port = String(link.port);
     const config = loadConfig('api-gateway', { REDIS_URL: redisUrl, RABBITMQ_URLS: viaRelay.href, PUBLISH_TIMEOUT_MS: String(PUBLISH_TIMEOUT_MS) });
     redis = createRedis(config.redis);
-    broker = createBroker({ urls: config.rabbitmqUrls, queueType: config.queueType, log, publishTimeoutMs: config.publishTimeoutMs, name: 'confirm-timeout-test' });
+    broker = newBroker(config, log, 'confirm-timeout-test');
     await Promise.all([redisReady(redis), waitForBroker(broker, 20_000)]);
     gw = await start({ config, redis, broker, log, port: 0, host: '127.0.0.1' });
     amqp = await connect(rabbitmqUrls[0] as string);
@@ -121,12 +121,7 @@ describe('a publish the broker does not confirm in time', () => {
     // The timed-out copy still reached the queue once the link thawed: two copies of one order,
     // which the processor's once-only check absorbs. Nothing was lost.
     const ch = await amqp.createChannel();
-    const ids: string[] = [];
-    for (;;) {
-      const m = await ch.get(queues.orders, { noAck: true });
-      if (m === false) break;
-      ids.push(String(m.properties.messageId));
-    }
+    const ids = (await drainQueue(ch, queues.orders)).map((m) => String(m.properties.messageId));
     expect(ids.filter((id) => id === `${order.id}:order.placed`)).toHaveLength(2);
   });
 });

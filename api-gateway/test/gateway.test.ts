@@ -1,10 +1,8 @@
 // The gateway in-process against real Redis and RabbitMQ: every row of the SPEC's POST /orders
 // table, with its side effects (idempotency record, order hash, messages in orders.queue).
-import net from 'node:net';
-import { connect, type Channel, type ChannelModel, type GetMessage } from 'amqplib';
+import type { Channel, ChannelModel, GetMessage } from 'amqplib';
 import {
   applyTopology,
-  createBroker,
   createLogger,
   createRedis,
   exchanges,
@@ -17,7 +15,9 @@ import {
   type RedisClient,
 } from '@order-pipeline/shared';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { resetBroker, resetRedis, testServers } from '../../test/helpers/servers.js';
+import { drainQueue, newBroker, openTopologyChannel } from '../../test/helpers/broker.js';
+import { freePort, waitFor } from '../../test/helpers/processes.js';
+import { resetAll, testServers } from '../../test/helpers/servers.js';
 import { start, type Gateway } from '../src/app.js';
 import { fingerprint } from '../src/orders.js';
 
@@ -38,29 +38,13 @@ let amqp: ChannelModel;
 let ch: Channel;
 const cleanups: (() => Promise<unknown>)[] = [];
 
-function newBroker(urls: readonly string[], name: string): Broker {
-  return createBroker({ urls, queueType: config.queueType, log, publishTimeoutMs: config.publishTimeoutMs, name });
-}
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
-
 beforeAll(async () => {
-  await resetRedis(redisUrl);
-  await resetBroker(rabbitmqUrls, { exchanges: Object.values(exchanges), queues: Object.values(queues) });
+  await resetAll(redisUrl, rabbitmqUrls);
   redis = createRedis({ url: redisUrl });
   gwRedis = createRedis({ url: redisUrl }, { log });
-  broker = newBroker(rabbitmqUrls, 'gateway-test');
+  broker = newBroker(config, log, 'gateway-test');
   await Promise.all([redisReady(redis), redisReady(gwRedis), broker.connection.connect({ timeout: 20_000 })]);
-  amqp = await connect(rabbitmqUrls[0] as string);
-  ch = await amqp.createChannel();
-  await applyTopology(ch, config.queueType);
+  ({ amqp, ch } = await openTopologyChannel(rabbitmqUrls[0] as string, config.queueType));
   gw = await start({ config, redis: gwRedis, broker, log, port: 0, host: '127.0.0.1' });
 });
 
@@ -74,14 +58,7 @@ afterAll(async () => {
 });
 
 /** Takes every message now in orders.queue (each test starts from an empty queue). */
-async function takeMessages(): Promise<GetMessage[]> {
-  const out: GetMessage[] = [];
-  for (;;) {
-    const m = await ch.get(queues.orders, { noAck: true });
-    if (m === false) return out;
-    out.push(m);
-  }
-}
+const takeMessages = (): Promise<GetMessage[]> => drainQueue(ch, queues.orders);
 
 beforeEach(async () => {
   await takeMessages();
@@ -130,16 +107,6 @@ async function scriptCalls(): Promise<number> {
   let calls = 0;
   for (const m of info.matchAll(/^cmdstat_(?:eval|evalsha):calls=(\d+)/gm)) calls += Number(m[1]);
   return calls;
-}
-
-async function pollUntil<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 describe('POST /orders', () => {
@@ -213,7 +180,7 @@ describe('POST /orders', () => {
     const order = { id: 'gw-inflight-1', sku: 'sku-a', qty: 1 };
     // Another gateway's claim, between its claim and its publish.
     const record = JSON.stringify({ state: 'inflight', fp: fingerprint(order), token: 'other-gateway' });
-    expect(await redis.claim(keys.idempotency(order.id), keys.stats.duplicates, record, 8000, fingerprint(order))).toEqual([0]);
+    expect(await redis.claim(keys.idempotency(order.id), keys.stats.duplicates, record, 8000, fingerprint(order), 'other-gateway')).toEqual([0]);
 
     const r = await postOrder(order);
     expectProblem(r, 409);
@@ -369,10 +336,10 @@ describe('POST /orders', () => {
   it('a gateway that died between claim and publish locks the id only until its lease lapses', async () => {
     const order = { id: 'gw-crashed-1', sku: 'sku-a', qty: 1 };
     const record = JSON.stringify({ state: 'inflight', fp: fingerprint(order), token: 'dead-gateway' });
-    expect(await redis.claim(keys.idempotency(order.id), keys.stats.duplicates, record, 400, fingerprint(order))).toEqual([0]);
+    expect(await redis.claim(keys.idempotency(order.id), keys.stats.duplicates, record, 400, fingerprint(order), 'dead-gateway')).toEqual([0]);
     expect((await postOrder(order)).status).toBe(409);
 
-    await pollUntil('the lease to lapse', async () => ((await redis.pttl(keys.idempotency(order.id))) === -2 ? true : undefined));
+    await waitFor('the lease to lapse', async () => ((await redis.pttl(keys.idempotency(order.id))) === -2 ? true : undefined), 10_000);
     const r = await postOrder(order);
     expect(r.status).toBe(202);
     expect((await takeMessages()).map((m) => m.properties.messageId)).toEqual(['gw-crashed-1:order.placed']);
@@ -381,7 +348,7 @@ describe('POST /orders', () => {
 
 describe('POST /orders with a dependency down', () => {
   it('with the broker unreachable it answers 503 at once and writes nothing; readiness names the broker', async () => {
-    const deadBroker = newBroker([`amqp://guest:guest@127.0.0.1:${await closedPort()}`], 'gateway-test-dead-broker');
+    const deadBroker = newBroker(config, log, 'gateway-test-dead-broker', [`amqp://guest:guest@127.0.0.1:${await freePort()}`]);
     cleanups.push(() => deadBroker.close());
     const other = await start({ config, redis: gwRedis, broker: deadBroker, log, port: 0, host: '127.0.0.1' });
     cleanups.push(() => other.stop());
@@ -402,7 +369,7 @@ describe('POST /orders with a dependency down', () => {
   });
 
   it('with Redis unreachable it answers 503 and publishes nothing; readiness names Redis', async () => {
-    const deadRedis = createRedis({ url: `redis://127.0.0.1:${await closedPort()}` }, { log, overrides: { retryStrategy: () => null } });
+    const deadRedis = createRedis({ url: `redis://127.0.0.1:${await freePort()}` }, { log, overrides: { retryStrategy: () => null } });
     cleanups.push(async () => deadRedis.disconnect());
     const other = await start({ config, redis: deadRedis, broker, log, port: 0, host: '127.0.0.1' });
     cleanups.push(() => other.stop());

@@ -1,11 +1,9 @@
 // The dashboard in-process against real Redis and RabbitMQ: figures seeded straight into Redis and
 // messages published to the real queues, read back through GET /metrics as JSON and as Prometheus text.
 import { createHash } from 'node:crypto';
-import net from 'node:net';
 import vm from 'node:vm';
 import { connect, type ChannelModel } from 'amqplib';
 import {
-  createBroker,
   createLogger,
   createRedis,
   encodeEvent,
@@ -21,7 +19,10 @@ import {
   type RedisClient,
 } from '@order-pipeline/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { resetBroker, resetRedis, testServers } from '../../test/helpers/servers.js';
+import { newBroker } from '../../test/helpers/broker.js';
+import { freePort, waitFor } from '../../test/helpers/processes.js';
+import { PROMETHEUS_ACCEPT, samples } from '../../test/helpers/prometheus.js';
+import { resetAll, testServers } from '../../test/helpers/servers.js';
 import { start, type Dashboard } from '../src/app.js';
 import type { Figures } from '../src/figures.js';
 
@@ -29,7 +30,6 @@ const { redisUrl, rabbitmqUrls } = testServers();
 const log = createLogger('dashboard', 'silent');
 const config: Config = loadConfig('dashboard', { REDIS_URL: redisUrl, RABBITMQ_URLS: rabbitmqUrls.join(','), LOG_LEVEL: 'silent' });
 
-const PROMETHEUS_ACCEPT = 'application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1';
 const ALL_QUEUES = Object.values(queues);
 
 let seed: RedisClient; // the test's own writer
@@ -38,19 +38,6 @@ let broker: Broker;
 let dash: Dashboard;
 let amqp: ChannelModel | undefined;
 const cleanups: (() => Promise<unknown>)[] = [];
-
-function newBroker(urls: readonly string[], name: string): Broker {
-  return createBroker({ urls, queueType: config.queueType, log, publishTimeoutMs: config.publishTimeoutMs, name });
-}
-
-/** A port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function getJson(base: string, path: string, headers: Record<string, string> = {}): Promise<{ res: Response; body: Record<string, unknown> }> {
   const res = await fetch(base + path, { headers: { Accept: 'application/json', ...headers } });
@@ -64,26 +51,16 @@ async function figures(query = '', base = dash.address): Promise<Figures> {
   return (await res.json()) as Figures;
 }
 
-/** Polls until `ok` holds, or fails with the last value seen. */
-async function eventually<T>(read: () => Promise<T>, ok: (v: T) => boolean, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: T = await read();
-  while (!ok(last)) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms; last value: ${JSON.stringify(last)?.slice(0, 2000)}`);
-    await new Promise((r) => setTimeout(r, 100));
-    last = await read();
-  }
-  return last;
-}
-
-/** `name{labels}` -> value of every sample line of a Prometheus text exposition. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (m) out.set(m[1] as string, Number(m[2]));
-  }
-  return out;
+/** Polls the JSON figures until `ok` holds for them (up to 15 s). */
+function figuresWhen(what: string, ok: (f: Figures) => boolean): Promise<Figures> {
+  return waitFor(
+    what,
+    async () => {
+      const f = await figures();
+      return ok(f) ? f : undefined;
+    },
+    15_000,
+  );
 }
 
 async function commandCalls(redis: RedisClient, command: string): Promise<number> {
@@ -93,11 +70,10 @@ async function commandCalls(redis: RedisClient, command: string): Promise<number
 }
 
 beforeAll(async () => {
-  await resetRedis(redisUrl);
-  await resetBroker(rabbitmqUrls, { exchanges: Object.values(exchanges), queues: ALL_QUEUES });
+  await resetAll(redisUrl, rabbitmqUrls);
   seed = createRedis({ url: redisUrl });
   dashRedis = createRedis({ url: redisUrl }, { log });
-  broker = newBroker(rabbitmqUrls, 'dashboard-test');
+  broker = newBroker(config, log, 'dashboard-test');
   await Promise.all([redisReady(seed), redisReady(dashRedis), broker.connection.connect({ timeout: 20_000 })]);
 
   await seed.mset(
@@ -115,7 +91,7 @@ beforeAll(async () => {
 
   dash = await start({ config, redis: dashRedis, broker, log, port: 0, host: '127.0.0.1' });
   // The dashboard's channel declares the topology in its setup; wait until the queues can be read.
-  await eventually(() => figures(), (f) => f.queues !== null);
+  await figuresWhen('the queues readable', (f) => f.queues !== null);
 });
 
 afterAll(async () => {
@@ -247,8 +223,8 @@ describe('queue depths', () => {
     const ch = await amqp.createChannel();
     await ch.consume(queues.notifier, () => undefined);
 
-    const f = await eventually(
-      () => figures(),
+    const f = await figuresWhen(
+      '3 messages in orders.queue and a consumer on notifier.queue',
       (v) => v.queues?.[queues.orders]?.messages === 3 && v.queues?.[queues.notifier]?.consumers === 1,
     );
     expect(f.queues?.[queues.orders]).toEqual({ messages: 3, consumers: 0 });
@@ -267,10 +243,7 @@ describe('queue depths', () => {
     // The passive check of the missing queue fails and makes the broker close the dashboard's
     // channel; a reconnect declares the topology again.
     expect((await figures()).queues).toBeNull();
-    const f = await eventually(
-      () => figures(),
-      (v) => v.queues !== null,
-    );
+    const f = await figuresWhen('the queues readable again', (v) => v.queues !== null);
     expect(f.queues?.[queues.ordersDlq]).toEqual({ messages: 0, consumers: 0 });
     expect(Object.keys(f.queues ?? {})).toEqual(ALL_QUEUES);
   });
@@ -308,7 +281,7 @@ describe('health and readiness', () => {
   });
 
   it('without a broker still answers the figures, with queues null, and is not ready', async () => {
-    const deadBroker = newBroker([`amqp://guest:guest@127.0.0.1:${await closedPort()}`], 'dashboard-test-nobroker');
+    const deadBroker = newBroker(config, log, 'dashboard-test-nobroker', [`amqp://guest:guest@127.0.0.1:${await freePort()}`]);
     cleanups.push(() => deadBroker.close());
     const d = await start({ config, redis: dashRedis, broker: deadBroker, log, port: 0, host: '127.0.0.1' });
     cleanups.push(() => d.stop());
@@ -324,7 +297,7 @@ describe('health and readiness', () => {
   });
 
   it('without Redis answers /metrics with a 503 problem and is not ready', async () => {
-    const deadRedis = createRedis({ url: `redis://127.0.0.1:${await closedPort()}` }, { overrides: { retryStrategy: () => 1000 } });
+    const deadRedis = createRedis({ url: `redis://127.0.0.1:${await freePort()}` }, { overrides: { retryStrategy: () => 1000 } });
     deadRedis.on('error', () => undefined);
     cleanups.push(async () => deadRedis.disconnect());
     const d = await start({ config, redis: deadRedis, broker, log, port: 0, host: '127.0.0.1' });

@@ -1,8 +1,7 @@
 // The pure parts of the dashboard: Accept negotiation, integer parsing and the Prometheus rendering.
 import { describe, expect, it } from 'vitest';
+import { PROMETHEUS_ACCEPT, samples } from '../../test/helpers/prometheus.js';
 import { parseInteger, prefersPrometheus, toPrometheus, type Figures } from '../src/figures.js';
-
-const PROMETHEUS_ACCEPT = 'application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.4,*/*;q=0.1';
 
 describe('prefersPrometheus', () => {
   it.each([
@@ -63,16 +62,6 @@ function sample(overrides: Partial<Figures> = {}): Figures {
     generatedAt: new Date().toISOString(),
     ...overrides,
   };
-}
-
-/** `name{labels}` -> value of every sample line. */
-function samples(text: string): Map<string, number> {
-  const out = new Map<string, number>();
-  for (const line of text.split('\n')) {
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*(?:\{[^}]*\})?) (\S+)$/.exec(line);
-    if (m) out.set(m[1] as string, Number(m[2]));
-  }
-  return out;
 }
 
 describe('toPrometheus', () => {

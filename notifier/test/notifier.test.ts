@@ -2,13 +2,12 @@
 // notification is sent once, failures are retried with growing delays and end in the DLQ.
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { connect, type Channel, type ChannelModel, type GetMessage } from 'amqplib';
+import type { Channel, ChannelModel, GetMessage } from 'amqplib';
 import { pino } from 'pino';
-import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   DEAD_LETTER_HEADERS,
   RETRY_COUNT_HEADER,
-  applyTopology,
   connectBroker,
   createLogger,
   createRedis,
@@ -25,11 +24,12 @@ import {
   type RedisClient,
   type RejectReason,
 } from '@order-pipeline/shared';
-import { resetBroker, resetRedis } from '../../test/helpers/servers.js';
+import { openTopologyChannel, takeAtLeast } from '../../test/helpers/broker.js';
+import { waitFor } from '../../test/helpers/processes.js';
+import { resetAll, testServers } from '../../test/helpers/servers.js';
 import { start, type RunningNotifier } from '../src/app.js';
 
-const redisUrl = inject('redisUrl');
-const rabbitmqUrls = inject('rabbitmqUrls');
+const { redisUrl, rabbitmqUrls } = testServers();
 const log = createLogger('notifier-test', process.env.TEST_LOG_LEVEL ?? 'silent');
 const MAX_ATTEMPTS = 4;
 const backoffMs = (attempt: number) => 150 * 2 ** (attempt - 1);
@@ -93,16 +93,6 @@ function configFor(webhook: string | undefined) {
 const startApp = (webhook: string | undefined, logger = log) =>
   start({ config: configFor(webhook), redis, broker, log: logger, port: 0, host: '127.0.0.1', maxAttempts: MAX_ATTEMPTS, backoffMs });
 
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
-
 /** notifier_notifications_total for one result. */
 async function results(result: string): Promise<number> {
   const text = await (await fetch(`${app.address}/metrics`)).text();
@@ -121,31 +111,23 @@ async function publishOutcome(order: Order, reason?: RejectReason): Promise<void
 
 const notification = (id: string) => redis.hgetall(keys.notification(id));
 const waitStatus = (id: string, status: string) =>
-  waitFor(`notification ${id} ${status}`, async () => {
-    const n = await notification(id);
-    return n.status === status ? n : undefined;
-  });
-
-async function takeAtLeast(queue: string, n: number): Promise<GetMessage[]> {
-  const got: GetMessage[] = [];
-  await waitFor(`${n} messages on ${queue}`, async () => {
-    for (let m = await ch.get(queue, { noAck: true }); m !== false; m = await ch.get(queue, { noAck: true })) got.push(m);
-    return got.length >= n;
-  });
-  return got;
-}
+  waitFor(
+    `notification ${id} ${status}`,
+    async () => {
+      const n = await notification(id);
+      return n.status === status ? n : undefined;
+    },
+    15_000,
+  );
 
 beforeAll(async () => {
-  await resetRedis(redisUrl);
-  await resetBroker(rabbitmqUrls, [...Object.values(exchanges), ...Object.values(queues)]);
+  await resetAll(redisUrl, rabbitmqUrls);
   await receiver.start();
   const config = configFor(receiver.url);
   redis = createRedis(config.redis);
   await redisReady(redis);
   broker = await connectBroker({ urls: config.rabbitmqUrls, queueType: config.queueType, log, publishTimeoutMs: 5000, name: 'notifier-test' });
-  amqp = await connect(rabbitmqUrls[0] as string);
-  ch = await amqp.createChannel();
-  await applyTopology(ch, config.queueType);
+  ({ amqp, ch } = await openTopologyChannel(rabbitmqUrls[0] as string, config.queueType));
   app = await startApp(receiver.url);
 });
 
@@ -201,7 +183,7 @@ describe('notifier', () => {
     await broker.publish(exchanges.topic, routingKeys.created, content, options);
     await broker.publish(exchanges.topic, routingKeys.created, content, options);
 
-    await waitFor('the second copy absorbed', async () => (await results('already_sent')) === alreadyBefore + 1);
+    await waitFor('the second copy absorbed', async () => ((await results('already_sent')) === alreadyBefore + 1 ? true : undefined), 15_000);
     expect(receiver.of('nt-dup-1')).toHaveLength(1);
     expect(await notification('nt-dup-1')).toMatchObject({ status: 'sent', attempts: '1' });
     expect(await redis.get(keys.stats.notificationsSent)).toBe('1');
@@ -227,7 +209,7 @@ describe('notifier', () => {
     receiver.responders.set('nt-fail-1', () => 500);
     await publishOutcome({ id: 'nt-fail-1', sku: 'sku-a', qty: 1 });
 
-    const [dead] = (await takeAtLeast(queues.notifierDlq, 1)) as [GetMessage];
+    const [dead] = (await takeAtLeast(ch, queues.notifierDlq, 1)) as [GetMessage];
     expect(dead.properties.messageId).toBe('nt-fail-1:order.created');
     expect(dead.properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('attempts_exhausted');
     const n = await notification('nt-fail-1');
@@ -262,7 +244,7 @@ describe('notifier', () => {
       contentType: 'application/json',
     });
 
-    const [dead] = (await takeAtLeast(queues.notifierDlq, 1)) as [GetMessage];
+    const [dead] = (await takeAtLeast(ch, queues.notifierDlq, 1)) as [GetMessage];
     expect(dead.properties.messageId).toBe('nt-poison-1:order.created');
     expect(dead.properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('unparseable');
     expect(dead.properties.headers?.[RETRY_COUNT_HEADER]).toBeUndefined();

@@ -1,12 +1,11 @@
 // The order processor against real Redis and RabbitMQ: it decides each order once, publishes the
 // outcome (again on a redelivery), and dead-letters what can never succeed.
-import { connect, type Channel, type ChannelModel, type GetMessage } from 'amqplib';
-import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import type { Channel, ChannelModel, GetMessage } from 'amqplib';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   DEAD_LETTER_HEADERS,
   PublishError,
   RETRY_COUNT_HEADER,
-  applyTopology,
   connectBroker,
   createLogger,
   createRedis,
@@ -22,12 +21,13 @@ import {
   type Order,
   type RedisClient,
 } from '@order-pipeline/shared';
-import { resetBroker, resetRedis } from '../../test/helpers/servers.js';
+import { drainQueue, openTopologyChannel, takeAtLeast } from '../../test/helpers/broker.js';
+import { waitFor } from '../../test/helpers/processes.js';
+import { resetAll, testServers } from '../../test/helpers/servers.js';
 import { start, type RunningProcessor } from '../src/app.js';
 import { handleOrderPlaced } from '../src/processor.js';
 
-const redisUrl = inject('redisUrl');
-const rabbitmqUrls = inject('rabbitmqUrls');
+const { redisUrl, rabbitmqUrls } = testServers();
 const log = createLogger('order-processor-test', process.env.TEST_LOG_LEVEL ?? 'silent');
 const config = loadConfig('order-processor', {
   REDIS_URL: redisUrl,
@@ -45,16 +45,6 @@ let ch: Channel;
 let app: RunningProcessor;
 
 const startApp = () => start({ config, redis, broker, log, port: 0, host: '127.0.0.1', maxAttempts: MAX_ATTEMPTS, backoffMs });
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** Sum of processor_orders_total over its outcomes, or one outcome's count. */
 async function handled(outcome?: string): Promise<number> {
@@ -79,40 +69,21 @@ async function publishPlaced(order: Order): Promise<void> {
 async function placeAndWait(publishes: (() => Promise<void>)[]): Promise<void> {
   const before = await handled();
   await Promise.all(publishes.map((p) => p()));
-  await waitFor(`${publishes.length} orders handled`, async () => (await handled()) >= before + publishes.length);
+  await waitFor(`${publishes.length} orders handled`, async () => ((await handled()) >= before + publishes.length ? true : undefined), 15_000);
 }
 
 /** Takes every message now in the queue. */
-async function takeAll(queue: string): Promise<GetMessage[]> {
-  const got: GetMessage[] = [];
-  for (;;) {
-    const m = await ch.get(queue, { noAck: true });
-    if (m === false) return got;
-    got.push(m);
-  }
-}
-
-async function takeAtLeast(queue: string, n: number): Promise<GetMessage[]> {
-  const got: GetMessage[] = [];
-  await waitFor(`${n} messages on ${queue}`, async () => {
-    got.push(...(await takeAll(queue)));
-    return got.length >= n;
-  });
-  return got;
-}
+const takeAll = (queue: string): Promise<GetMessage[]> => drainQueue(ch, queue);
 
 const bodyOf = (m: GetMessage) => JSON.parse(m.content.toString('utf8')) as { type: string; order: Order; reason?: string };
 const order = async (id: string) => redis.hgetall(keys.order(id));
 
 beforeAll(async () => {
-  await resetRedis(redisUrl);
-  await resetBroker(rabbitmqUrls, [...Object.values(exchanges), ...Object.values(queues)]);
+  await resetAll(redisUrl, rabbitmqUrls);
   redis = createRedis(config.redis);
   await redisReady(redis);
   broker = await connectBroker({ urls: config.rabbitmqUrls, queueType: config.queueType, log, publishTimeoutMs: 5000, name: 'processor-test' });
-  amqp = await connect(rabbitmqUrls[0] as string);
-  ch = await amqp.createChannel();
-  await applyTopology(ch, config.queueType);
+  ({ amqp, ch } = await openTopologyChannel(rabbitmqUrls[0] as string, config.queueType));
   app = await startApp();
 });
 
@@ -202,7 +173,7 @@ describe('order processor', () => {
     try {
       await redis.set(keys.inventory('sku-crash'), '5');
       await publishPlaced({ id: 'op-crash-1', sku: 'sku-crash', qty: 1 });
-      const first = await waitFor('the order on orders.queue', () => ch.get(queues.orders, { noAck: false }));
+      const first = await waitFor('the order on orders.queue', async () => (await ch.get(queues.orders, { noAck: false })) || undefined, 15_000);
 
       // A fake broker only to inject the fault: the decision is stored, then the publish fails.
       const dying = {
@@ -218,7 +189,7 @@ describe('order processor', () => {
       app = await startApp();
     }
 
-    await waitFor('the redelivery handled', async () => (await handled()) >= 1);
+    await waitFor('the redelivery handled', async () => ((await handled()) >= 1 ? true : undefined), 15_000);
     expect(await handled('redelivered')).toBe(1);
     expect(await redis.get(keys.inventory('sku-crash'))).toBe('4');
     expect(await redis.get(keys.processedCount)).toBe('1');
@@ -251,7 +222,7 @@ describe('order processor', () => {
     await poison('op-poison-3:order.placed', JSON.stringify({ ...good, version: 2, order: { ...good.order, id: 'op-poison-3' } }));
     await placeAndWait([() => publishPlaced(good.order)]);
 
-    const dead = await takeAtLeast(queues.ordersDlq, 3);
+    const dead = await takeAtLeast(ch, queues.ordersDlq, 3);
     const reasons = Object.fromEntries(dead.map((m) => [m.properties.messageId, m.properties.headers?.[DEAD_LETTER_HEADERS.reason]]));
     expect(reasons).toEqual({
       'op-poison-1:order.placed': 'unparseable',
@@ -269,7 +240,7 @@ describe('order processor', () => {
     const started = Date.now();
     await publishPlaced({ id: 'op-bad-1', sku: 'sku-bad', qty: 1 });
 
-    const [dead] = (await takeAtLeast(queues.ordersDlq, 1)) as [GetMessage];
+    const [dead] = (await takeAtLeast(ch, queues.ordersDlq, 1)) as [GetMessage];
     const elapsed = Date.now() - started;
     const headers = dead.properties.headers ?? {};
     expect(dead.properties.messageId).toBe('op-bad-1:order.placed');

@@ -5,6 +5,7 @@
 -- ARGV[1] record to store when free: {"state":"inflight","fp":...,"token":...}
 -- ARGV[2] in-flight lease in ms: a gateway that dies here locks the id no longer than this
 -- ARGV[3] fingerprint of this request's payload
+-- ARGV[4] this claim's token (also inside ARGV[1])
 -- Returns {0}                claimed: publish, then accept or release
 --         {1, response}      already accepted with the same payload: replay the stored response
 --         {2}                the id is taken by a different payload
@@ -13,6 +14,10 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   return {0}
 end
 local rec = cjson.decode(redis.call('GET', KEYS[1]))
+-- Our own claim: the client resent the script after a reconnect.
+if rec.state == 'inflight' and rec.token == ARGV[4] then
+  return {0}
+end
 if rec.fp ~= ARGV[3] then
   return {2}
 end

@@ -14,6 +14,10 @@ local h = redis.call('HMGET', KEYS[1], 'status', 'owner', 'leaseUntil', 'attempt
 if h[1] == 'sent' then
   return {1, tonumber(h[4]) or 0}
 end
+-- The same attempt again (a client resending the script after a reconnect): count it once.
+if h[1] == 'sending' and h[2] == ARGV[1] then
+  return {0, tonumber(h[4]) or 1}
+end
 local until_ = tonumber(h[3]) or 0
 if h[1] == 'sending' and h[2] and h[2] ~= ARGV[1] and until_ > now then
   return {2, until_ - now}

@@ -29,7 +29,7 @@ type Reply<T> = Promise<T>;
 
 /** The commands defined from ../lua; see each file's header for KEYS, ARGV and replies. */
 export interface ScriptCommands {
-  claim(idemp: string, duplicates: string, record: string, leaseMs: Arg, fingerprint: string): Reply<[0] | [1, string] | [2] | [3, number]>;
+  claim(idemp: string, duplicates: string, record: string, leaseMs: Arg, fingerprint: string, token: string): Reply<[0] | [1, string] | [2] | [3, number]>;
   accept(
     idemp: string, order: string, accepted: string,
     token: string, record: string, ttlSeconds: number, id: string, sku: string, qty: number, email: string, now: string,

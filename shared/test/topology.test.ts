@@ -16,7 +16,7 @@ import {
   topologyFor,
   type QueueType,
 } from '@order-pipeline/shared';
-import { resetBroker, resetRedis, testServers } from '../../test/helpers/servers.js';
+import { TOPOLOGY_NAMES, resetAll, resetBroker, testServers } from '../../test/helpers/servers.js';
 
 const QUORUM_ONLY = ['x-delivery-limit', 'x-dead-letter-strategy', 'x-overflow'];
 const TYPES: QueueType[] = ['quorum', 'classic'];
@@ -106,8 +106,6 @@ describe('the topology as data', () => {
 
 // ---------------------------------------------------------------------------------------------
 
-const ALL_NAMES = { exchanges: Object.values(exchanges), queues: Object.values(queues) };
-
 /** Resolves with the error that closed the channel, or undefined if `op` succeeded. */
 async function refusal(conn: ChannelModel, op: (ch: Channel) => Promise<unknown>): Promise<{ code?: number } | undefined> {
   const ch = await conn.createChannel();
@@ -137,14 +135,13 @@ describe('the topology on a real broker', () => {
   let conn: ChannelModel;
 
   beforeAll(async () => {
-    await resetRedis(redisUrl);
-    await resetBroker(rabbitmqUrls, ALL_NAMES);
+    await resetAll(redisUrl, rabbitmqUrls);
     conn = await connect(rabbitmqUrls[0] as string);
   });
 
   afterAll(async () => {
     await conn?.close().catch(() => {});
-    await resetBroker(rabbitmqUrls, ALL_NAMES);
+    await resetBroker(rabbitmqUrls, TOPOLOGY_NAMES);
   });
 
   it('is declared twice on one channel and again on another without error, as every service does', async () => {

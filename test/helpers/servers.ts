@@ -1,5 +1,6 @@
 // Helpers for tests that use the servers of the global setup (test/global-setup.ts).
 import { connect, type Channel, type ChannelModel } from 'amqplib';
+import { exchanges, queues } from '@order-pipeline/shared';
 import { Redis } from 'ioredis';
 import { inject } from 'vitest';
 
@@ -63,4 +64,13 @@ export async function resetBroker(urls: readonly string[], names: BrokerNames): 
   } finally {
     await connection.close().catch(() => {});
   }
+}
+
+/** Every queue and exchange of the topology (`queues` and `exchanges` of the shared package). */
+export const TOPOLOGY_NAMES = { exchanges: Object.values(exchanges), queues: Object.values(queues) } as const;
+
+/** FLUSHDB on Redis and delete every queue and exchange of the topology: a test file's clean start. */
+export async function resetAll(redisUrl: string, rabbitmqUrls: readonly string[]): Promise<void> {
+  await resetRedis(redisUrl);
+  await resetBroker(rabbitmqUrls, TOPOLOGY_NAMES);
 }

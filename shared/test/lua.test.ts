@@ -1,0 +1,95 @@
+// The Lua scripts on a real Redis, at the edges the services' tests do not reach: a script the
+// client resends after a reconnect (ioredis does this for commands in flight) must not count
+// twice, and a bad inventory value must be refused before anything is written.
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { createRedis, keys, redisReady, type RedisClient } from '../src/index.js';
+import { resetRedis } from '../../test/helpers/servers.js';
+
+const redisUrl = inject('redisUrl');
+let redis: RedisClient;
+
+beforeAll(async () => {
+  await resetRedis(redisUrl);
+  redis = createRedis({ url: redisUrl });
+  await redisReady(redis);
+});
+
+afterAll(() => redis?.disconnect());
+
+const now = () => new Date().toISOString();
+
+describe('claim (gateway)', () => {
+  it('treats the same claim sent twice as one: the second answer is still "claimed"', async () => {
+    const token = randomUUID();
+    const record = JSON.stringify({ state: 'inflight', fp: 'fp-1', token });
+    const args = [keys.idempotency('lua-claim-1'), keys.stats.duplicates, record, 5000, 'fp-1', token] as const;
+    expect(await redis.claim(...args)).toEqual([0]);
+    expect(await redis.claim(...args)).toEqual([0]);
+    // Another request with the same payload is told the first is in flight.
+    const other = randomUUID();
+    const reply = await redis.claim(keys.idempotency('lua-claim-1'), keys.stats.duplicates, JSON.stringify({ state: 'inflight', fp: 'fp-1', token: other }), 5000, 'fp-1', other);
+    expect(reply[0]).toBe(3);
+  });
+});
+
+describe('release (gateway)', () => {
+  it('deletes only a claim that is still ours', async () => {
+    const key = keys.idempotency('lua-release-1');
+    const mine = randomUUID();
+    await redis.claim(key, keys.stats.duplicates, JSON.stringify({ state: 'inflight', fp: 'f', token: mine }), 5000, 'f', mine);
+    expect(await redis.release(key, randomUUID())).toBe(0);
+    expect(await redis.exists(key)).toBe(1);
+    expect(await redis.release(key, mine)).toBe(1);
+    expect(await redis.exists(key)).toBe(0);
+  });
+});
+
+describe('reserve (processor)', () => {
+  it.each(['10.0', '1e3', ' 5', '0x10', 'abc'])('refuses inventory %j before writing anything', async (value) => {
+    const id = `lua-bad-stock-${randomUUID()}`;
+    await redis.set(keys.inventory('lua-bad'), value);
+    await expect(redis.reserve(keys.order(id), keys.inventory('lua-bad'), keys.processedCount, keys.stats.rejected, id, 'lua-bad', 1, '', now())).rejects.toThrow(
+      /not a whole number/,
+    );
+    expect(await redis.exists(keys.order(id))).toBe(0);
+    expect(await redis.get(keys.inventory('lua-bad'))).toBe(value);
+  });
+
+  it('decides once: the same order again changes nothing and gives the same outcome', async () => {
+    await redis.set(keys.inventory('lua-once'), 3);
+    const run = () => redis.reserve(keys.order('lua-once-1'), keys.inventory('lua-once'), keys.processedCount, keys.stats.rejected, 'lua-once-1', 'lua-once', 2, '', now());
+    const processedBefore = Number(await redis.get(keys.processedCount));
+    expect(await run()).toEqual([0, 'created', '']);
+    expect(await run()).toEqual([1, 'created', '']);
+    expect(await redis.get(keys.inventory('lua-once'))).toBe('1');
+    expect(Number(await redis.get(keys.processedCount))).toBe(processedBefore + 1);
+  });
+});
+
+describe('notifyClaim (notifier)', () => {
+  it('counts an attempt once when the same claim is sent twice', async () => {
+    const key = keys.notification('lua-notify-1');
+    const token = randomUUID();
+    expect(await redis.notifyClaim(key, keys.stats.notificationsFailed, token, 5000, 'log')).toEqual([0, 1]);
+    expect(await redis.notifyClaim(key, keys.stats.notificationsFailed, token, 5000, 'log')).toEqual([0, 1]);
+    expect(await redis.hget(key, 'attempts')).toBe('1');
+    // Another sender meets the live lease.
+    const [code] = await redis.notifyClaim(key, keys.stats.notificationsFailed, randomUUID(), 5000, 'log');
+    expect(code).toBe(2);
+  });
+
+  it('takes a failed notification back out of the failed count when it is retried', async () => {
+    const key = keys.notification('lua-notify-2');
+    const first = randomUUID();
+    await redis.notifyClaim(key, keys.stats.notificationsFailed, first, 5000, 'log');
+    const failedBefore = Number(await redis.get(keys.stats.notificationsFailed));
+    expect(await redis.notifyFail(key, keys.stats.notificationsFailed, first, 'boom', '1')).toBe(1);
+    expect(Number(await redis.get(keys.stats.notificationsFailed))).toBe(failedBefore + 1);
+    expect(await redis.notifyClaim(key, keys.stats.notificationsFailed, randomUUID(), 5000, 'log')).toEqual([0, 2]);
+    expect(Number(await redis.get(keys.stats.notificationsFailed))).toBe(failedBefore);
+    expect(await redis.notifySent(key, keys.stats.notificationsSent, now())).toBe(1);
+    expect(await redis.notifySent(key, keys.stats.notificationsSent, now())).toBe(0);
+    expect(await redis.hgetall(key)).toMatchObject({ status: 'sent', attempts: '2' });
+  });
+});
