@@ -4,6 +4,7 @@ import {
   HttpProblem,
   closeServer,
   createMetrics,
+  dependencyChecks,
   listen,
   opsMiddleware,
   problemMiddleware,
@@ -56,15 +57,7 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
   app.on('error', (err: Error) => log.warn({ err: err.message }, 'http error'));
   app.use(timingMiddleware(metrics));
   app.use(problemMiddleware(log));
-  app.use(
-    opsMiddleware(
-      [
-        { name: 'redis', ok: () => redis.status === 'ready' },
-        { name: 'broker', ok: () => broker.isConnected() },
-      ],
-      metrics,
-    ),
-  );
+  app.use(opsMiddleware(dependencyChecks(redis, broker), metrics));
   app.use(router.routes());
   // 405 with Allow for known paths; problemMiddleware turns the bare 404/405 into problems.
   app.use(router.allowedMethods());

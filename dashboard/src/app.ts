@@ -6,6 +6,7 @@ import {
   ID_REGEX,
   TransientError,
   closeServer,
+  dependencyChecks,
   createMetrics,
   listen,
   opsMiddleware,
@@ -83,12 +84,7 @@ export async function start(deps: DashboardDeps): Promise<Dashboard> {
     await next();
   });
   // No metrics registry here: the dashboard's /metrics is the figures route (its process metrics ride along there).
-  app.use(
-    opsMiddleware([
-      { name: 'redis', ok: () => redis.status === 'ready' },
-      { name: 'broker', ok: () => broker.isConnected() },
-    ]),
-  );
+  app.use(opsMiddleware(dependencyChecks(redis, broker)));
   app.use(router.routes());
   app.use(router.allowedMethods());
 
