@@ -9,29 +9,14 @@ import {
   opsMiddleware,
   problemMiddleware,
   timingMiddleware,
-  type Broker,
-  type Config,
-  type Logger,
-  type RedisClient,
+  type RunningService,
+  type ServiceDeps,
 } from '@order-pipeline/shared';
 import { createOrderMetrics, getOrder, placeOrder, resultOf, type OrderDeps } from './orders.js';
 
-export interface GatewayDeps {
-  config: Config;
-  redis: RedisClient;
-  broker: Broker;
-  log: Logger;
-  /** Defaults to config.port; tests pass 0 for any free port. */
-  port?: number;
-  host?: string;
-}
-
-export interface Gateway {
-  address: string;
-  port: number;
-  /** Stops taking requests and waits for those in progress. The clients stay open (main closes them). */
-  stop(): Promise<void>;
-}
+export type GatewayDeps = ServiceDeps;
+/** `stop` stops taking requests and waits for those in progress. */
+export type Gateway = RunningService;
 
 export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
   const { redis, broker, log } = deps;
@@ -67,5 +52,6 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
 export async function start(deps: GatewayDeps): Promise<Gateway> {
   const app = createApp(deps);
   const { server, address, port } = await listen(app, deps.port ?? deps.config.port, deps.host);
+  deps.log.info({ address }, 'api-gateway listening');
   return { address, port, stop: () => closeServer(server) };
 }

@@ -13,28 +13,15 @@ import {
   problemMiddleware,
   timingMiddleware,
   type Broker,
-  type Config,
   type Logger,
-  type RedisClient,
+  type RunningService,
+  type ServiceDeps,
 } from '@order-pipeline/shared';
 import { prefersPrometheus, readFigures, toPrometheus, type Figures, type QueueChecker } from './figures.js';
 import { PAGE_CSP, PAGE_HTML } from './page.js';
 
-export interface DashboardDeps {
-  config: Config;
-  redis: RedisClient;
-  broker: Broker;
-  log: Logger;
-  /** Defaults to config.port; tests pass 0. */
-  port?: number;
-  host?: string;
-}
-
-export interface Dashboard {
-  address: string;
-  port: number;
-  stop(): Promise<void>;
-}
+export type DashboardDeps = ServiceDeps;
+export type Dashboard = RunningService;
 
 /** Longest wait for the broker's answer to the queue checks; past it `queues` is null. */
 const QUEUE_CHECK_TIMEOUT_MS = 2000;

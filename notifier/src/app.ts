@@ -1,43 +1,25 @@
 import {
   PoisonMessageError,
-  closeServer,
-  dependencyChecks,
-  startOpsServer,
   createMetrics,
-  defaultBackoffMs,
+  startConsumerService,
   queues,
-  type Broker,
   type Config,
-  type Consumer,
   type Logger,
-  type RedisClient,
+  type RunningService,
+  type ConsumerDeps,
 } from '@order-pipeline/shared';
 import { SendFailedError, handleOutcome, type HandleResult } from './notifier.js';
 import { logSender, webhookSender, type Sender } from './senders.js';
 
-export interface NotifierAppDeps {
-  config: Config;
-  redis: RedisClient;
-  broker: Broker;
-  log: Logger;
+export interface NotifierAppDeps extends ConsumerDeps {
   /** Where notifications go; defaults to the webhook when NOTIFY_WEBHOOK_URL is set, else the log. */
   sender?: Sender;
-  /** Ops server port; defaults to config.ports.notifier (tests pass 0). */
-  port?: number;
-  host?: string;
-  /** Attempts before a failing notification is dead-lettered. */
-  maxAttempts?: number;
-  backoffMs?: (attempt: number) => number;
   /** Lease of a claimed notification; must exceed the sender's timeout. */
   leaseMs?: number;
 }
 
-export interface RunningNotifier {
-  address: string;
-  port: number;
-  /** Stops consuming (waits for the messages in hand), then closes the ops server. */
-  stop(): Promise<void>;
-}
+/** `stop` stops consuming (waits for the messages in hand), then closes the ops server. */
+export type RunningNotifier = RunningService;
 
 export const DEFAULT_LEASE_MS = 30_000;
 const WEBHOOK_TIMEOUT_MS = 5000;
@@ -50,7 +32,7 @@ export function defaultSender(config: Config, log: Logger): Sender {
 }
 
 export async function start(deps: NotifierAppDeps): Promise<RunningNotifier> {
-  const { config, redis, broker, log } = deps;
+  const { config, redis, log } = deps;
   const metrics = createMetrics(config.service);
   const notifications = metrics.counter('notifier_notifications_total', 'Notification messages handled, by result', ['result'] as const);
   for (const result of RESULTS) notifications.inc({ result }, 0);
@@ -72,16 +54,12 @@ export async function start(deps: NotifierAppDeps): Promise<RunningNotifier> {
   };
   const handlerDeps = { redis, sender, log, leaseMs: deps.leaseMs ?? DEFAULT_LEASE_MS };
 
-  // Filled once the ops server listens; /readyz says not ready until then.
-  const running: { consumer?: Consumer } = {};
-  const checks = dependencyChecks(redis, broker, () => running.consumer);
-  const http = await startOpsServer({ log, metrics, checks, port: deps.port ?? config.ports.notifier, host: deps.host });
-
-  const consumer = broker.consume({
+  return startConsumerService({
+    deps,
+    metrics,
     queue: queues.notifier,
-    prefetch: config.prefetch,
-    maxAttempts: deps.maxAttempts ?? 5,
-    backoffMs: deps.backoffMs ?? defaultBackoffMs,
+    defaultPort: config.ports.notifier,
+    describe: { channel: sender.channel },
     handler: async (msg, ctx) => {
       try {
         notifications.inc({ result: await handleOutcome(handlerDeps, msg, ctx) });
@@ -93,18 +71,4 @@ export async function start(deps: NotifierAppDeps): Promise<RunningNotifier> {
       }
     },
   });
-  running.consumer = consumer;
-  log.info({ address: http.address, queue: queues.notifier, channel: sender.channel }, 'notifier started');
-
-  let stopping: Promise<void> | undefined;
-  return {
-    address: http.address,
-    port: http.port,
-    stop: () =>
-      (stopping ??= (async () => {
-        await consumer.stop();
-        await closeServer(http.server);
-        log.info('notifier stopped');
-      })()),
-  };
 }

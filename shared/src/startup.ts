@@ -1,7 +1,102 @@
 import type { Redis } from 'ioredis';
-import { waitForBroker, type Broker } from './broker.js';
-import type { Logger } from './logger.js';
-import { redisReady } from './redis.js';
+import { createBroker, defaultBackoffMs, waitForBroker, type Broker, type ConsumeOptions, type Consumer } from './broker.js';
+import { configOrExit, type Config, type ServiceName } from './config.js';
+import { exitOnStartFailure, onShutdown } from './lifecycle.js';
+import { createLogger, type Logger } from './logger.js';
+import { closeServer, dependencyChecks, startOpsServer, type Metrics } from './http.js';
+import { createRedis, redisReady, type RedisClient } from './redis.js';
+
+/** What every service's `start` is built from: the clients, already created. */
+export interface ServiceDeps {
+  config: Config;
+  redis: RedisClient;
+  broker: Broker;
+  log: Logger;
+  /** HTTP port; defaults to the service's port from the config (tests pass 0 for any free port). */
+  port?: number;
+  host?: string;
+}
+
+/** A started service. `stop` stops intake and drains; the clients stay open for the caller to close. */
+export interface RunningService {
+  address: string;
+  port: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * The composition root of every service, run by its main.ts: config -> clients -> wait for the
+ * servers -> start -> shutdown hooks. The services differ only in the `start` they pass.
+ */
+export async function runService(service: ServiceName, start: (deps: ServiceDeps) => Promise<RunningService>): Promise<void> {
+  const config = configOrExit(service);
+  const log = createLogger(config.service, config.logLevel);
+  const redis = createRedis(config.redis, { log });
+  const broker = createBroker({ urls: config.rabbitmqUrls, queueType: config.queueType, log, publishTimeoutMs: config.publishTimeoutMs, name: config.service });
+
+  let running: RunningService | undefined;
+  // Registered first so a SIGTERM while still waiting for the servers exits cleanly too.
+  onShutdown(log, async () => {
+    await running?.stop();
+    await broker.close();
+    await redis.quit().catch(() => redis.disconnect());
+  });
+
+  // Takes work only once Redis and the broker answer.
+  await awaitDependencies(log, redis, broker);
+  running = await start({ config, redis, broker, log }).catch(exitOnStartFailure(log));
+}
+
+/** The knobs a consumer service takes on top of ServiceDeps (tests shorten the retries). */
+export interface ConsumerDeps extends ServiceDeps {
+  /** Attempts before a transiently failing message is dead-lettered. */
+  maxAttempts?: number;
+  backoffMs?: (attempt: number) => number;
+}
+
+/**
+ * The shape of both consumer services: the ops server (ready only while Redis, the broker and the
+ * consumer are up), then one consumer on `queue` with the shared failure policy. `stop` stops
+ * consuming (waits for the messages in hand), then closes the ops server; it runs once.
+ */
+export async function startConsumerService(opts: {
+  deps: ConsumerDeps;
+  metrics: Metrics;
+  queue: string;
+  /** The service's ops port when deps.port is not given. */
+  defaultPort: number;
+  handler: ConsumeOptions['handler'];
+  /** Extra fields for the "started" log line. */
+  describe?: Record<string, unknown>;
+}): Promise<RunningService> {
+  const { deps, queue } = opts;
+  const { config, redis, broker, log } = deps;
+  // Set once the ops server listens; /readyz says not ready until then.
+  let consumer: Consumer | undefined;
+  const checks = dependencyChecks(redis, broker, () => consumer);
+  const http = await startOpsServer({ log, metrics: opts.metrics, checks, port: deps.port ?? opts.defaultPort, host: deps.host });
+  const started = broker.consume({
+    queue,
+    prefetch: config.prefetch,
+    maxAttempts: deps.maxAttempts ?? 5,
+    backoffMs: deps.backoffMs ?? defaultBackoffMs,
+    handler: opts.handler,
+  });
+  consumer = started;
+  log.info({ address: http.address, queue, ...opts.describe }, `${config.service} started`);
+
+  let stopping: Promise<void> | undefined;
+  return {
+    address: http.address,
+    port: http.port,
+    stop: () =>
+      (stopping ??= (async () => {
+        await started.stop();
+        await closeServer(http.server);
+        log.info(`${config.service} stopped`);
+      })()),
+  };
+}
 
 /**
  * Waits for Redis and a broker node before a service starts taking work, however long it takes:

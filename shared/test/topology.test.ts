@@ -16,6 +16,7 @@ import {
   topologyFor,
   type QueueType,
 } from '@order-pipeline/shared';
+import { waitFor } from '../../test/helpers/processes.js';
 import { TOPOLOGY_NAMES, resetAll, resetBroker, testServers } from '../../test/helpers/servers.js';
 
 const QUORUM_ONLY = ['x-delivery-limit', 'x-dead-letter-strategy', 'x-overflow'];
@@ -120,14 +121,12 @@ async function refusal(conn: ChannelModel, op: (ch: Channel) => Promise<unknown>
   return undefined;
 }
 
-async function getWithin(ch: Channel, queue: string, ms: number): Promise<string | undefined> {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
+/** The next message's body on `queue`, polled with a deadline. */
+function getWithin(ch: Channel, queue: string, ms: number): Promise<string> {
+  return waitFor(`a message on ${queue}`, async () => {
     const msg = await ch.get(queue, { noAck: true });
-    if (msg) return msg.content.toString('utf8');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return undefined;
+    return msg ? msg.content.toString('utf8') : undefined;
+  }, ms, 50);
 }
 
 describe('the topology on a real broker', () => {
