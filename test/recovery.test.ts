@@ -6,7 +6,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keys } from '@order-pipeline/shared';
 import { haveBinaries, startRabbitCluster, startRedis, type RabbitCluster, type RedisServer } from '../scripts/local-servers.mjs';
-import { SERVICES, freePort, startService, waitFor, type ServiceProcess } from './helpers/processes.js';
+import { startPipeline, type Pipeline } from './helpers/pipeline.js';
+import { waitFor } from './helpers/processes.js';
 
 const bins = haveBinaries();
 const SKU = 'recovery-sku';
@@ -15,61 +16,41 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('recovery after Redis or the brok
   let redisServer: RedisServer;
   let rabbit: RabbitCluster;
   let redis: Redis;
-  let procs: ServiceProcess[] = [];
-  const bases: Record<string, string> = {};
+  let pipeline: Pipeline;
   const accepted: { id: string; qty: number }[] = [];
 
   const post = (id: string, qty: number) =>
-    fetch(`${bases['api-gateway']}/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id, sku: SKU, qty }) });
+    fetch(`${pipeline.base['api-gateway']}/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id, sku: SKU, qty }) });
 
-  async function readiness(): Promise<{ status: number; down: string[] }[]> {
-    return Promise.all(
-      SERVICES.map(async (s) => {
-        const res = await fetch(`${bases[s]}/readyz`);
-        const body = (await res.json()) as { down?: string[] };
-        return { status: res.status, down: body.down ?? [] };
-      }),
-    );
-  }
-
-  const allReady = () => waitFor('every service ready', async () => ((await readiness()).every((r) => r.status === 200) ? true : undefined), 60_000, 200);
+  const readiness = () => pipeline.readiness();
+  const allReady = () => pipeline.allReady();
 
   async function placeAndSettle(id: string, qty: number): Promise<void> {
     const res = await post(id, qty);
     expect(res.status).toBe(202);
     accepted.push({ id, qty });
     await waitFor(`order ${id} created and notified`, async () => {
-      const o = (await (await fetch(`${bases['api-gateway']}/orders/${id}`)).json()) as { status?: string; notification?: { status: string } };
+      const o = (await (await fetch(`${pipeline.base['api-gateway']}/orders/${id}`)).json()) as { status?: string; notification?: { status: string } };
       return o.status === 'created' && o.notification?.status === 'sent' ? true : undefined;
     }, 30_000);
   }
 
   function expectAlive(): void {
-    for (const p of procs) expect(p.proc.exitCode, `${p.name} exited`).toBeNull();
+    for (const r of ['api-gateway', 'order-processor', 'notifier', 'dashboard'] as const) {
+      expect(pipeline.proc(r).proc.exitCode, `${r} exited`).toBeNull();
+    }
   }
 
   beforeAll(async () => {
     [redisServer, rabbit] = await Promise.all([startRedis({ appendonly: true }), startRabbitCluster({ nodes: 1 })]);
     redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1, retryStrategy: () => 200 });
     redis.on('error', () => undefined);
-    const env: Record<string, string> = { REDIS_URL: redisServer.url, RABBITMQ_URLS: rabbit.urls.join(',') };
-    for (const [s, v] of [['api-gateway', 'GATEWAY_PORT'], ['order-processor', 'PROCESSOR_PORT'], ['notifier', 'NOTIFIER_PORT'], ['dashboard', 'DASHBOARD_PORT']] as const) {
-      const port = await freePort();
-      env[v] = String(port);
-      bases[s] = `http://127.0.0.1:${port}`;
-    }
-    procs = SERVICES.map((s) => startService(s, env));
-    try {
-      await allReady();
-    } catch (err) {
-      for (const p of procs) console.error(`--- ${p.name}\n${p.output()}`);
-      throw err;
-    }
+    pipeline = await startPipeline({ redisUrl: redisServer.url, rabbitmqUrls: rabbit.urls });
     await redis.set(keys.inventory(SKU), 1000);
   }, 120_000);
 
   afterAll(async () => {
-    await Promise.all(procs.map((p) => p.stop()));
+    await pipeline?.stop();
     redis?.disconnect();
     await Promise.all([redisServer?.stop(), rabbit?.stop()]);
   }, 60_000);

@@ -1,0 +1,315 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Redis } from 'ioredis';
+import { keys } from '@order-pipeline/shared';
+
+// A steady, bounded load of orders from clients that behave as the API asks: a 503 or 409 is
+// retried with the same id and payload until it gets a definite answer, so every order ends
+// accepted (or the test says why not). Then an audit of Redis: was every accepted order applied
+// exactly once and notified?
+
+export interface LoadOptions {
+  /** Base URL of the gateway; a function if it can change between requests. */
+  gatewayUrl: string | (() => string);
+  idPrefix: string;
+  skus: readonly string[];
+  /** Orders in flight at once (each is one client retrying its order). */
+  concurrency?: number;
+  /** New orders started per second over all clients; unpaced when absent. */
+  ratePerSecond?: number;
+  /** Stop starting new orders after this many. */
+  maxOrders?: number;
+  /** Pause before retrying a 503/409/connection error (shorter than Retry-After keeps tests quick). */
+  retryDelayMs?: number;
+  /** A request still unanswered after this long is aborted, counted as hung, and retried. */
+  requestTimeoutMs?: number;
+  /** After stop(), how long clients keep retrying the orders they hold before giving up. */
+  settleTimeoutMs?: number;
+}
+
+export interface PlacedOrder {
+  sku: string;
+  qty: number;
+}
+
+export interface LoadReport {
+  /** Distinct orders started. */
+  sent: number;
+  /** HTTP requests made, retries included. */
+  requests: number;
+  /** Orders answered 202 (or 200: a replay of an earlier attempt the client did not hear). */
+  accepted: Map<string, PlacedOrder>;
+  /** Orders that never got a 2xx before the client gave up. They may or may not exist. */
+  abandoned: Map<string, PlacedOrder>;
+  /** Answers by status; 0 counts connection errors, -1 requests aborted as hung. */
+  statuses: Record<number, number>;
+  /** 503 answers without a Retry-After header (the contract says every 503 has one). */
+  unavailableWithoutRetryAfter: number;
+  /** Answers the contract does not allow for a well-formed order (e.g. 422, 400, 500). */
+  unexpected: { id: string; status: number; body: string }[];
+  /** Longest time between two successive 2xx answers, over the whole run. */
+  longestGapMs: number;
+  /** Slowest single answered request. */
+  slowestMs: number;
+  elapsedMs: number;
+}
+
+export interface Load {
+  /** Orders accepted so far. */
+  acceptedCount(): number;
+  /** Answers with this status so far. */
+  count(status: number): number;
+  /** Resolves once `n` more orders are accepted than when called (or rejects after timeoutMs). */
+  waitForAccepted(n: number, timeoutMs?: number): Promise<void>;
+  /** Stops starting orders, lets clients settle the ones they hold, and reports. */
+  stop(): Promise<LoadReport>;
+}
+
+export function startLoad(opts: LoadOptions): Load {
+  const concurrency = opts.concurrency ?? 8;
+  const retryDelayMs = opts.retryDelayMs ?? 200;
+  const requestTimeoutMs = opts.requestTimeoutMs ?? 10_000;
+  const settleTimeoutMs = opts.settleTimeoutMs ?? 60_000;
+  const gateway = typeof opts.gatewayUrl === 'string' ? () => opts.gatewayUrl as string : opts.gatewayUrl;
+  const report: LoadReport = {
+    sent: 0,
+    requests: 0,
+    accepted: new Map(),
+    abandoned: new Map(),
+    statuses: {},
+    unavailableWithoutRetryAfter: 0,
+    unexpected: [],
+    longestGapMs: 0,
+    slowestMs: 0,
+    elapsedMs: 0,
+  };
+  const started = performance.now();
+  let lastSuccess = started;
+  let stopping = false;
+  let settleDeadline = Infinity;
+
+  const nextSlot = (n: number) => (opts.ratePerSecond ? started + (n * 1000) / opts.ratePerSecond : 0);
+
+  async function placeOne(id: string, order: PlacedOrder): Promise<void> {
+    const body = JSON.stringify({ id, sku: order.sku, qty: order.qty });
+    for (;;) {
+      if (performance.now() > settleDeadline) {
+        report.abandoned.set(id, order);
+        return;
+      }
+      report.requests++;
+      const t0 = performance.now();
+      let status: number;
+      let text = '';
+      let retryAfter: string | null = null;
+      try {
+        const res = await fetch(`${gateway()}/orders`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body,
+          signal: AbortSignal.timeout(requestTimeoutMs),
+        });
+        status = res.status;
+        retryAfter = res.headers.get('retry-after');
+        text = await res.text();
+        report.slowestMs = Math.max(report.slowestMs, performance.now() - t0);
+      } catch (err) {
+        status = (err as Error).name === 'TimeoutError' ? -1 : 0;
+      }
+      report.statuses[status] = (report.statuses[status] ?? 0) + 1;
+      if (status === 200 || status === 202) {
+        const now = performance.now();
+        report.longestGapMs = Math.max(report.longestGapMs, now - lastSuccess);
+        lastSuccess = now;
+        report.accepted.set(id, order);
+        return;
+      }
+      if (status === 503 && retryAfter === null) report.unavailableWithoutRetryAfter++;
+      if (status !== 503 && status !== 409 && status > 0) {
+        report.unexpected.push({ id, status, body: text.slice(0, 300) });
+        return;
+      }
+      await sleep(retryDelayMs);
+    }
+  }
+
+  const waiters = new Set<() => void>();
+  async function client(worker: number): Promise<void> {
+    for (;;) {
+      if (stopping || (opts.maxOrders !== undefined && report.sent >= opts.maxOrders)) return;
+      const n = report.sent++;
+      const wait = nextSlot(n) - performance.now();
+      if (wait > 0) await sleep(wait);
+      const sku = opts.skus[n % opts.skus.length];
+      if (sku === undefined) throw new Error('no SKUs given');
+      await placeOne(`${opts.idPrefix}-${n}`, { sku, qty: 1 + (n % 3) });
+      for (const w of waiters) w();
+      void worker;
+    }
+  }
+  const clients = Array.from({ length: concurrency }, (_, i) => client(i));
+
+  return {
+    acceptedCount: () => report.accepted.size,
+    count: (status) => report.statuses[status] ?? 0,
+    async waitForAccepted(n, timeoutMs = 60_000) {
+      const target = report.accepted.size + n;
+      const deadline = Date.now() + timeoutMs;
+      while (report.accepted.size < target) {
+        if (Date.now() > deadline) throw new Error(`only ${report.accepted.size} of ${target} orders accepted after ${timeoutMs} ms`);
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            waiters.delete(done);
+            resolve();
+          };
+          waiters.add(done);
+          setTimeout(done, 200);
+        });
+      }
+    },
+    async stop() {
+      stopping = true;
+      settleDeadline = performance.now() + settleTimeoutMs;
+      await Promise.all(clients);
+      report.elapsedMs = performance.now() - started;
+      return report;
+    },
+  };
+}
+
+/** A webhook receiver on loopback that answers 200 and counts deliveries by Idempotency-Key. */
+export interface WebhookSink {
+  url: string;
+  deliveries: Map<string, number>;
+  /** Deliveries beyond the first for the same key. */
+  repeats(): number;
+  close(): Promise<void>;
+}
+
+export async function startWebhookSink(): Promise<WebhookSink> {
+  const deliveries = new Map<string, number>();
+  const server: Server = createServer((req, res) => {
+    const key = String(req.headers['idempotency-key'] ?? '');
+    req.resume();
+    req.on('end', () => {
+      if (key) deliveries.set(key, (deliveries.get(key) ?? 0) + 1);
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/hook`,
+    deliveries,
+    repeats: () => [...deliveries.values()].reduce((sum, n) => sum + n - 1, 0),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+export interface AuditResult {
+  sent: number;
+  accepted: number;
+  /** Accepted orders that are not created and notified (sent) by the deadline. Must be 0. */
+  lost: string[];
+  /** Units reserved beyond one reservation per created order. Must be 0. */
+  appliedTwice: number;
+  /** Orders the client gave up on that nonetheless exist (accepted without the client hearing it). */
+  createdButAbandoned: number;
+  stockDelta: number;
+  createdQty: number;
+  processedCount: number;
+  createdOrders: number;
+  notified: number;
+  /** Webhook deliveries beyond the first per order (the receiver dedupes them by Idempotency-Key). */
+  webhookRepeats: number;
+}
+
+export interface AuditOptions {
+  redis: Redis;
+  report: LoadReport;
+  /** Stock of each SKU before the load began. */
+  initialStock: Record<string, number>;
+  /** orders.processed.count before the load began. */
+  initialProcessed?: number;
+  webhook?: WebhookSink;
+  /** How long to wait for every accepted order to be created and notified. */
+  settleTimeoutMs?: number;
+}
+
+/**
+ * Waits until every accepted order is created and notified (or the deadline passes), then checks
+ * that stock and the processed count moved exactly once per created order.
+ */
+export async function auditOrders(opts: AuditOptions): Promise<AuditResult> {
+  const { redis, report } = opts;
+  const deadline = Date.now() + (opts.settleTimeoutMs ?? 60_000);
+  const settled = async (id: string) => {
+    const [status, notification] = await Promise.all([redis.hget(keys.order(id), 'status'), redis.hget(keys.notification(id), 'status')]);
+    return status === 'created' && notification === 'sent';
+  };
+  let pending = [...report.accepted.keys()];
+  while (pending.length > 0 && Date.now() < deadline) {
+    const done = await Promise.all(pending.map(settled));
+    pending = pending.filter((_, i) => !done[i]);
+    if (pending.length > 0) await sleep(250);
+  }
+
+  // Every order the clients ever sent, accepted or not, counts toward what stock should show.
+  const all = new Map([...report.accepted, ...report.abandoned]);
+  let createdQty = 0;
+  let createdOrders = 0;
+  let createdButAbandoned = 0;
+  let notified = 0;
+  for (const [id, order] of all) {
+    const [status, notification] = await Promise.all([redis.hget(keys.order(id), 'status'), redis.hget(keys.notification(id), 'status')]);
+    if (status === 'created') {
+      createdQty += order.qty;
+      createdOrders++;
+      if (!report.accepted.has(id)) createdButAbandoned++;
+    }
+    if (notification === 'sent') notified++;
+  }
+  let stockDelta = 0;
+  for (const [sku, before] of Object.entries(opts.initialStock)) stockDelta += before - Number(await redis.get(keys.inventory(sku)));
+  const processedCount = Number((await redis.get(keys.processedCount)) ?? 0) - (opts.initialProcessed ?? 0);
+  return {
+    sent: report.sent,
+    accepted: report.accepted.size,
+    lost: pending,
+    appliedTwice: stockDelta - createdQty + Math.max(0, processedCount - createdOrders),
+    createdButAbandoned,
+    stockDelta,
+    createdQty,
+    processedCount,
+    createdOrders,
+    notified,
+    webhookRepeats: opts.webhook?.repeats() ?? 0,
+  };
+}
+
+/** One line of figures for a test's output. */
+export function formatFigures(title: string, report: LoadReport, audit: AuditResult, extra: Record<string, string | number> = {}): string {
+  const figures: Record<string, string | number> = {
+    sent: report.sent,
+    accepted: audit.accepted,
+    lost: audit.lost.length,
+    'applied twice': audit.appliedTwice,
+    '503s': report.statuses[503] ?? 0,
+    '409s': report.statuses[409] ?? 0,
+    'connection errors': report.statuses[0] ?? 0,
+    hung: report.statuses[-1] ?? 0,
+    'longest gap ms': Math.round(report.longestGapMs),
+    'slowest answer ms': Math.round(report.slowestMs),
+    'webhook repeats': audit.webhookRepeats,
+    'elapsed s': (report.elapsedMs / 1000).toFixed(1),
+    ...extra,
+  };
+  return `${title}: ${Object.entries(figures)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ')}`;
+}
