@@ -41,7 +41,7 @@ const STYLE = `
   .tile .l { color: var(--muted); font-size: .8rem; }
   .tile .r { color: var(--muted); font-size: .75rem; font-variant-numeric: tabular-nums; min-height: 1em; }
   .tile.bad .n { color: var(--bad); }
-  .rate { display: grid; grid-template-columns: 11rem minmax(0, 1fr); gap: 1rem; align-items: center; margin-top: .75rem; }
+  .rate { display: grid; grid-template-columns: 13rem minmax(0, 1fr); gap: 1rem; align-items: center; margin-top: .75rem; }
   .rate .n { font-size: 2rem; font-weight: 650; font-variant-numeric: tabular-nums; }
   .rate .l { color: var(--muted); font-size: .8rem; }
   #spark { width: 100%; height: 3.4rem; display: block; }
@@ -152,8 +152,9 @@ function renderRate(rates, history) {
     svg.replaceChildren();
     return;
   }
-  const step = w / (60 - 1);
-  const x0 = w - step * (pts.length - 1);
+  // Spread over the whole width; the label below says how many seconds it spans.
+  const step = w / (pts.length - 1);
+  const x0 = 0;
   const coords = pts.map((v, i) => (x0 + i * step).toFixed(1) + ',' + (h - 2 - (v / max) * (h - 6)).toFixed(1));
   const ns = 'http://www.w3.org/2000/svg';
   const area = document.createElementNS(ns, 'polygon');
@@ -320,7 +321,7 @@ export const PAGE_HTML = `<!doctype html>
 <h2>Totals</h2>
 <div class="tiles" id="totals"></div>
 <div class="rate">
-<div><div class="n" id="orders-rate">–</div><div class="l">orders accepted / s</div></div>
+<div><div class="n" id="orders-rate">–</div><div class="l">orders accepted / s (5 s average)</div></div>
 <div><svg id="spark" viewBox="0 0 300 60" preserveAspectRatio="none" role="img" aria-label="orders per second, last minute"></svg><div class="l" id="spark-max"></div></div>
 </div>
 </section>

@@ -10,6 +10,8 @@ import type { NodeState } from './nodes.js';
 export const RECENT_SHOWN = 15;
 /** Rate points kept for the sparkline: about a minute at one tick a second. */
 export const HISTORY_POINTS = 60;
+/** The headline rates span this many snapshots back (about 5 s): steadier than one tick's change. */
+export const RATE_WINDOW = 5;
 
 export interface RecentOrder {
   id: string;
@@ -36,9 +38,9 @@ export interface Snapshot {
   redis: { up: boolean; error?: string };
   /** The figures of GET /metrics; null while Redis cannot be read. */
   figures: Figures | null;
-  /** Per second since the previous snapshot; null on the first one or after an outage. */
+  /** Per second over the last few snapshots (RATE_WINDOW); null on the first one or after an outage. */
   rates: Rates | null;
-  /** Orders accepted per second, oldest first, one point per snapshot. */
+  /** Orders accepted per second between consecutive snapshots, oldest first. */
   history: { t: string; accepted: number }[];
   recent: RecentOrder[];
   brokers: { connectedTo: string | null; nodes: NodeState[] };
@@ -104,7 +106,8 @@ export interface SnapshotSources {
  * rate history for the sparkline. Never rejects: Redis being down is part of the snapshot.
  */
 export function snapshotter(sources: SnapshotSources) {
-  let prev: { figures: Figures; at: number } | undefined;
+  // The last snapshots' figures, oldest first: the newest gives the sparkline's point, the oldest the headline rates.
+  let recentFigures: { figures: Figures; at: number }[] = [];
   const history: { t: string; accepted: number }[] = [];
 
   return {
@@ -123,20 +126,23 @@ export function snapshotter(sources: SnapshotSources) {
         ]);
       } catch (err) {
         // The rates restart after an outage: a delta across it would be an average, not a rate.
-        prev = undefined;
+        recentFigures = [];
         return { generatedAt, redis: { up: false, error: (err as Error).message }, figures: null, rates: null, history: [...history], recent: [], brokers };
       }
-      const rates = prev ? ratesBetween(prev.figures, figures, (now - prev.at) / 1000) : null;
-      prev = { figures, at: now };
-      if (rates) {
-        history.push({ t: generatedAt, accepted: rates.accepted });
+      const prev = recentFigures[recentFigures.length - 1];
+      const oldest = recentFigures[0];
+      const rates = oldest ? ratesBetween(oldest.figures, figures, (now - oldest.at) / 1000) : null;
+      if (prev) {
+        history.push({ t: generatedAt, accepted: ratesBetween(prev.figures, figures, (now - prev.at) / 1000).accepted });
         if (history.length > HISTORY_POINTS) history.shift();
       }
+      recentFigures.push({ figures, at: now });
+      if (recentFigures.length > RATE_WINDOW) recentFigures.shift();
       return { generatedAt, redis: { up: true }, figures, rates, history: [...history], recent, brokers };
     },
     /** Forget the previous figures (nobody watched for a while: a delta across the gap is no rate). */
     reset(): void {
-      prev = undefined;
+      recentFigures = [];
       history.length = 0;
     },
   };
