@@ -321,7 +321,7 @@ export const PAGE_HTML = `<!doctype html>
 <h2>Totals</h2>
 <div class="tiles" id="totals"></div>
 <div class="rate">
-<div><div class="n" id="orders-rate">–</div><div class="l">orders accepted / s (5 s average)</div></div>
+<div><div class="n" id="orders-rate">–</div><div class="l">accepted / s (5 s average)</div></div>
 <div><svg id="spark" viewBox="0 0 300 60" preserveAspectRatio="none" role="img" aria-label="orders per second, last minute"></svg><div class="l" id="spark-max"></div></div>
 </div>
 </section>
