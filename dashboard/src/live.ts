@@ -69,6 +69,11 @@ export class LiveFeed {
     if (this.last) res.write(this.last);
     this.clients.add(res);
     res.once('close', () => this.detach(res));
+    // A client gone before this point never sends 'close' again: nobody to tick for.
+    if (!res.socket || res.socket.destroyed) {
+      this.detach(res);
+      return;
+    }
     if (!this.ticking) this.startTicking();
   }
 

@@ -266,7 +266,7 @@ function render(s) {
   $('updated').dataset.at = s.generatedAt;
   setStatus('ok', 'Live');
   // Without Redis the last figures stay, dimmed, rather than a blank page.
-  document.body.classList.toggle('stale', !s.redis.up);
+  document.querySelector('main').classList.toggle('stale', !s.redis.up);
   if (!s.figures) return;
   renderTiles(s.figures, s.rates);
   renderRate(s.rates, s.history);
