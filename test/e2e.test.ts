@@ -57,7 +57,12 @@ async function snapshot(): Promise<Record<string, string>> {
     cursor = next;
     for (const k of found) {
       const type = await redis.type(k);
-      out[k] = type === 'hash' ? JSON.stringify(await redis.hgetall(k)) : String(await redis.get(k));
+      out[k] =
+        type === 'hash'
+          ? JSON.stringify(await redis.hgetall(k))
+          : type === 'list'
+            ? JSON.stringify(await redis.lrange(k, 0, -1))
+            : String(await redis.get(k));
     }
   } while (cursor !== '0');
   return out;
@@ -201,7 +206,7 @@ describe('the pipeline, end to end, as the README tells it', () => {
 
     const page = await fetch(`${dashboard}/`);
     expect(page.headers.get('content-type')).toContain('text/html');
-    expect(await page.text()).toContain('/metrics');
+    expect(await page.text()).toContain("new EventSource('/events')");
   });
 
   it('serves the order and its notification at GET /orders/{id}, and 404 for an unknown id', async () => {

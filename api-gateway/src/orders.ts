@@ -180,6 +180,7 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
       idempKey,
       keys.order(order.id),
       keys.stats.accepted,
+      keys.recentOrders,
       token,
       JSON.stringify({ state: 'accepted', fp, response }),
       config.idempotencyTtlSeconds,

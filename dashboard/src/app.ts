@@ -18,19 +18,50 @@ import {
   type ServiceDeps,
 } from '@order-pipeline/shared';
 import { prefersPrometheus, readFigures, toPrometheus, type Figures, type QueueChecker } from './figures.js';
+import { LiveFeed } from './live.js';
+import { nodeProber } from './nodes.js';
 import { PAGE_CSP, PAGE_HTML } from './page.js';
+import { snapshotter } from './snapshot.js';
 
 export type DashboardDeps = ServiceDeps;
 export type Dashboard = RunningService;
 
 /** Longest wait for the broker's answer to the queue checks; past it `queues` is null. */
 const QUEUE_CHECK_TIMEOUT_MS = 2000;
+/** How often the live page's broker nodes are probed while someone watches, and the longest probe. */
+const NODE_PROBE_EVERY_MS = 5000;
+const NODE_PROBE_TIMEOUT_MS = 1500;
+/** Longest wait on open connections at stop before they are closed. */
+const STOP_GRACE_MS = 2000;
 
-export async function start(deps: DashboardDeps): Promise<Dashboard> {
+export interface DashboardOptions {
+  /** Time between live snapshots (tests shorten it). */
+  liveEveryMs?: number;
+}
+
+export async function start(deps: DashboardDeps & DashboardOptions): Promise<Dashboard> {
   const { config, redis, broker, log } = deps;
   const metrics = createMetrics(config.service);
   const queueChecker = dashboardQueueChecker(broker);
   const noteInvalid = invalidInventoryNoter(log);
+  const prober = nodeProber(config.rabbitmqUrls, { everyMs: NODE_PROBE_EVERY_MS, timeoutMs: NODE_PROBE_TIMEOUT_MS });
+  const snapshots = snapshotter({
+    redis,
+    queueChecker: () => queueChecker.current(),
+    nodes: () => prober.states(),
+    connectedTo: () => broker.currentNode(),
+  });
+  const feed = new LiveFeed({
+    next: async () => {
+      const s = await snapshots.next();
+      if (s.figures) noteInvalid(s.figures);
+      return s;
+    },
+    reset: () => snapshots.reset(),
+    prober,
+    log,
+    ...(deps.liveEveryMs === undefined ? {} : { everyMs: deps.liveEveryMs }),
+  });
 
   const router = new Router();
   router.get('/metrics', async (ctx) => {
@@ -55,6 +86,15 @@ export async function start(deps: DashboardDeps): Promise<Dashboard> {
     } else {
       ctx.body = figures;
     }
+  });
+  // The live page's stream: a snapshot about every second while the page is open.
+  router.get('/events', (ctx) => {
+    if (!feed.canAccept()) {
+      throw new HttpProblem(503, 'Service Unavailable', 'Too many live page connections, or the dashboard is stopping', {}, { 'Retry-After': '5' });
+    }
+    // Koa leaves the response alone from here; the feed writes and ends it.
+    ctx.respond = false;
+    feed.attach(ctx.res);
   });
   router.get('/', (ctx) => {
     ctx.set('Cache-Control', 'no-store');
@@ -81,7 +121,13 @@ export async function start(deps: DashboardDeps): Promise<Dashboard> {
     address,
     port,
     async stop() {
+      // Ends the event streams first: the server only closes once no response is open.
+      feed.close();
+      // A browser keeps spare connections open that never carry a request; the server would wait on
+      // them until its own timeouts. Nothing here writes, so cutting what is left after a grace is safe.
+      const cut = setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS);
       await closeServer(server);
+      clearTimeout(cut);
       await queueChecker.close();
     },
   };

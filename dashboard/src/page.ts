@@ -1,113 +1,299 @@
 import { createHash } from 'node:crypto';
 
-// The live page at `/`: plain HTML with an inline script that polls `/metrics` for JSON every
-// second. Kept as a string module so src/ (tests) and dist/ (built service) serve it alike.
+// The live page at `/`: plain HTML, CSS and an inline script, no build step. The script listens to
+// `/events` (server-sent events, one snapshot about every second) and redraws in place. Kept as a
+// string module so src/ (tests) and dist/ (built service) serve it alike. Every string from Redis
+// reaches the DOM through textContent only, never as markup: inventory keys are operator-written.
 
 const STYLE = `
-  :root { color-scheme: light dark; --muted: #888; --ok: #2e7d32; --bad: #c62828; --line: #8884; }
-  body { font: 15px/1.4 system-ui, sans-serif; margin: 1.5rem auto; max-width: 60rem; padding: 0 1rem; }
-  h1 { font-size: 1.4rem; margin: 0 0 .25rem; }
-  h2 { font-size: 1rem; margin: 1.5rem 0 .5rem; text-transform: uppercase; letter-spacing: .05em; color: var(--muted); }
-  #status { color: var(--muted); font-size: .9rem; }
-  #status.bad { color: var(--bad); font-weight: 600; }
-  .tiles { display: grid; grid-template-columns: repeat(auto-fill, minmax(9rem, 1fr)); gap: .75rem; }
-  .tile { border: 1px solid var(--line); border-radius: .5rem; padding: .6rem .8rem; }
-  .tile .n { font-size: 1.8rem; font-variant-numeric: tabular-nums; }
-  .tile .l { color: var(--muted); font-size: .85rem; }
+  :root {
+    color-scheme: light dark;
+    --bg: #f3f5f8; --card: #fff; --ink: #1c2330; --muted: #6b7585; --line: #e3e7ee;
+    --ok: #1f8f4e; --ok-bg: #e3f5ea; --bad: #c9302c; --bad-bg: #fdecea; --warn: #a86400; --warn-bg: #fff3dc;
+    --info: #2f5fb3; --info-bg: #e8effb; --accent: #3b6fd8;
+  }
+  @media (prefers-color-scheme: dark) {
+    :root {
+      --bg: #12161d; --card: #1b212b; --ink: #e6e9ef; --muted: #8c96a8; --line: #2a3240;
+      --ok: #4cc27f; --ok-bg: #173324; --bad: #ff6b61; --bad-bg: #3a1c1b; --warn: #f0b357; --warn-bg: #3a2d14;
+      --info: #86a9f0; --info-bg: #1c2a45; --accent: #6d97ee;
+    }
+  }
+  * { box-sizing: border-box; }
+  body { font: 14px/1.35 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; background: var(--bg); color: var(--ink); }
+  header { display: flex; align-items: center; gap: 1rem; padding: .6rem 1.25rem; background: var(--card); border-bottom: 1px solid var(--line); }
+  h1 { font-size: 1.15rem; margin: 0; font-weight: 650; }
+  header .spacer { flex: 1; }
+  main { display: grid; grid-template-columns: minmax(0, 1fr) 23rem; gap: 1rem; padding: 1rem 1.25rem; max-width: 96rem; margin: 0 auto; }
+  .col { display: flex; flex-direction: column; gap: 1rem; min-width: 0; }
+  section { background: var(--card); border: 1px solid var(--line); border-radius: .6rem; padding: .75rem .9rem; }
+  h2 { font-size: .78rem; margin: 0 0 .55rem; text-transform: uppercase; letter-spacing: .06em; color: var(--muted); font-weight: 600; display: flex; gap: .5rem; align-items: baseline; }
+  h2 .aside { margin-left: auto; text-transform: none; letter-spacing: 0; font-weight: 400; }
+  .pill { display: inline-block; padding: .1rem .55rem; border-radius: 999px; font-size: .8rem; font-weight: 600; background: var(--line); color: var(--muted); white-space: nowrap; }
+  .pill.ok { background: var(--ok-bg); color: var(--ok); }
+  .pill.bad { background: var(--bad-bg); color: var(--bad); }
+  .pill.warn { background: var(--warn-bg); color: var(--warn); }
+  .pill.info { background: var(--info-bg); color: var(--info); }
+  #updated { color: var(--muted); font-size: .85rem; font-variant-numeric: tabular-nums; }
+  .tiles { display: grid; grid-template-columns: repeat(7, minmax(0, 1fr)); gap: .6rem; }
+  .tile { border: 1px solid var(--line); border-radius: .5rem; padding: .45rem .65rem; min-width: 0; }
+  .tile .n { font-size: 1.55rem; font-weight: 600; font-variant-numeric: tabular-nums; overflow: hidden; text-overflow: ellipsis; }
+  .tile .l { color: var(--muted); font-size: .8rem; }
+  .tile .r { color: var(--muted); font-size: .75rem; font-variant-numeric: tabular-nums; min-height: 1em; }
+  .tile.bad .n { color: var(--bad); }
+  .rate { display: grid; grid-template-columns: 13rem minmax(0, 1fr); gap: 1rem; align-items: center; margin-top: .75rem; }
+  .rate .n { font-size: 2rem; font-weight: 650; font-variant-numeric: tabular-nums; }
+  .rate .l { color: var(--muted); font-size: .8rem; }
+  #spark { width: 100%; height: 3.4rem; display: block; }
+  #spark polyline { fill: none; stroke: var(--accent); stroke-width: 2; vector-effect: non-scaling-stroke; }
+  #spark polygon { fill: var(--accent); opacity: .12; }
   table { border-collapse: collapse; width: 100%; }
-  th, td { text-align: left; padding: .3rem .5rem; border-bottom: 1px solid var(--line); }
+  th, td { text-align: left; padding: .28rem .45rem; border-bottom: 1px solid var(--line); white-space: nowrap; }
+  th { color: var(--muted); font-weight: 500; font-size: .78rem; }
+  tr:last-child td { border-bottom: 0; }
   td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+  td.id { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .85rem; max-width: 14rem; overflow: hidden; text-overflow: ellipsis; }
+  td.sku { max-width: 13rem; overflow: hidden; text-overflow: ellipsis; }
+  td.time { color: var(--muted); font-variant-numeric: tabular-nums; }
   .zero { color: var(--bad); font-weight: 600; }
   .empty { color: var(--muted); font-style: italic; }
+  tr.alert td { background: var(--bad-bg); color: var(--bad); font-weight: 600; }
+  #dlq-alert { display: block; margin: 0 1.25rem; margin-top: 1rem; padding: .6rem .9rem; border-radius: .6rem; background: var(--bad-bg); color: var(--bad); font-weight: 600; border: 1px solid var(--bad); }
+  #dlq-alert[hidden] { display: none; }
+  .scroll { max-height: 15.5rem; overflow-y: auto; }
+  .bar { height: .4rem; border-radius: .2rem; background: var(--accent); opacity: .55; min-width: 1px; }
+  td.barcell { width: 35%; }
+  ul.nodes { list-style: none; margin: 0; padding: 0; }
+  ul.nodes li { display: flex; align-items: center; gap: .5rem; padding: .25rem 0; border-bottom: 1px solid var(--line); }
+  ul.nodes li:last-child { border-bottom: 0; }
+  .dot { width: .65rem; height: .65rem; border-radius: 50%; background: var(--muted); flex: none; }
+  .dot.up { background: var(--ok); }
+  .dot.down { background: var(--bad); }
+  .node { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .85rem; flex: 1; overflow: hidden; text-overflow: ellipsis; }
+  .stale { opacity: .55; }
+  #invalid { color: var(--warn); font-size: .8rem; margin: .25rem 0 0; }
 `;
 
 const SCRIPT = `
 'use strict';
-const REFRESH_MS = 1000;
+// A snapshot older than this means the stream stalled even if the browser has not noticed.
+const STALE_MS = 5000;
 const $ = (id) => document.getElementById(id);
-const fmt = (n) => Number(n).toLocaleString();
+const fmt = (n) => Number(n).toLocaleString('en-US');
+const rate = (n) => (n >= 10 ? n.toFixed(0) : n.toFixed(1));
 
-function tiles(el, entries) {
-  el.replaceChildren(...entries.map(([label, value]) => {
-    const tile = document.createElement('div');
-    tile.className = 'tile';
-    const n = document.createElement('div');
-    n.className = 'n';
-    n.textContent = fmt(value);
-    const l = document.createElement('div');
-    l.className = 'l';
-    l.textContent = label;
-    tile.append(n, l);
-    return tile;
-  }));
+function el(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  // textContent only: every string here may come from Redis.
+  if (text !== undefined) e.textContent = String(text);
+  return e;
 }
 
-function rows(tbody, list, columns, emptyText) {
-  if (list.length === 0) {
-    const tr = document.createElement('tr');
-    const td = document.createElement('td');
-    td.colSpan = columns;
-    td.className = 'empty';
-    td.textContent = emptyText;
-    tr.append(td);
-    tbody.replaceChildren(tr);
+function pill(text, kind) {
+  return el('span', 'pill' + (kind ? ' ' + kind : ''), text);
+}
+
+function emptyRow(tbody, columns, text) {
+  const td = el('td', 'empty', text);
+  td.colSpan = columns;
+  const tr = el('tr');
+  tr.append(td);
+  tbody.replaceChildren(tr);
+}
+
+function setStatus(kind, text) {
+  const s = $('status');
+  s.className = 'pill ' + kind;
+  s.textContent = text;
+  s.dataset.state = kind === 'ok' ? 'live' : kind === 'warn' ? 'reconnecting' : 'down';
+}
+
+const TILES = [
+  ['accepted', 'accepted', (f) => f.orders.accepted, (r) => r.accepted],
+  ['created', 'created', (f) => f.orders.created, (r) => r.created],
+  ['rejected', 'rejected', (f) => f.orders.rejected, (r) => r.rejected],
+  ['duplicates', 'duplicates', (f) => f.orders.duplicates, null],
+  ['processed', 'processed', (f) => f.processed_orders_count, null],
+  ['sent', 'notifications sent', (f) => f.notifications.sent, (r) => r.sent],
+  ['failed', 'notifications failed', (f) => f.notifications.failed, null],
+];
+
+function renderTiles(f, rates) {
+  const box = $('totals');
+  if (box.children.length === 0) {
+    box.append(...TILES.map(([id, label]) => {
+      const t = el('div', 'tile');
+      const n = el('div', 'n', '–');
+      n.id = id;
+      const r = el('div', 'r');
+      r.id = id + '-rate';
+      t.append(n, el('div', 'l', label), r);
+      return t;
+    }));
+  }
+  for (const [id, , value, rateOf] of TILES) {
+    const v = value(f);
+    $(id).textContent = fmt(v);
+    $(id).parentElement.classList.toggle('bad', id === 'failed' && v > 0);
+    $(id + '-rate').textContent = rates && rateOf ? rate(rateOf(rates)) + '/s' : '';
+  }
+}
+
+function renderRate(rates, history) {
+  $('orders-rate').textContent = rates ? rate(rates.accepted) : '–';
+  const svg = $('spark');
+  const w = 300;
+  const h = 60;
+  const pts = history.map((p) => p.accepted);
+  const max = Math.max(1, ...pts);
+  $('spark-max').textContent = 'peak ' + rate(Math.max(0, ...pts)) + '/s, last ' + pts.length + ' s';
+  if (pts.length < 2) {
+    svg.replaceChildren();
     return;
   }
-  tbody.replaceChildren(...list.map((cells) => {
-    const tr = document.createElement('tr');
-    for (const c of cells) {
-      const td = document.createElement('td');
-      // textContent only: SKUs come from Redis keys anyone with access could have written.
-      td.textContent = typeof c.v === 'number' ? fmt(c.v) : String(c.v);
-      if (typeof c.v === 'number') td.className = 'num';
-      if (c.cls) td.className += ' ' + c.cls;
-      tr.append(td);
-    }
+  // Spread over the whole width; the label below says how many seconds it spans.
+  const step = w / (pts.length - 1);
+  const x0 = 0;
+  const coords = pts.map((v, i) => (x0 + i * step).toFixed(1) + ',' + (h - 2 - (v / max) * (h - 6)).toFixed(1));
+  const ns = 'http://www.w3.org/2000/svg';
+  const area = document.createElementNS(ns, 'polygon');
+  area.setAttribute('points', x0.toFixed(1) + ',' + h + ' ' + coords.join(' ') + ' ' + w + ',' + h);
+  const line = document.createElementNS(ns, 'polyline');
+  line.setAttribute('points', coords.join(' '));
+  svg.replaceChildren(area, line);
+}
+
+const STATUS_KIND = { created: 'ok', rejected: 'bad', accepted: 'info', cancelled: 'warn', expired: 'warn' };
+const NOTIFY_KIND = { sent: 'ok', failed: 'bad', sending: 'warn' };
+
+function time(iso) {
+  if (!iso) return '';
+  const d = new Date(iso);
+  return isNaN(d) ? '' : d.toLocaleTimeString('en-GB');
+}
+
+function renderRecent(list) {
+  const tbody = $('recent');
+  if (list.length === 0) return emptyRow(tbody, 6, 'no orders yet');
+  tbody.replaceChildren(...list.map((o) => {
+    const tr = el('tr');
+    tr.dataset.id = o.id;
+    const status = el('td');
+    status.append(pill(o.status + (o.reason ? ': ' + o.reason.replace(/_/g, ' ') : ''), STATUS_KIND[o.status] || ''));
+    const notif = el('td');
+    notif.append(o.notification ? pill(o.notification.status + (o.notification.attempts > 1 ? ' (' + o.notification.attempts + ' tries)' : ''), NOTIFY_KIND[o.notification.status] || '') : el('span', 'empty', 'pending'));
+    status.className = 'status';
+    notif.className = 'notification';
+    tr.append(el('td', 'time', time(o.createdAt)), el('td', 'id', o.id), el('td', 'sku', o.sku), el('td', 'num', o.qty === null ? '' : fmt(o.qty)), status, notif);
     return tr;
   }));
 }
 
-function render(f) {
-  tiles($('orders'), [
-    ['accepted', f.orders.accepted],
-    ['created', f.orders.created],
-    ['rejected', f.orders.rejected],
-    ['duplicates', f.orders.duplicates],
-    ['processed', f.processed_orders_count],
-  ]);
-  tiles($('notifications'), [['sent', f.notifications.sent], ['failed', f.notifications.failed]]);
-  const inv = Object.entries(f.inventory);
-  const total = inv.reduce((s, [, n]) => s + n, 0);
-  $('inventory-total').textContent = inv.length + ' SKUs, ' + fmt(total) + ' units';
-  rows($('inventory'), inv.map(([sku, n]) => [{ v: sku }, { v: n, cls: n === 0 ? 'zero' : '' }]), 2, 'no inventory keys');
-  const invalid = Object.entries(f.inventory_invalid || {});
-  $('invalid').hidden = invalid.length === 0;
-  $('invalid').textContent = invalid.length === 0 ? '' : 'Not whole numbers, left out: ' + invalid.map(([s, v]) => s + '=' + v).join(', ');
-  if (f.queues === null) {
-    rows($('queues'), [], 3, 'broker unavailable');
-  } else {
-    rows($('queues'), Object.entries(f.queues).map(([q, d]) => [{ v: q }, { v: d.messages }, { v: d.consumers }]), 3, 'no queues');
+function renderQueues(queues) {
+  const tbody = $('queues');
+  const alert = $('dlq-alert');
+  if (queues === null) {
+    alert.hidden = true;
+    return emptyRow(tbody, 3, 'broker unavailable');
   }
+  const dead = [];
+  tbody.replaceChildren(...Object.entries(queues).map(([q, d]) => {
+    const isDlq = /\\.dlq$/.test(q);
+    const tr = el('tr', isDlq && d.messages > 0 ? 'alert' : '');
+    tr.dataset.queue = q;
+    if (isDlq && d.messages > 0) dead.push(fmt(d.messages) + ' in ' + q);
+    tr.append(el('td', '', q), el('td', 'num', fmt(d.messages)), el('td', 'num', fmt(d.consumers)));
+    return tr;
+  }));
+  alert.hidden = dead.length === 0;
+  alert.textContent = dead.length === 0 ? '' : 'Dead-lettered messages: ' + dead.join(', ');
 }
 
-async function refresh() {
-  const status = $('status');
-  try {
-    const res = await fetch('/metrics', { headers: { Accept: 'application/json' }, cache: 'no-store', signal: AbortSignal.timeout(5000) });
-    const body = await res.json();
-    if (!res.ok) throw new Error(body.detail || body.title || ('HTTP ' + res.status));
-    render(body);
-    status.className = '';
-    status.textContent = 'Updated ' + new Date(body.generatedAt).toLocaleTimeString();
-  } catch (err) {
-    status.className = 'bad';
-    status.textContent = 'Not updating: ' + err.message;
-  } finally {
-    // Schedule after the answer, so a slow server never gets overlapping requests.
-    setTimeout(refresh, REFRESH_MS);
-  }
+function renderBrokers(b) {
+  const list = $('brokers');
+  if (b.nodes.length === 0) return list.replaceChildren(el('li', 'empty', 'no nodes configured'));
+  list.replaceChildren(...b.nodes.map((n) => {
+    const li = el('li');
+    li.dataset.node = n.node;
+    const known = n.checkedAt !== undefined;
+    li.append(el('span', 'dot ' + (!known ? '' : n.up ? 'up' : 'down')), el('span', 'node', n.node));
+    if (n.node === b.connectedTo) li.append(pill('connected', 'info'));
+    li.append(pill(!known ? 'checking' : n.up ? 'up' : 'down', !known ? '' : n.up ? 'ok' : 'bad'));
+    if (n.error) li.title = n.error;
+    return li;
+  }));
 }
-refresh();
+
+function renderInventory(f) {
+  const inv = Object.entries(f.inventory);
+  const total = inv.reduce((s, [, n]) => s + n, 0);
+  $('inventory-total').textContent = fmt(inv.length) + ' SKUs, ' + fmt(total) + ' units';
+  const tbody = $('inventory');
+  if (inv.length === 0) emptyRow(tbody, 3, 'no inventory keys');
+  else {
+    const max = Math.max(1, ...inv.map(([, n]) => n));
+    tbody.replaceChildren(...inv.map(([sku, n]) => {
+      const tr = el('tr');
+      tr.dataset.sku = sku;
+      const bar = el('div', 'bar');
+      // CSSOM, not a style attribute: allowed by the page's CSP.
+      bar.style.width = Math.max(0, Math.min(100, (n / max) * 100)).toFixed(1) + '%';
+      const cell = el('td', 'barcell');
+      cell.append(bar);
+      tr.append(el('td', 'sku', sku), el('td', 'num' + (n === 0 ? ' zero' : ''), fmt(n)), cell);
+      return tr;
+    }));
+  }
+  const invalid = Object.entries(f.inventory_invalid || {});
+  $('invalid').hidden = invalid.length === 0;
+  $('invalid').textContent = invalid.length === 0 ? '' : 'Not whole numbers, left out: ' + invalid.map(([s, v]) => s + ' = ' + v).join(', ');
+}
+
+let lastSnapshotAt = 0;
+
+function render(s) {
+  lastSnapshotAt = Date.now();
+  const redis = $('redis');
+  redis.className = 'pill ' + (s.redis.up ? 'ok' : 'bad');
+  redis.textContent = s.redis.up ? 'Redis up' : 'Redis down';
+  redis.title = s.redis.error || '';
+  const broker = $('broker');
+  broker.className = 'pill ' + (s.brokers.connectedTo ? 'ok' : 'bad');
+  broker.textContent = s.brokers.connectedTo ? 'Broker ' + s.brokers.connectedTo : 'Broker down';
+  renderBrokers(s.brokers);
+  $('updated').textContent = 'updated ' + time(s.generatedAt);
+  $('updated').dataset.at = s.generatedAt;
+  setStatus('ok', 'Live');
+  // Without Redis the last figures stay, dimmed, rather than a blank page.
+  document.querySelector('main').classList.toggle('stale', !s.redis.up);
+  if (!s.figures) return;
+  renderTiles(s.figures, s.rates);
+  renderRate(s.rates, s.history);
+  renderRecent(s.recent);
+  renderQueues(s.figures.queues);
+  renderInventory(s.figures);
+}
+
+let source;
+function connect() {
+  source = new EventSource('/events');
+  source.addEventListener('snapshot', (e) => render(JSON.parse(e.data)));
+  source.onerror = () => {
+    setStatus('warn', 'Reconnecting…');
+    // The browser retries by itself after a dropped stream, but gives up on an error status (503).
+    if (source.readyState === EventSource.CLOSED) setTimeout(connect, 3000);
+  };
+}
+
+setInterval(() => {
+  if (lastSnapshotAt && Date.now() - lastSnapshotAt > STALE_MS && $('status').dataset.state === 'live') {
+    setStatus('warn', 'Reconnecting…');
+    source.close();
+    connect();
+  }
+}, 1000);
+connect();
 `;
 
 export const PAGE_HTML = `<!doctype html>
@@ -116,26 +302,60 @@ export const PAGE_HTML = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Order pipeline</title>
+<link rel="icon" href="data:,">
 <style>${STYLE}</style>
 </head>
 <body>
+<header>
 <h1>Order pipeline</h1>
-<div id="status">Loading…</div>
-<h2>Orders</h2>
-<div class="tiles" id="orders"></div>
-<h2>Notifications</h2>
-<div class="tiles" id="notifications"></div>
+<span id="status" class="pill warn" data-state="connecting">Connecting…</span>
+<span id="updated"></span>
+<span class="spacer"></span>
+<span id="redis" class="pill">Redis</span>
+<span id="broker" class="pill">Broker</span>
+</header>
+<div id="dlq-alert" role="alert" hidden></div>
+<main>
+<div class="col">
+<section>
+<h2>Totals</h2>
+<div class="tiles" id="totals"></div>
+<div class="rate">
+<div><div class="n" id="orders-rate">–</div><div class="l">accepted / s (5 s average)</div></div>
+<div><svg id="spark" viewBox="0 0 300 60" preserveAspectRatio="none" role="img" aria-label="orders per second, last minute"></svg><div class="l" id="spark-max"></div></div>
+</div>
+</section>
+<section>
+<h2>Recent orders <span class="aside">newest first</span></h2>
+<table>
+<thead><tr><th>time</th><th>order</th><th>SKU</th><th class="num">qty</th><th>status</th><th>notification</th></tr></thead>
+<tbody id="recent"></tbody>
+</table>
+</section>
+</div>
+<div class="col">
+<section>
 <h2>Queues</h2>
 <table>
 <thead><tr><th>queue</th><th class="num">messages</th><th class="num">consumers</th></tr></thead>
 <tbody id="queues"></tbody>
 </table>
-<h2>Inventory <span id="inventory-total" class="empty"></span></h2>
-<p id="invalid" class="zero" hidden></p>
+</section>
+<section>
+<h2>Broker nodes</h2>
+<ul class="nodes" id="brokers"></ul>
+</section>
+<section>
+<h2>Inventory <span class="aside" id="inventory-total"></span></h2>
+<div class="scroll">
 <table>
-<thead><tr><th>SKU</th><th class="num">units</th></tr></thead>
 <tbody id="inventory"></tbody>
 </table>
+</div>
+<p id="invalid" hidden></p>
+</section>
+</div>
+</main>
 <script>${SCRIPT}</script>
 </body>
 </html>
@@ -149,6 +369,7 @@ export const PAGE_CSP = [
   `script-src ${sha256(SCRIPT)}`,
   `style-src ${sha256(STYLE)}`,
   "connect-src 'self'",
+  "img-src data:",
   "base-uri 'none'",
   "frame-ancestors 'none'",
 ].join('; ');

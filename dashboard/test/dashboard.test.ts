@@ -250,7 +250,7 @@ describe('queue depths', () => {
 });
 
 describe('GET /', () => {
-  it('serves a page whose script polls /metrics for JSON every second and is allowed by its CSP', async () => {
+  it('serves a page whose script listens to /events and is allowed by its CSP', async () => {
     const res = await fetch(`${dash.address}/`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/html/);
@@ -258,12 +258,12 @@ describe('GET /', () => {
     const script = /<script>([\s\S]*)<\/script>/.exec(html)?.[1];
     const style = /<style>([\s\S]*)<\/style>/.exec(html)?.[1];
     expect(script).toBeDefined();
-    expect(script).toContain("fetch('/metrics'");
-    expect(script).toContain("Accept: 'application/json'");
-    expect(script).toMatch(/REFRESH_MS = 1000/);
-    for (const id of ['orders', 'notifications', 'inventory', 'queues', 'status']) expect(html).toContain(`id="${id}"`);
+    expect(script).toContain("new EventSource('/events')");
+    for (const id of ['totals', 'recent', 'inventory', 'queues', 'brokers', 'status', 'redis']) expect(html).toContain(`id="${id}"`);
     // A syntax error would leave the page blank in a browser.
     expect(() => new vm.Script(script as string)).not.toThrow();
+    // No string from Redis may be parsed as markup.
+    expect(script).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
     const csp = res.headers.get('content-security-policy') ?? '';
     const hash = (s: string) => `'sha256-${createHash('sha256').update(s).digest('base64')}'`;
     expect(csp).toContain(`script-src ${hash(script as string)}`);

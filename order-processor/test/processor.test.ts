@@ -265,6 +265,7 @@ describe('order processor', () => {
       keys.idempotency('op-late-1'),
       keys.order('op-late-1'),
       keys.stats.accepted,
+      keys.recentOrders,
       'token-1',
       record,
       60,

@@ -158,12 +158,15 @@ export function createBroker(opts: BrokerOptions): Broker {
       if (closing || closedOnPurpose() || !connection.isConnected() || reconnectPending) return;
       reconnectPending = true;
       log.warn({ channel: name }, 'channel closed by the broker; reconnecting');
+      // Stays pending until the next 'connect': the forced reconnect closes the old connection's
+      // channels while the manager still counts it as current, and those closes must not force
+      // yet another reconnect (a loop that kept the broker down for seconds).
       setTimeout(() => {
-        reconnectPending = false;
         if (!closing) connection.reconnect();
       }, 250).unref();
     });
   };
+  connection.on('connect', () => (reconnectPending = false));
 
   // When the broker last returned a message as unroutable, by messageId: the confirm that follows
   // a return must not count as success. Only a return that came after this publish began counts,

@@ -12,6 +12,8 @@ export const keys = {
   order: (orderId: string) => `order:${orderId}`,
   /** hash: the notification's status, attempts, channel, sentAt, lastError, lease. */
   notification: (orderId: string) => `notifications:${orderId}`,
+  /** list: ids of the newest accepted orders, newest first, capped at 50 (accept-4.lua); the dashboard's recent orders. */
+  recentOrders: 'orders:recent',
   /** string integer: orders whose stock was reserved. */
   processedCount: 'orders.processed.count',
   // Counters behind the dashboard; each is bumped inside the Lua script that makes the change,

@@ -31,7 +31,7 @@ type Reply<T> = Promise<T>;
 export interface ScriptCommands {
   claim(idemp: string, duplicates: string, record: string, leaseMs: Arg, fingerprint: string, token: string): Reply<[0] | [1, string] | [2] | [3, number]>;
   accept(
-    idemp: string, order: string, accepted: string,
+    idemp: string, order: string, accepted: string, recent: string,
     token: string, record: string, ttlSeconds: number, id: string, sku: string, qty: number, email: string, now: string,
   ): Reply<0 | 1>;
   release(idemp: string, token: string): Reply<0 | 1>;

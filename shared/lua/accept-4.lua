@@ -3,6 +3,7 @@
 -- KEYS[1] idemp:<id>
 -- KEYS[2] order:<id>
 -- KEYS[3] stats:orders:accepted
+-- KEYS[4] orders:recent (list of order ids, newest first, kept to the newest 50)
 -- ARGV[1] the claim's token
 -- ARGV[2] accepted record: {"state":"accepted","fp":...,"response":...}
 -- ARGV[3] TTL of the accepted record in seconds
@@ -18,6 +19,9 @@ end
 if ours then
   redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
   redis.call('INCR', KEYS[3])
+  -- Written with the acceptance so the dashboard's recent list never misses or repeats an order.
+  redis.call('LPUSH', KEYS[4], ARGV[4])
+  redis.call('LTRIM', KEYS[4], 0, 49)
 end
 -- A fast processor can decide the order before this runs: only fill what is missing.
 if redis.call('HSETNX', KEYS[2], 'status', 'accepted') == 1 then
