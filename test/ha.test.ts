@@ -10,7 +10,7 @@
 import { readFile } from 'node:fs/promises';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keys } from '@order-pipeline/shared';
+import { WORK_QUEUES, keys } from '@order-pipeline/shared';
 import { haveBinaries, startRabbitCluster, startRedis, type RabbitCluster, type RabbitNode, type RedisServer } from '../scripts/local-servers.mjs';
 import { auditOrders, formatFigures, startLoad, startWebhookSink, type AuditResult, type LoadReport, type WebhookSink } from './helpers/load.js';
 import { startPipeline, type Pipeline } from './helpers/pipeline.js';
@@ -79,6 +79,37 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('high availability on a three-nod
   /** Every line any process printed about acking on the wrong channel. */
   const channelErrors = () => pipeline.output().split('\n').filter((l) => /unknown delivery tag|PRECONDITION_FAILED/i.test(l));
 
+  /** How often the services logged a failover step, for the figures. */
+  const logCounts = () => {
+    const out = pipeline.output();
+    const count = (text: string) => out.split(text).length - 1;
+    return {
+      'reconnects': count('"broker connected"') - SERVICES.length,
+      'consumer cancels': count('consumer cancelled by the broker'),
+      'channels closed by the broker': count('channel closed by the broker'),
+    };
+  };
+
+  /** The node leading each quorum queue now. */
+  async function queueLeaders(): Promise<Record<string, string>> {
+    const up = rabbit.nodes.find((n) => n.isRunning());
+    if (!up) throw new Error('no node is running');
+    const out = await up.ctl('list_queues', 'name', 'leader', '--formatter', 'json');
+    const rows = JSON.parse(out.slice(out.indexOf('['))) as { name: string; leader: string }[];
+    return Object.fromEntries(rows.map((r) => [r.name, r.leader]));
+  }
+
+  /** Makes `target` the leader of `queue` (a Raft leadership transfer) and waits until it is. */
+  async function moveLeader(queue: string, target: RabbitNode): Promise<void> {
+    const raName = `%2F_${queue}`;
+    const leader = (await queueLeaders())[queue];
+    if (leader !== target.name) {
+      const out = await target.ctl('eval', `ra:transfer_leadership({'${raName}', '${leader}'}, {'${raName}', '${target.name}'}).`);
+      if (!/ok|already_leader/.test(out)) throw new Error(`leadership of ${queue} not moved to ${target.name}: ${out}`);
+    }
+    await waitFor(`${target.name} to lead ${queue}`, async () => ((await queueLeaders())[queue] === target.name ? true : undefined), 15_000, 250);
+  }
+
   function printFailure(): void {
     console.error(pipeline.output().split('\n').filter((l) => /"level":"(warn|error|fatal)"|broker connected|consuming/.test(l)).slice(-200).join('\n'));
   }
@@ -112,7 +143,7 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('high availability on a three-nod
     }
   }, 30_000);
 
-  it('when the node the services are on dies, and then another, orders keep flowing and each is applied and notified once', async () => {
+  it('when the node the services are on dies, then a node leading a queue, then the node they moved to, orders keep flowing and each is applied and notified once', async () => {
     const pids = Object.fromEntries(SERVICES.map((s) => [s, pipeline.proc(s).proc.pid])) as Record<Service, number | undefined>;
     const initialStock = Object.fromEntries(SKUS.map((s) => [s, STOCK]));
     const initialProcessed = await processed();
@@ -129,6 +160,7 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('high availability on a three-nod
     let report: LoadReport | undefined;
     let audit: AuditResult | undefined;
     const killed: string[] = [];
+    const leaderMoves: string[] = [];
     try {
       await load.waitForAccepted(60, 30_000);
 
@@ -157,7 +189,26 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('high availability on a three-nod
       await first.start();
       await load.waitForAccepted(40, 30_000);
 
-      // Then the node they moved to, which is another one.
+      // Then a node no service is connected to, made leader of both work queues first: when it
+      // dies, leadership moves while the consumers stay on their channels, which must keep
+      // delivering (no cancel left unanswered, no consumer silently gone).
+      const connected = new Set(Object.values(currentNodes()));
+      const leaderOnly = rabbit.nodes.find((n) => n.isRunning() && !connected.has(`127.0.0.1:${n.port}`));
+      if (!leaderOnly) throw new Error(`no running node without connections: ${JSON.stringify(currentNodes())}`);
+      for (const q of WORK_QUEUES) await moveLeader(q, leaderOnly);
+      {
+        const [p0, n0] = [await processed(), await notified()];
+        await leaderOnly.kill();
+        killed.push(leaderOnly.name);
+        await load.waitForAccepted(40, 30_000);
+        await waitFor('orders created and notified after the leaders moved', async () => ((await processed()) >= p0 + 40 && (await notified()) >= n0 + 40 ? true : undefined), 30_000, 200);
+        const leaders = await queueLeaders();
+        for (const q of WORK_QUEUES) leaderMoves.push(`${q}->${rabbit.nodes.findIndex((n) => n.name === leaders[q]) + 1}`);
+        await leaderOnly.start();
+        await load.waitForAccepted(20, 30_000);
+      }
+
+      // Then the node the services moved to, which is another one than the first.
       const second = nodeAt(currentNodes()['order-processor']) ?? nodeAt(currentNodes()['api-gateway']);
       if (!second || second === first) throw new Error(`services are on no other node: ${JSON.stringify(currentNodes())}`);
       await failOver(second);
@@ -171,14 +222,16 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('high availability on a three-nod
     }
     audit = await auditOrders({ redis, report, initialStock, initialProcessed, webhook: sink, settleTimeoutMs: 30_000 });
     console.log(
-      formatFigures('HA fault test (two node kills under load)', report, audit, {
+      formatFigures('HA fault test (node kills under load)', report, audit, {
         'nodes killed': killed.length,
+        'work queue leaders after the leader kill (node)': leaderMoves.join(' '),
+        ...logCounts(),
         'publish timeout ms': PUBLISH_TIMEOUT_MS,
       }),
     );
     if (audit.lost.length > 0 || audit.appliedTwice !== 0) printFailure();
 
-    expect(killed).toHaveLength(2);
+    expect(killed).toHaveLength(3);
     expect(audit.lost, 'accepted orders not created and notified').toEqual([]);
     expect(audit.appliedTwice).toBe(0);
     // Every accepted order is created (a 202 was only ever given for a confirmed message)...
@@ -198,6 +251,8 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('high availability on a three-nod
     expect(report.slowestMs).toBeLessThan(PUBLISH_TIMEOUT_MS + ANSWER_MARGIN_MS);
     // Consumers never acked a delivery of a dead channel on the new one.
     expect(channelErrors()).toEqual([]);
+    // A node's death closes the connection: no channel was mistaken for one the broker closed.
+    expect(logCounts()['channels closed by the broker']).toBe(0);
     expectAlive(pids);
   }, 150_000);
 
