@@ -12,7 +12,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WORK_QUEUES, keys } from '@order-pipeline/shared';
 import { haveBinaries, startRabbitCluster, startRedis, type RabbitCluster, type RabbitNode, type RedisServer } from '../scripts/local-servers.mjs';
-import { auditOrders, formatFigures, startLoad, startWebhookSink, type AuditResult, type LoadReport, type WebhookSink } from './helpers/load.js';
+import { auditOrders, formatFigures, startLoad, startWebhookSink, type LoadReport, type WebhookSink } from './helpers/load.js';
 import { startPipeline, type Pipeline } from './helpers/pipeline.js';
 import { SERVICES, waitFor, type Service } from './helpers/processes.js';
 
@@ -158,7 +158,6 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('high availability on a three-nod
       settleTimeoutMs: 30_000,
     });
     let report: LoadReport | undefined;
-    let audit: AuditResult | undefined;
     const killed: string[] = [];
     const leaderMoves: string[] = [];
     try {
@@ -220,7 +219,7 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('high availability on a three-nod
     } finally {
       report = await load.stop();
     }
-    audit = await auditOrders({ redis, report, initialStock, initialProcessed, webhook: sink, settleTimeoutMs: 30_000 });
+    const audit = await auditOrders({ redis, report, initialStock, initialProcessed, webhook: sink, settleTimeoutMs: 30_000 });
     console.log(
       formatFigures('HA fault test (node kills under load)', report, audit, {
         'nodes killed': killed.length,
@@ -267,7 +266,7 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('high availability on a three-nod
     // it and still in the queues when the nodes die.
     const load = startLoad({ gatewayUrl: gateway, idPrefix: 'ha-down', skus: SKUS, concurrency: 4, ratePerSecond: 20, retryDelayMs: 250, settleTimeoutMs: 45_000 });
     const burst = { sent: 0, unavailable: 0, withoutRetryAfter: 0, other: [] as number[], slowestMs: 0 };
-    let rss = { before: 0, after: 0 };
+    const rss = { before: 0, after: 0 };
     let report: LoadReport | undefined;
     try {
       await load.waitForAccepted(30, 30_000);
