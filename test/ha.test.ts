@@ -27,6 +27,13 @@ const PUBLISH_TIMEOUT_MS = 2000;
  * (no answer at all, the failure this guards against) would take the client's full 10 s timeout.
  */
 const ANSWER_MARGIN_MS = 1500;
+/**
+ * The webhook receiver answers this late, so the notifier always holds deliveries whose handling
+ * ends after its connection has moved to the next node (about 1 s after a kill): the case where
+ * acking on the new channel would fail with "unknown delivery tag". Prefetch 100 keeps up with the
+ * load's 40 orders/s at this delay.
+ */
+const WEBHOOK_DELAY_MS = 2000;
 const SKUS = ['ha-a', 'ha-b', 'ha-c'];
 const STOCK = 1_000_000;
 
@@ -115,7 +122,7 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('high availability on a three-nod
   }
 
   beforeAll(async () => {
-    [redisServer, rabbit, sink] = await Promise.all([startRedis(), startRabbitCluster({ nodes: 3 }), startWebhookSink()]);
+    [redisServer, rabbit, sink] = await Promise.all([startRedis(), startRabbitCluster({ nodes: 3 }), startWebhookSink({ delayMs: WEBHOOK_DELAY_MS })]);
     redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1 });
     for (const sku of SKUS) await redis.set(keys.inventory(sku), STOCK);
     pipeline = await startPipeline({
