@@ -249,6 +249,15 @@ function checkRabbitCluster({ compose, read }: Files): string[] {
     if (JSON.stringify(listed) !== JSON.stringify(expectedNames)) {
       problems.push(`${name}: its config lists nodes ${listed.join(', ')}, not the cluster's ${expectedNames.join(', ')}`);
     }
+    // A minority side must stop rather than take orders into queues the majority never sees.
+    const partitions = conf.get('cluster_partition_handling');
+    if (partitions !== 'pause_minority') problems.push(`${name}: cluster_partition_handling is ${partitions}, not pause_minority`);
+    // Quorum queues declared before every node joined must grow a member onto each node.
+    const reconcile = conf.get('quorum_queue.continuous_membership_reconciliation.enabled');
+    const target = conf.get('quorum_queue.continuous_membership_reconciliation.target_group_size');
+    if (reconcile !== 'true' || target !== String(nodes.length)) {
+      problems.push(`${name}: quorum_queue.continuous_membership_reconciliation is ${reconcile ?? 'off'} with target_group_size ${target}, not on with ${nodes.length}`);
+    }
   }
   if (cookies.size > 1) problems.push(`the RabbitMQ nodes have different Erlang cookies: they would not form one cluster`);
   const users = new Set(nodes.map(([, s]) => `${envOf(s).RABBITMQ_DEFAULT_USER}:${envOf(s).RABBITMQ_DEFAULT_PASS}`));
@@ -537,6 +546,37 @@ describe('the compose checks notice a broken file', () => {
       breakIt: (f) => {
         const env = f.compose.services['order-processor']?.environment as Record<string, string>;
         env.RABBITMQ_URLS = (env.RABBITMQ_URLS ?? '').replace('@rabbit2:', '@rabbitmq-x:');
+      },
+    },
+    {
+      name: 'RABBITMQ_URLS that list one node only',
+      expect: /api-gateway: RABBITMQ_URLS leaves out rabbit2, rabbit3/,
+      breakIt: (f) => {
+        const env = f.compose.services['api-gateway']?.environment as Record<string, string>;
+        env.RABBITMQ_URLS = (env.RABBITMQ_URLS ?? '').split(',')[0] ?? '';
+      },
+    },
+    {
+      name: 'classic (unreplicated) queues',
+      expect: /notifier: QUEUE_TYPE is classic/,
+      breakIt: (f) => {
+        (f.compose.services.notifier?.environment as Record<string, string>).QUEUE_TYPE = 'classic';
+      },
+    },
+    {
+      name: 'a config without quorum queue membership reconciliation',
+      expect: /continuous_membership_reconciliation is off/,
+      breakIt: (f) => {
+        const read = f.read;
+        f.read = (p) => (p.endsWith('rabbitmq.conf') ? conf.replace(/^quorum_queue\.continuous_membership_reconciliation\.enabled.*$/m, '') : read(p));
+      },
+    },
+    {
+      name: 'a config that keeps a minority side running',
+      expect: /cluster_partition_handling is autoheal/,
+      breakIt: (f) => {
+        const read = f.read;
+        f.read = (p) => (p.endsWith('rabbitmq.conf') ? conf.replace(/^cluster_partition_handling.*$/m, 'cluster_partition_handling = autoheal') : read(p));
       },
     },
     {

@@ -147,26 +147,29 @@ export function createBroker(opts: BrokerOptions): Broker {
   connection.on('blocked', ({ reason }) => log.warn({ reason }, 'broker blocked publishing'));
 
   let closing = false;
-  let reconnectPending = false;
+  // Connections a forced reconnect was already asked for (several channels may close at once).
+  const reconnecting = new WeakSet<object>();
   // A channel error (404 on a passive check, 406 on a mismatched declaration, an unknown delivery
   // tag) must not go unheard: without a listener amqplib tears the whole connection down. And a
   // channel the broker closed while the connection stays up is not reopened by
   // amqp-connection-manager, so reconnect: every channel's setup runs again and consumers resume.
+  // When a node dies, amqplib closes every channel *before* the connection reports its close, so
+  // the channel's close alone does not tell the two apart: only a channel whose own connection is
+  // still the current one a moment later was closed by the broker. Forcing a reconnect for the
+  // others would log a false alarm, and could tear down the fresh connection to the next node.
   const watch = (ch: Channel, name: string, closedOnPurpose: () => boolean = () => false) => {
+    const owner = connection.connection;
     ch.on('error', (err: Error) => log.warn({ channel: name, err: err.message }, 'channel error'));
     ch.on('close', () => {
-      if (closing || closedOnPurpose() || !connection.isConnected() || reconnectPending) return;
-      reconnectPending = true;
-      log.warn({ channel: name }, 'channel closed by the broker; reconnecting');
-      // Stays pending until the next 'connect': the forced reconnect closes the old connection's
-      // channels while the manager still counts it as current, and those closes must not force
-      // yet another reconnect (a loop that kept the broker down for seconds).
+      if (closing || closedOnPurpose()) return;
       setTimeout(() => {
-        if (!closing) connection.reconnect();
+        if (closing || owner === undefined || connection.connection !== owner || reconnecting.has(owner)) return;
+        reconnecting.add(owner);
+        log.warn({ channel: name }, 'channel closed by the broker; reconnecting');
+        connection.reconnect();
       }, 250).unref();
     });
   };
-  connection.on('connect', () => (reconnectPending = false));
 
   // When the broker last returned a message as unroutable, by messageId: the confirm that follows
   // a return must not count as success. Only a return that came after this publish began counts,

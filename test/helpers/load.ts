@@ -187,14 +187,23 @@ export interface WebhookSink {
   close(): Promise<void>;
 }
 
-export async function startWebhookSink(): Promise<WebhookSink> {
+export interface WebhookSinkOptions {
+  /** Answer each delivery only after this long (a slow receiver keeps notifications in hand). */
+  delayMs?: number;
+}
+
+export async function startWebhookSink(opts: WebhookSinkOptions = {}): Promise<WebhookSink> {
   const deliveries = new Map<string, number>();
   const server: Server = createServer((req, res) => {
     const key = String(req.headers['idempotency-key'] ?? '');
     req.resume();
     req.on('end', () => {
       if (key) deliveries.set(key, (deliveries.get(key) ?? 0) + 1);
-      res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      const answer = () => {
+        if (!res.destroyed) res.writeHead(200, { 'content-type': 'application/json' }).end('{"ok":true}');
+      };
+      if (opts.delayMs) setTimeout(answer, opts.delayMs).unref();
+      else answer();
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
