@@ -1,0 +1,153 @@
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  context,
+  propagation,
+  trace,
+  type Attributes,
+  type Context,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import type { Logger } from './logger.js';
+
+// W3C trace context from the HTTP request through every AMQP message to the webhook. One
+// provider per process, registered globally: code takes its tracer with trace.getTracer(name),
+// which is a no-op until setupTracing runs (so tests that do not trace pay nothing).
+
+export { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace };
+export type { Attributes, Context, Span, Tracer };
+
+// Messaging attributes (OpenTelemetry semantic conventions; still "incubating" there, so
+// spelled out here rather than imported from a module whose names may change).
+export const ATTR = {
+  orderId: 'order.id',
+  messagingSystem: 'messaging.system',
+  destination: 'messaging.destination.name',
+  operationType: 'messaging.operation.type',
+  operationName: 'messaging.operation.name',
+  messageId: 'messaging.message.id',
+  routingKey: 'messaging.rabbitmq.destination.routing_key',
+  outcome: 'messaging.consume.outcome',
+} as const;
+
+export interface TracingOptions {
+  /** The `service.name` resource of every span. */
+  service: string;
+  /** OTLP/HTTP base URL; spans go to `<endpoint>/v1/traces` in batches. Unset: no export at all. */
+  otlpEndpoint?: string;
+  /** Extra processors (tests add an in-memory exporter). */
+  spanProcessors?: SpanProcessor[];
+}
+
+export interface Tracing {
+  provider: NodeTracerProvider;
+  /** Exports what is still batched, then stops the exporter. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Registers a real tracer provider, the W3C trace-context propagator (traceparent, tracestate) and
+ * the async-local context manager. A real provider always, so trace ids exist for the logs even
+ * without an exporter; with no processor, a finished span is dropped at once (no export work).
+ * Sampling: parent-based, always on for new traces (an incoming traceparent's sampled flag wins).
+ */
+export function setupTracing(opts: TracingOptions): Tracing {
+  const spanProcessors = [...(opts.spanProcessors ?? [])];
+  if (opts.otlpEndpoint) {
+    const url = `${opts.otlpEndpoint.replace(/\/+$/, '')}/v1/traces`;
+    spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url })));
+  }
+  const provider = new NodeTracerProvider({
+    resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: opts.service }),
+    sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }),
+    spanProcessors,
+  });
+  provider.register({ propagator: new W3CTraceContextPropagator() });
+  let down: Promise<void> | undefined;
+  return { provider, shutdown: () => (down ??= provider.shutdown().catch(() => undefined)) };
+}
+
+/** The trace id of the active span, when there is a valid one. */
+export function activeTraceId(ctx: Context = context.active()): string | undefined {
+  const sc = trace.getSpanContext(ctx);
+  return sc && trace.isSpanContextValid(sc) ? sc.traceId : undefined;
+}
+
+/**
+ * Where the order's context becomes known: tags the active span with the order id and returns a
+ * logger whose every line carries `orderId` and (inside a trace) `traceId`, so one order can be
+ * followed across the services' logs by either.
+ */
+export function forOrder(log: Logger, orderId: string): Logger {
+  const span = trace.getActiveSpan();
+  if (!span) return log.child({ orderId });
+  span.setAttribute(ATTR.orderId, orderId);
+  const traceId = activeTraceId();
+  return log.child(traceId ? { orderId, traceId } : { orderId });
+}
+
+/** Message headers (AMQP table, HTTP header map) read as a carrier for the propagator. */
+type Carrier = Record<string, unknown>;
+const carrierGetter = {
+  keys: (c: Carrier) => Object.keys(c),
+  get: (c: Carrier, key: string) => {
+    const v = c[key];
+    if (v === undefined || v === null) return undefined;
+    if (Array.isArray(v)) return v.map(String);
+    // amqplib hands long strings in headers back as Buffers.
+    return Buffer.isBuffer(v) ? v.toString('utf8') : String(v);
+  },
+};
+
+/** The trace context a message or request carries (traceparent, tracestate), or none. */
+export function extractContext(headers: Carrier | undefined): Context {
+  return headers ? propagation.extract(ROOT_CONTEXT, headers, carrierGetter) : ROOT_CONTEXT;
+}
+
+/** Writes the trace context of `ctx` (traceparent, tracestate) into `headers`. */
+export function injectContext(ctx: Context, headers: Record<string, unknown>): void {
+  propagation.inject(ctx, headers);
+}
+
+/** Ends a span with the error's message as its status (and the exception as an event). */
+export function endWithError(span: Span, err: unknown): void {
+  const e = err instanceof Error ? err : new Error(String(err));
+  span.recordException(e);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
+  span.end();
+}
+
+/** Attributes of a publish span: destination is the exchange, or the queue for the default exchange. */
+export function publishAttributes(exchange: string, routingKey: string, messageId: string | undefined, orderId: string | undefined): Attributes {
+  const a: Attributes = {
+    [ATTR.messagingSystem]: 'rabbitmq',
+    [ATTR.destination]: exchange === '' ? routingKey : exchange,
+    [ATTR.operationType]: 'send',
+    [ATTR.operationName]: 'publish',
+    [ATTR.routingKey]: routingKey,
+  };
+  if (messageId) a[ATTR.messageId] = messageId;
+  if (orderId) a[ATTR.orderId] = orderId;
+  return a;
+}
+
+/** Attributes of a consumer's processing span. */
+export function processAttributes(queue: string, messageId: string | undefined, orderId: string | undefined): Attributes {
+  const a: Attributes = {
+    [ATTR.messagingSystem]: 'rabbitmq',
+    [ATTR.destination]: queue,
+    [ATTR.operationType]: 'process',
+    [ATTR.operationName]: 'process',
+  };
+  if (messageId) a[ATTR.messageId] = messageId;
+  if (orderId) a[ATTR.orderId] = orderId;
+  return a;
+}
