@@ -6,6 +6,7 @@ import {
   canonicalOrder,
   encodeEvent,
   exchanges,
+  forOrder,
   keys,
   makeEvent,
   routingKeys,
@@ -106,7 +107,8 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
   const valid = validateOrder(parsed);
   if (!valid.ok) throw new HttpProblem(400, 'Invalid Order', 'The order does not match its schema', { errors: valid.errors });
   const order = canonicalOrder(valid.value);
-  const olog = log.child({ orderId: order.id });
+  // Tags the request's span with the order id; the logger carries orderId and traceId.
+  const olog = forOrder(log, order.id);
 
   // Refuse before claiming: a claim we could not publish would only have to be released again.
   if (!broker.isConnected()) {

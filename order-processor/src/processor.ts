@@ -4,6 +4,7 @@ import {
   decodeEvent,
   encodeEvent,
   exchanges,
+  forOrder,
   keys,
   makeEvent,
   routingKeys,
@@ -99,7 +100,7 @@ async function reserve(redis: RedisClient, order: Order): Promise<[ReserveCode, 
 /** Decides an order.placed message once and publishes its outcome (again, on a redelivery). */
 export async function handleOrderPlaced(deps: ProcessorDeps, msg: Message): Promise<Outcome> {
   const { order } = decodeEvent(msg.content, [routingKeys.placed]);
-  const log = deps.log.child({ orderId: order.id });
+  const log = forOrder(deps.log, order.id);
 
   const [code, status, rawReason] = await reserve(deps.redis, order);
   if (status === 'rejected' && !isRejectReason(rawReason)) {
