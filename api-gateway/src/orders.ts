@@ -229,13 +229,13 @@ export async function getOrder(ctx: Context, id: string, deps: Pick<OrderDeps, '
     // One round trip, one instant: the order and its notification as of the same moment.
     replies = await deps.redis.multi().hgetall(keys.order(id)).hgetall(keys.notification(id)).exec();
   } catch (err) {
-    deps.log.warn({ orderId: id, err: (err as Error).message }, 'order lookup failed; answering 503');
+    forOrder(deps.log, id).warn({ err: (err as Error).message }, 'order lookup failed; answering 503');
     throw unavailable('The order store is not reachable; retry shortly');
   }
   const [orderReply, notificationReply] = replies ?? [];
   const failed = orderReply?.[0] ?? notificationReply?.[0];
   if (!orderReply || !notificationReply || failed) {
-    deps.log.warn({ orderId: id, err: failed?.message }, 'order lookup failed; answering 503');
+    forOrder(deps.log, id).warn({ err: failed?.message }, 'order lookup failed; answering 503');
     throw unavailable('The order store is not reachable; retry shortly');
   }
   const order = orderReply[1] as Record<string, string>;
