@@ -87,8 +87,7 @@ beforeAll(async () => {
   gateway = gw.address;
   services.push(await startProcessor(await clientsFor('order-processor', captureLogger('order-processor'))));
   services.push(await startNotifier(await clientsFor('notifier', captureLogger('notifier'))));
-  const [{ redis }] = clients as [{ redis: RedisClient }];
-  await redis.set(keys.inventory(SKU), '10');
+  await clients[0]?.redis.set(keys.inventory(SKU), '10');
 });
 
 afterAll(async () => {
