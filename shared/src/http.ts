@@ -85,6 +85,9 @@ export function createMetrics(service: string): Metrics {
   };
 }
 
+/** The ops endpoints, served without a router: their path is their route. */
+const OPS_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+
 /** Times every request by its route template (never the raw path: ids would explode the labels). */
 export function timingMiddleware(metrics: Metrics): Middleware {
   return async (ctx, next) => {
@@ -92,7 +95,7 @@ export function timingMiddleware(metrics: Metrics): Middleware {
     try {
       await next();
     } finally {
-      const route = (ctx as Context & { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
+      const route = (ctx as Context & { _matchedRoute?: string })._matchedRoute ?? (OPS_ROUTES.has(ctx.path) ? ctx.path : 'unmatched');
       end({ method: ctx.method, route: String(route), status: String(ctx.status) });
     }
   };
