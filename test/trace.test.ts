@@ -13,6 +13,7 @@ import {
   createRedis,
   keys,
   loadConfig,
+  queues,
   redisReady,
   setupTracing,
   waitForBroker,
@@ -25,6 +26,7 @@ import {
 import { start as startGateway } from '../api-gateway/src/app.js';
 import { start as startNotifier } from '../notifier/src/app.js';
 import { start as startProcessor } from '../order-processor/src/app.js';
+import { openTopologyChannel, takeAtLeast } from './helpers/broker.js';
 import { waitFor } from './helpers/processes.js';
 import { resetAll, testServers } from './helpers/servers.js';
 
@@ -64,7 +66,8 @@ async function clientsFor(service: ServiceName, log: Logger) {
   const broker = createBroker({ urls: config.rabbitmqUrls, queueType: config.queueType, log, publishTimeoutMs: 5000, name: service });
   clients.push({ redis, broker });
   await Promise.all([redisReady(redis), waitForBroker(broker, 20_000)]);
-  return { config, redis, broker, log, port: 0, host: '127.0.0.1' };
+  // Two attempts, short delays: the failing webhook's message reaches the dead-letter queue fast.
+  return { config, redis, broker, log, port: 0, host: '127.0.0.1', maxAttempts: 2, backoffMs: () => 20 };
 }
 
 beforeAll(async () => {
@@ -76,7 +79,8 @@ beforeAll(async () => {
     req.on('end', () => {
       const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { orderId: string };
       hooks.set(body.orderId, req.headers);
-      res.writeHead(200).end('ok');
+      // This one never accepts: its notification is retried, then dead-lettered.
+      res.writeHead(body.orderId === 'trace-3' ? 500 : 200).end('ok');
     });
   });
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
@@ -177,5 +181,36 @@ describe('tracing one order through the pipeline', () => {
     const about = lines.filter((l) => l.orderId === 'trace-2');
     expect(about.length).toBeGreaterThan(2);
     for (const l of about) expect(l, String(l.msg)).toMatchObject({ traceId });
+  });
+
+  it('keeps the trace in the retry copy and the dead letter of a notification the webhook refuses', async () => {
+    const traceId = 'a3ce929d0e0e47364bf92f3577b34da6';
+    const res = await fetch(`${gateway}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-00f067aa0ba902b7-01` },
+      body: JSON.stringify({ id: 'trace-3', sku: SKU, qty: 1 }),
+    });
+    expect(res.status).toBe(202);
+    const { amqp, ch } = await openTopologyChannel(rabbitmqUrls[0] as string, 'quorum');
+    try {
+      const [dead] = await takeAtLeast(ch, queues.notifierDlq, 1);
+      const spans = () => exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId);
+      await waitFor('the dead letter publish span', () => (spans().some((s) => s.name === 'orders.dlx publish') ? true : undefined));
+      const consumed = spans().filter((s) => s.name === 'notifier.queue process');
+      const retry = spans().find((s) => s.name === 'notifier.queue publish');
+      const deadLetter = spans().find((s) => s.name === 'orders.dlx publish');
+      expect(consumed.map((s) => s.attributes['messaging.consume.outcome']).sort()).toEqual(['dead_letter', 'retry']);
+      const [first, second] = consumed[0]?.attributes['messaging.consume.outcome'] === 'retry' ? consumed : [...consumed].reverse();
+      // first delivery -> retry copy -> second delivery -> dead letter, one trace.
+      expect(parentOf(retry as ReadableSpan)).toBe(idOf(first as ReadableSpan));
+      expect(parentOf(second as ReadableSpan)).toBe(idOf(retry as ReadableSpan));
+      expect(parentOf(deadLetter as ReadableSpan)).toBe(idOf(second as ReadableSpan));
+      expect(String(dead?.properties.headers?.traceparent)).toBe(`00-${traceId}-${idOf(deadLetter as ReadableSpan)}-01`);
+      const about = lines.filter((l) => l.orderId === 'trace-3');
+      expect(about.some((l) => l.msg === 'handling failed; retrying later')).toBe(true);
+      for (const l of about) expect(l, String(l.msg)).toMatchObject({ traceId });
+    } finally {
+      await amqp.close();
+    }
   });
 });

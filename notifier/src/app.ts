@@ -43,10 +43,10 @@ export async function start(deps: NotifierAppDeps): Promise<RunningNotifier> {
   const base = deps.sender ?? defaultSender(config, log);
   const sender: Sender = {
     channel: base.channel,
-    send: async (n) => {
+    send: async (n, span) => {
       const end = sendSeconds.startTimer({ channel: base.channel });
       try {
-        await base.send(n);
+        await base.send(n, span);
       } finally {
         end();
       }

@@ -94,7 +94,7 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
   const event = decodeEvent(msg.content, [routingKeys.created, routingKeys.rejected]);
   const notification = notificationOf(event);
   const { orderId } = notification;
-  const log = forOrder(deps.log, orderId);
+  const log = forOrder(deps.log, orderId, ctx.span);
   const token = randomUUID();
 
   const claimed = await claim(deps, orderId, token, log);
@@ -104,7 +104,7 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
   }
 
   try {
-    await deps.sender.send(notification);
+    await deps.sender.send(notification, ctx.span);
   } catch (err) {
     const error = (err as Error).message;
     const last = ctx.lastAttempt;

@@ -1,14 +1,15 @@
 import {
   ATTR,
+  ROOT_CONTEXT,
   SpanKind,
-  context,
   endWithError,
   forOrder,
-  injectContext,
   trace,
+  traceHeaders,
   type Logger,
   type OrderEvent,
   type RejectReason,
+  type Span,
 } from '@order-pipeline/shared';
 
 // Where a notification goes. A sender resolves once the notification is delivered and throws
@@ -26,7 +27,8 @@ export interface Notification {
 
 export interface Sender {
   channel: 'log' | 'webhook';
-  send(n: Notification): Promise<void>;
+  /** `span`: the span handling the message, the parent of the send's own span. */
+  send(n: Notification, span?: Span): Promise<void>;
 }
 
 /** The notification an order.created or order.rejected event produces. */
@@ -49,8 +51,8 @@ export function notificationOf(event: OrderEvent): Notification {
 export function logSender(log: Logger): Sender {
   return {
     channel: 'log',
-    send: async (n) => {
-      forOrder(log, n.orderId).info({ type: n.type, email: n.email, text: n.message }, 'notification sent');
+    send: async (n, span) => {
+      forOrder(log, n.orderId, span).info({ type: n.type, email: n.email, text: n.message }, 'notification sent');
     },
   };
 }
@@ -78,10 +80,13 @@ export function webhookSender(url: string, { timeoutMs = 5000 }: { timeoutMs?: n
   return {
     channel: 'webhook',
     // A CLIENT span per attempt; the receiver gets its context in `traceparent` (and `tracestate`).
-    send: (n) => {
-      const span = tracer.startSpan('POST', { kind: SpanKind.CLIENT, attributes: { ...attributes, [ATTR.orderId]: n.orderId } });
-      const headers: Record<string, string> = { 'Content-Type': 'application/json', 'Idempotency-Key': n.orderId };
-      injectContext(trace.setSpan(context.active(), span), headers);
+    send: (n, parent) => {
+      const span = tracer.startSpan(
+        'POST',
+        { kind: SpanKind.CLIENT, attributes: { ...attributes, [ATTR.orderId]: n.orderId } },
+        parent ? trace.setSpan(ROOT_CONTEXT, parent) : ROOT_CONTEXT,
+      );
+      const headers = traceHeaders(span, { 'Content-Type': 'application/json', 'Idempotency-Key': n.orderId });
       return postNotification(url, timeoutMs, n, headers).then(
         (status) => {
           span.setAttribute('http.response.status_code', status);

@@ -29,10 +29,10 @@ export async function start(deps: ProcessorAppDeps): Promise<RunningProcessor> {
     metrics,
     queue: queues.orders,
     defaultPort: config.ports.processor,
-    handler: async (msg) => {
+    handler: async (msg, ctx) => {
       const end = handleSeconds.startTimer();
       try {
-        const outcome = await handleOrderPlaced({ redis, broker, log }, msg);
+        const outcome = await handleOrderPlaced({ redis, broker, log }, msg, ctx.span);
         orders.inc({ outcome: outcome.kind });
       } finally {
         end();

@@ -10,14 +10,14 @@ import {
   ATTR,
   SpanKind,
   SpanStatusCode,
-  activeTraceId,
-  context,
   endWithError,
   extractContext,
-  injectContext,
   processAttributes,
   publishAttributes,
   trace,
+  traceHeaders,
+  traceIdOf,
+  type Span,
 } from './tracing.js';
 
 // One AMQP connection per service over RABBITMQ_URLS (amqp-connection-manager moves to the next
@@ -73,6 +73,8 @@ export interface ConsumeContext {
   attempt: number;
   /** True when this is the last attempt before the message is dead-lettered. */
   lastAttempt: boolean;
+  /** This delivery's CONSUMER span: the parent of what the handler publishes or calls. */
+  span: Span;
 }
 
 export interface ConsumeOptions {
@@ -100,7 +102,8 @@ export interface Broker {
   /** The node the connection is on now (credentials removed), or undefined. */
   currentNode(): string | undefined;
   /**
-   * Publishes with `mandatory` and waits for the broker's confirm. Rejects with PublishError when no
+   * Publishes with `mandatory` and waits for the broker's confirm, in a PRODUCER span that is the
+   * child of the trace context in `options.headers` (see traceHeaders), or a new trace's root. Rejects with PublishError when no
    * node is connected (at once, never buffering), on nack, on return (unroutable) or timeout. A
    * timed-out message may still reach the queue later: consumers absorb such copies.
    */
@@ -230,18 +233,17 @@ export function createBroker(opts: BrokerOptions): Broker {
 
   const isConnected = () => connection.isConnected();
 
-  // Every publish is a PRODUCER span whose context the message carries in its headers
-  // (traceparent, tracestate), so the consumer's span is its child; and its confirm is timed.
+  // Every publish is a PRODUCER span, the child of the context the caller put in the headers;
+  // the message then carries the publish span's own context, so the consumer's span is its
+  // child. And its confirm is timed.
   async function publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish, timeoutMs = opts.publishTimeoutMs): Promise<void> {
     const messageId = options.messageId === undefined ? undefined : String(options.messageId);
-    const span = tracer.startSpan(`${exchange || routingKey} publish`, {
-      kind: SpanKind.PRODUCER,
-      attributes: publishAttributes(exchange, routingKey, messageId, orderIdOfMessageId(messageId)),
-    });
-    // A retry copy or dead letter arrives with the old headers: the new context replaces theirs,
-    // in the same trace.
-    const headers: Record<string, unknown> = { ...options.headers };
-    injectContext(trace.setSpan(context.active(), span), headers);
+    const span = tracer.startSpan(
+      `${exchange || routingKey} publish`,
+      { kind: SpanKind.PRODUCER, attributes: publishAttributes(exchange, routingKey, messageId, orderIdOfMessageId(messageId)) },
+      extractContext(options.headers),
+    );
+    const headers = traceHeaders(span, { ...options.headers });
     const started = performance.now();
     try {
       await confirmedPublish(exchange, routingKey, content, { ...options, headers }, timeoutMs);
@@ -320,14 +322,15 @@ export function createBroker(opts: BrokerOptions): Broker {
       }
     };
 
-    const deadLetter = async (msg: ConsumeMessage, reason: string, error: string) => {
-      const headers = {
+    const deadLetter = async (msg: ConsumeMessage, span: Span, reason: string, error: string) => {
+      // The dead letter's publish span is a child of this delivery's span, in the same trace.
+      const headers = traceHeaders(span, {
         ...msg.properties.headers,
         [DEAD_LETTER_HEADERS.reason]: reason,
         [DEAD_LETTER_HEADERS.error]: error.slice(0, 1000),
         [DEAD_LETTER_HEADERS.queue]: c.queue,
         [DEAD_LETTER_HEADERS.at]: new Date().toISOString(),
-      };
+      });
       await publish(exchanges.dlx, c.queue, msg.content, { ...msg.properties, headers });
     };
 
@@ -339,42 +342,41 @@ export function createBroker(opts: BrokerOptions): Broker {
       // From the message's context only, never from whatever context the socket callback runs in.
       const parent = extractContext(msg.properties.headers);
       const span = tracer.startSpan(`${c.queue} process`, { kind: SpanKind.CONSUMER, attributes: processAttributes(c.queue, messageId, orderId) }, parent);
-      return context.with(trace.setSpan(parent, span), () => handleDelivery(ch, msg, messageId, orderId)).then(
+      return handleDelivery(ch, msg, span, messageId, orderId).then(
         () => span.end(),
         (err: unknown) => endWithError(span, err),
       );
     };
 
-    const handleDelivery = async (ch: Channel, msg: ConsumeMessage, messageId: string | undefined, orderId: string | undefined) => {
+    const handleDelivery = async (ch: Channel, msg: ConsumeMessage, span: Span, messageId: string | undefined, orderId: string | undefined) => {
       inFlight++;
       const attempt = attemptOf(msg);
       observer?.delivered(c.queue, attempt > 1 || msg.fields.redelivered);
-      const traceId = activeTraceId();
+      const traceId = traceIdOf(span);
       const mlog = clog.child({ messageId, attempt, ...(orderId ? { orderId } : {}), ...(traceId ? { traceId } : {}) });
-      const span = trace.getActiveSpan();
       const started = performance.now();
       const handled = (outcome: HandleOutcome) => {
         observer?.handled(c.queue, outcome, (performance.now() - started) / 1000);
-        span?.setAttribute(ATTR.outcome, outcome);
+        span.setAttribute(ATTR.outcome, outcome);
       };
       try {
         try {
-          await c.handler(msg, { attempt, lastAttempt: attempt >= maxAttempts });
+          await c.handler(msg, { attempt, lastAttempt: attempt >= maxAttempts, span });
           handled('ack');
           settle(ch, msg, 'ack');
           return;
         } catch (err) {
-          span?.recordException(err as Error);
-          span?.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+          span.recordException(err as Error);
+          span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
           if (err instanceof PoisonMessageError) {
             handled('dead_letter');
             mlog.warn({ reason: err.reason, err: err.message }, 'poison message; dead-lettering');
-            await deadLetter(msg, err.reason, err.message);
+            await deadLetter(msg, span, err.reason, err.message);
             observer?.deadLettered(c.queue, err.reason);
           } else if (attempt >= maxAttempts) {
             handled('dead_letter');
             mlog.error({ err: (err as Error).message }, 'attempts exhausted; dead-lettering');
-            await deadLetter(msg, 'attempts_exhausted', (err as Error).message);
+            await deadLetter(msg, span, 'attempts_exhausted', (err as Error).message);
             observer?.deadLettered(c.queue, 'attempts_exhausted');
           } else {
             handled('retry');
@@ -384,7 +386,7 @@ export function createBroker(opts: BrokerOptions): Broker {
             // The copy goes back to this queue only (default exchange) with its failure counted;
             // the original is acked once the copy is confirmed.
             const { 'x-delivery-count': _count, ...kept } = msg.properties.headers ?? {};
-            const headers = { ...kept, [RETRY_COUNT_HEADER]: attempt };
+            const headers = traceHeaders(span, { ...kept, [RETRY_COUNT_HEADER]: attempt });
             await publish('', c.queue, msg.content, { ...msg.properties, headers });
           }
           settle(ch, msg, 'ack');

@@ -2,7 +2,6 @@ import {
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
-  context,
   propagation,
   trace,
   type Attributes,
@@ -21,8 +20,13 @@ import type { Logger } from './logger.js';
 // W3C trace context from the HTTP request through every AMQP message to the webhook. One
 // provider per process, registered globally: code takes its tracer with trace.getTracer(name),
 // which is a no-op until setupTracing runs (so tests that do not trace pay nothing).
+//
+// The context is passed explicitly (the request's span, the message's headers, the consumer's
+// span), never through an async-local context manager: on Node 20 that one hooks every promise
+// of the process and cost the gateway about a fifth of its CPU per request. So nothing here reads
+// context.active(): a span's parent is always named.
 
-export { ROOT_CONTEXT, SpanKind, SpanStatusCode, context, propagation, trace };
+export { ROOT_CONTEXT, SpanKind, SpanStatusCode, propagation, trace };
 export type { Attributes, Context, Span, Tracer };
 
 // Messaging attributes (OpenTelemetry semantic conventions; still "incubating" there, so
@@ -54,8 +58,8 @@ export interface Tracing {
 }
 
 /**
- * Registers a real tracer provider, the W3C trace-context propagator (traceparent, tracestate) and
- * the async-local context manager. A real provider always, so trace ids exist for the logs even
+ * Registers a real tracer provider and the W3C trace-context propagator (traceparent,
+ * tracestate). A real provider always, so trace ids exist for the logs even
  * without an exporter; with no processor, a finished span is dropped at once (no export work).
  * Sampling: parent-based, always on for new traces (an incoming traceparent's sampled flag wins).
  */
@@ -70,28 +74,28 @@ export function setupTracing(opts: TracingOptions): Tracing {
     sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }),
     spanProcessors,
   });
-  provider.register({ propagator: new W3CTraceContextPropagator() });
+  // No context manager (see the top of this file); only the propagator and the provider.
+  provider.register({ propagator: new W3CTraceContextPropagator(), contextManager: null });
   let down: Promise<void> | undefined;
   return { provider, shutdown: () => (down ??= provider.shutdown().catch(() => undefined)) };
 }
 
-/** The trace id of the active span, when there is a valid one. */
-export function activeTraceId(ctx: Context = context.active()): string | undefined {
-  const sc = trace.getSpanContext(ctx);
+/** The trace id of a span, when it has a valid one (a no-op tracer's spans have none). */
+export function traceIdOf(span: Span | undefined): string | undefined {
+  const sc = span?.spanContext();
   return sc && trace.isSpanContextValid(sc) ? sc.traceId : undefined;
 }
 
 /**
- * Where the order's context becomes known: tags the active span with the order id and returns a
- * logger whose every line carries `orderId` and (inside a trace) `traceId`, so one order can be
- * followed across the services' logs by either.
+ * Where the order's context becomes known: tags the span handling it with the order id and
+ * returns a logger whose every line carries `orderId` and (in a trace) `traceId`, so one order
+ * can be followed across the services' logs by either.
  */
-export function forOrder(log: Logger, orderId: string): Logger {
-  const span = trace.getActiveSpan();
-  if (!span) return log.child({ orderId });
+export function forOrder(log: Logger, orderId: string, span: Span | undefined): Logger {
+  const traceId = traceIdOf(span);
+  if (!span || !traceId) return log.child({ orderId });
   span.setAttribute(ATTR.orderId, orderId);
-  const traceId = activeTraceId();
-  return log.child(traceId ? { orderId, traceId } : { orderId });
+  return log.child({ orderId, traceId });
 }
 
 /** Message headers (AMQP table, HTTP header map) read as a carrier for the propagator. */
@@ -112,9 +116,13 @@ export function extractContext(headers: Carrier | undefined): Context {
   return headers ? propagation.extract(ROOT_CONTEXT, headers, carrierGetter) : ROOT_CONTEXT;
 }
 
-/** Writes the trace context of `ctx` (traceparent, tracestate) into `headers`. */
-export function injectContext(ctx: Context, headers: Record<string, unknown>): void {
-  propagation.inject(ctx, headers);
+/**
+ * Writes `span`'s trace context (traceparent, tracestate) into `headers` and returns them: a
+ * message published with these headers has its publish span made a child of `span`.
+ */
+export function traceHeaders<H extends Record<string, unknown>>(span: Span | undefined, headers: H = {} as H): H {
+  if (span) propagation.inject(trace.setSpan(ROOT_CONTEXT, span), headers);
+  return headers;
 }
 
 /** Ends a span with the error's message as its status (and the exception as an event). */
