@@ -335,11 +335,12 @@ export function createBroker(opts: BrokerOptions): Broker {
     };
 
     // Each delivery is handled in its own CONSUMER span, the child of the publish span whose
-    // context the message carries; retry copies and dead letters are published inside it.
+    // context the message carries; the handler gets it (ctx.span), and retry copies and dead
+    // letters are published as its children.
     const onMessage = (ch: Channel, msg: ConsumeMessage) => {
       const messageId = msg.properties.messageId as string | undefined;
       const orderId = orderIdOfMessageId(messageId);
-      // From the message's context only, never from whatever context the socket callback runs in.
+      // The headers name the parent: the publish span of whoever sent the message.
       const parent = extractContext(msg.properties.headers);
       const span = tracer.startSpan(`${c.queue} process`, { kind: SpanKind.CONSUMER, attributes: processAttributes(c.queue, messageId, orderId) }, parent);
       return handleDelivery(ch, msg, span, messageId, orderId).then(
