@@ -12,7 +12,7 @@ import {
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { Logger } from './logger.js';
@@ -61,7 +61,10 @@ export interface Tracing {
  * Registers a real tracer provider and the W3C trace-context propagator (traceparent,
  * tracestate). A real provider always, so trace ids exist for the logs even
  * without an exporter; with no processor, a finished span is dropped at once (no export work).
- * Sampling: parent-based, always on for new traces (an incoming traceparent's sampled flag wins).
+ * Sampling: the SDK's default, parent-based and always on for new traces (an incoming
+ * traceparent's sampled flag wins); the standard OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG
+ * variables can lower it (e.g. parentbased_traceidratio). Unsampled spans cost less and still
+ * carry a trace id, which the logs and the messages keep.
  */
 export function setupTracing(opts: TracingOptions): Tracing {
   const spanProcessors = [...(opts.spanProcessors ?? [])];
@@ -71,7 +74,6 @@ export function setupTracing(opts: TracingOptions): Tracing {
   }
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: opts.service }),
-    sampler: new ParentBasedSampler({ root: new AlwaysOnSampler() }),
     spanProcessors,
   });
   // No context manager (see the top of this file); only the propagator and the provider.
@@ -82,8 +84,8 @@ export function setupTracing(opts: TracingOptions): Tracing {
 
 /** The trace id of a span, when it has a valid one (a no-op tracer's spans have none). */
 export function traceIdOf(span: Span | undefined): string | undefined {
-  // A recording span has a valid context by construction: no need to validate its hex ids.
-  return span?.isRecording() ? span.spanContext().traceId : undefined;
+  const sc = span?.spanContext();
+  return sc && trace.isSpanContextValid(sc) ? sc.traceId : undefined;
 }
 
 /**
