@@ -8,7 +8,11 @@ import {
   listen,
   opsMiddleware,
   problemMiddleware,
+  slug,
   timingMiddleware,
+  trace,
+  tracedRoute,
+  type Metrics,
   type RunningService,
   type ServiceDeps,
 } from '@order-pipeline/shared';
@@ -18,24 +22,58 @@ export type GatewayDeps = ServiceDeps;
 /** `stop` stops taking requests and waits for those in progress. */
 export type Gateway = RunningService;
 
+/** Problem types POST /orders answers with; every one is exported from the start. */
+const REFUSALS = [
+  'bad-request',
+  'malformed-json',
+  'invalid-order',
+  'content-too-large',
+  'unsupported-media-type',
+  'idempotency-key-reused',
+  'order-in-flight',
+  'service-unavailable',
+  'internal-server-error',
+] as const;
+
+/** gateway_order_refusals_total{reason}: POST /orders answered with a problem, by its type (a fixed set). */
+function refusalCounter(metrics: Metrics): (problem: HttpProblem | undefined) => void {
+  const refusals = metrics.counter('gateway_order_refusals_total', 'POST /orders answered with a problem, by problem type', ['reason'] as const);
+  for (const reason of REFUSALS) refusals.inc({ reason }, 0);
+  const known = new Set<string>(REFUSALS);
+  return (problem) => {
+    const reason = problem ? slug(problem.title) : 'internal-server-error';
+    refusals.inc({ reason: known.has(reason) ? reason : 'other' });
+  };
+}
+
 export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
   const { redis, broker, log } = deps;
-  const metrics = createMetrics(deps.config.service);
+  const metrics = deps.metrics ?? createMetrics(deps.config.service);
   const orderDeps: OrderDeps = { ...deps, metrics: createOrderMetrics(metrics) };
+  const refused = refusalCounter(metrics);
+  const tracer = trace.getTracer(deps.config.service);
 
   const router = new Router();
-  router.post('/orders', async (ctx) => {
-    try {
-      await placeOrder(ctx, orderDeps);
-    } catch (err) {
-      const result = err instanceof HttpProblem ? resultOf(err.status) : undefined;
+  router.post(
+    '/orders',
+    tracedRoute(tracer, 'POST', '/orders', async (ctx) => {
+      try {
+        await placeOrder(ctx, orderDeps);
+      } catch (err) {
+        const problem = err instanceof HttpProblem ? err : undefined;
+        const result = problem ? resultOf(problem.status) : undefined;
+        if (result) orderDeps.metrics.orders(result);
+        refused(problem);
+        throw err;
+      }
+      const result = resultOf(ctx.status);
       if (result) orderDeps.metrics.orders(result);
-      throw err;
-    }
-    const result = resultOf(ctx.status);
-    if (result) orderDeps.metrics.orders(result);
-  });
-  router.get('/orders/:id', (ctx) => getOrder(ctx, ctx.params.id ?? '', orderDeps));
+    }),
+  );
+  router.get(
+    '/orders/:id',
+    tracedRoute(tracer, 'GET', '/orders/:id', (ctx) => getOrder(ctx, ctx.params.id ?? '', orderDeps)),
+  );
 
   const app = new Koa();
   // Errors past problemMiddleware (e.g. a client that hung up mid-response) go to our log, not stderr.

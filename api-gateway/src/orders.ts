@@ -6,7 +6,10 @@ import {
   canonicalOrder,
   encodeEvent,
   exchanges,
+  forOrder,
   keys,
+  requestSpan,
+  traceHeaders,
   makeEvent,
   routingKeys,
   validateOrder,
@@ -106,7 +109,9 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
   const valid = validateOrder(parsed);
   if (!valid.ok) throw new HttpProblem(400, 'Invalid Order', 'The order does not match its schema', { errors: valid.errors });
   const order = canonicalOrder(valid.value);
-  const olog = log.child({ orderId: order.id });
+  // Tags the request's span with the order id; the logger carries orderId and traceId.
+  const span = requestSpan(ctx);
+  const olog = forOrder(log, order.id, span);
 
   // Refuse before claiming: a claim we could not publish would only have to be released again.
   if (!broker.isConnected()) {
@@ -150,7 +155,8 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
       break;
   }
 
-  const { content, options } = encodeEvent(makeEvent(routingKeys.placed, order));
+  // The message's publish span (and so the processor's) continues the request's trace.
+  const { content, options } = encodeEvent(makeEvent(routingKeys.placed, order), traceHeaders(span));
   const started = process.hrtime.bigint();
   try {
     await broker.publish(exchanges.direct, routingKeys.placed, content, options, config.publishTimeoutMs);
@@ -228,13 +234,13 @@ export async function getOrder(ctx: Context, id: string, deps: Pick<OrderDeps, '
     // One round trip, one instant: the order and its notification as of the same moment.
     replies = await deps.redis.multi().hgetall(keys.order(id)).hgetall(keys.notification(id)).exec();
   } catch (err) {
-    deps.log.warn({ orderId: id, err: (err as Error).message }, 'order lookup failed; answering 503');
+    forOrder(deps.log, id, requestSpan(ctx)).warn({ err: (err as Error).message }, 'order lookup failed; answering 503');
     throw unavailable('The order store is not reachable; retry shortly');
   }
   const [orderReply, notificationReply] = replies ?? [];
   const failed = orderReply?.[0] ?? notificationReply?.[0];
   if (!orderReply || !notificationReply || failed) {
-    deps.log.warn({ orderId: id, err: failed?.message }, 'order lookup failed; answering 503');
+    forOrder(deps.log, id, requestSpan(ctx)).warn({ err: failed?.message }, 'order lookup failed; answering 503');
     throw unavailable('The order store is not reachable; retry shortly');
   }
   const order = orderReply[1] as Record<string, string>;

@@ -33,7 +33,7 @@ export function defaultSender(config: Config, log: Logger): Sender {
 
 export async function start(deps: NotifierAppDeps): Promise<RunningNotifier> {
   const { config, redis, log } = deps;
-  const metrics = createMetrics(config.service);
+  const metrics = deps.metrics ?? createMetrics(config.service);
   const notifications = metrics.counter('notifier_notifications_total', 'Notification messages handled, by result', ['result'] as const);
   for (const result of RESULTS) notifications.inc({ result }, 0);
   const sendSeconds = metrics.histogram('notifier_send_seconds', 'Time the sender took per attempt', ['channel'] as const, [
@@ -43,10 +43,10 @@ export async function start(deps: NotifierAppDeps): Promise<RunningNotifier> {
   const base = deps.sender ?? defaultSender(config, log);
   const sender: Sender = {
     channel: base.channel,
-    send: async (n) => {
+    send: async (n, span) => {
       const end = sendSeconds.startTimer({ channel: base.channel });
       try {
-        await base.send(n);
+        await base.send(n, span);
       } finally {
         end();
       }

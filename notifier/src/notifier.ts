@@ -4,6 +4,7 @@ import type { Message } from 'amqplib';
 import {
   TransientError,
   decodeEvent,
+  forOrder,
   keys,
   routingKeys,
   type ConsumeContext,
@@ -93,7 +94,7 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
   const event = decodeEvent(msg.content, [routingKeys.created, routingKeys.rejected]);
   const notification = notificationOf(event);
   const { orderId } = notification;
-  const log = deps.log.child({ orderId });
+  const log = forOrder(deps.log, orderId, ctx.span);
   const token = randomUUID();
 
   const claimed = await claim(deps, orderId, token, log);
@@ -103,7 +104,7 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
   }
 
   try {
-    await deps.sender.send(notification);
+    await deps.sender.send(notification, ctx.span);
   } catch (err) {
     const error = (err as Error).message;
     const last = ctx.lastAttempt;

@@ -1,4 +1,16 @@
-import type { Logger, OrderEvent, RejectReason } from '@order-pipeline/shared';
+import {
+  ATTR,
+  ROOT_CONTEXT,
+  SpanKind,
+  endWithError,
+  forOrder,
+  trace,
+  traceHeaders,
+  type Logger,
+  type OrderEvent,
+  type RejectReason,
+  type Span,
+} from '@order-pipeline/shared';
 
 // Where a notification goes. A sender resolves once the notification is delivered and throws
 // otherwise; retries and once-only bookkeeping belong to the caller (notifier.ts).
@@ -15,7 +27,8 @@ export interface Notification {
 
 export interface Sender {
   channel: 'log' | 'webhook';
-  send(n: Notification): Promise<void>;
+  /** `span`: the span handling the message, the parent of the send's own span. */
+  send(n: Notification, span?: Span): Promise<void>;
 }
 
 /** The notification an order.created or order.rejected event produces. */
@@ -38,8 +51,8 @@ export function notificationOf(event: OrderEvent): Notification {
 export function logSender(log: Logger): Sender {
   return {
     channel: 'log',
-    send: async (n) => {
-      log.info({ orderId: n.orderId, type: n.type, email: n.email, text: n.message }, 'notification sent');
+    send: async (n, span) => {
+      forOrder(log, n.orderId, span).info({ type: n.type, email: n.email, text: n.message }, 'notification sent');
     },
   };
 }
@@ -56,35 +69,67 @@ export class WebhookError extends Error {
 
 /** POSTs each notification as JSON; any answer but 2xx, or none within timeoutMs, is a failure. */
 export function webhookSender(url: string, { timeoutMs = 5000 }: { timeoutMs?: number } = {}): Sender {
+  const tracer = trace.getTracer('notifier');
+  const target = new URL(url);
+  const attributes = {
+    'http.request.method': 'POST',
+    'url.full': `${target.origin}${target.pathname}`,
+    'server.address': target.hostname,
+    'server.port': Number(target.port || (target.protocol === 'https:' ? 443 : 80)),
+  };
   return {
     channel: 'webhook',
-    send: async (n) => {
-      const body = {
-        orderId: n.orderId,
-        type: n.type,
-        status: n.status,
-        ...(n.reason ? { reason: n.reason } : {}),
-        ...(n.email ? { email: n.email } : {}),
-        message: n.message,
-      };
-      let res: Response;
-      try {
-        res = await fetch(url, {
-          method: 'POST',
-          // The receiver can drop a repeat: a send whose success we never recorded is sent again.
-          headers: { 'Content-Type': 'application/json', 'Idempotency-Key': n.orderId },
-          body: JSON.stringify(body),
-          signal: AbortSignal.timeout(timeoutMs),
-        });
-      } catch (err) {
-        const e = err as Error;
-        if (e.name === 'TimeoutError') throw new WebhookError(`webhook did not answer within ${timeoutMs} ms`);
-        const cause = (e.cause as Error | undefined)?.message;
-        throw new WebhookError(`webhook unreachable: ${e.message}${cause ? ` (${cause})` : ''}`);
-      }
-      // Read the body either way so the connection goes back to the pool.
-      const text = await res.text().catch(() => '');
-      if (!res.ok) throw new WebhookError(`webhook answered ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}`, res.status);
+    // A CLIENT span per attempt; the receiver gets its context in `traceparent` (and `tracestate`).
+    send: (n, parent) => {
+      const span = tracer.startSpan(
+        'POST',
+        { kind: SpanKind.CLIENT, attributes: { ...attributes, [ATTR.orderId]: n.orderId } },
+        parent ? trace.setSpan(ROOT_CONTEXT, parent) : ROOT_CONTEXT,
+      );
+      const headers = traceHeaders(span, { 'Content-Type': 'application/json', 'Idempotency-Key': n.orderId });
+      return postNotification(url, timeoutMs, n, headers).then(
+        (status) => {
+          span.setAttribute('http.response.status_code', status);
+          span.end();
+        },
+        (err: unknown) => {
+          if (err instanceof WebhookError && err.status !== undefined) span.setAttribute('http.response.status_code', err.status);
+          endWithError(span, err);
+          throw err;
+        },
+      );
     },
   };
+}
+
+/** One POST of the notification; resolves with the 2xx status, throws WebhookError otherwise. */
+async function postNotification(url: string, timeoutMs: number, n: Notification, headers: Record<string, string>): Promise<number> {
+  const body = {
+    orderId: n.orderId,
+    type: n.type,
+    status: n.status,
+    ...(n.reason ? { reason: n.reason } : {}),
+    ...(n.email ? { email: n.email } : {}),
+    message: n.message,
+  };
+  let res: Response;
+  try {
+    // The receiver can drop a repeat (Idempotency-Key): a send whose success we never recorded
+    // is sent again.
+    res = await fetch(url, {
+      method: 'POST',
+      headers,
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (err) {
+    const e = err as Error;
+    if (e.name === 'TimeoutError') throw new WebhookError(`webhook did not answer within ${timeoutMs} ms`);
+    const cause = (e.cause as Error | undefined)?.message;
+    throw new WebhookError(`webhook unreachable: ${e.message}${cause ? ` (${cause})` : ''}`);
+  }
+  // Read the body either way so the connection goes back to the pool.
+  const text = await res.text().catch(() => '');
+  if (!res.ok) throw new WebhookError(`webhook answered ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}`, res.status);
+  return res.status;
 }

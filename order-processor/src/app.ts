@@ -16,7 +16,7 @@ const OUTCOMES: readonly OutcomeKind[] = ['created', 'rejected_out_of_stock', 'r
 
 export async function start(deps: ProcessorAppDeps): Promise<RunningProcessor> {
   const { config, redis, broker, log } = deps;
-  const metrics = createMetrics(config.service);
+  const metrics = deps.metrics ?? createMetrics(config.service);
   const orders = metrics.counter('processor_orders_total', 'order.placed messages handled, by outcome', ['outcome'] as const);
   // Every label from the start, so a dashboard sees zeros rather than missing series.
   for (const outcome of OUTCOMES) orders.inc({ outcome }, 0);
@@ -29,10 +29,10 @@ export async function start(deps: ProcessorAppDeps): Promise<RunningProcessor> {
     metrics,
     queue: queues.orders,
     defaultPort: config.ports.processor,
-    handler: async (msg) => {
+    handler: async (msg, ctx) => {
       const end = handleSeconds.startTimer();
       try {
-        const outcome = await handleOrderPlaced({ redis, broker, log }, msg);
+        const outcome = await handleOrderPlaced({ redis, broker, log }, msg, ctx.span);
         orders.inc({ outcome: outcome.kind });
       } finally {
         end();

@@ -4,7 +4,9 @@ import {
   decodeEvent,
   encodeEvent,
   exchanges,
+  forOrder,
   keys,
+  traceHeaders,
   makeEvent,
   routingKeys,
   type Broker,
@@ -13,6 +15,7 @@ import {
   type Order,
   type RedisClient,
   type RejectReason,
+  type Span,
 } from '@order-pipeline/shared';
 
 // The processor's one job: decide each order once (the reserve script, keyed by order id) and
@@ -96,10 +99,13 @@ async function reserve(redis: RedisClient, order: Order): Promise<[ReserveCode, 
   return [reply[0] as ReserveCode, String(reply[1]), String(reply[2])];
 }
 
-/** Decides an order.placed message once and publishes its outcome (again, on a redelivery). */
-export async function handleOrderPlaced(deps: ProcessorDeps, msg: Message): Promise<Outcome> {
+/**
+ * Decides an order.placed message once and publishes its outcome (again, on a redelivery).
+ * `span` is the delivery's span: the outcome's publish continues its trace.
+ */
+export async function handleOrderPlaced(deps: ProcessorDeps, msg: Message, span?: Span): Promise<Outcome> {
   const { order } = decodeEvent(msg.content, [routingKeys.placed]);
-  const log = deps.log.child({ orderId: order.id });
+  const log = forOrder(deps.log, order.id, span);
 
   const [code, status, rawReason] = await reserve(deps.redis, order);
   if (status === 'rejected' && !isRejectReason(rawReason)) {
@@ -115,7 +121,7 @@ export async function handleOrderPlaced(deps: ProcessorDeps, msg: Message): Prom
   // Published even when decided before: the first delivery may have died between the Redis write
   // and the confirm. The notifier absorbs the duplicate (same messageId, once-only send).
   if (type) {
-    const { content, options } = encodeEvent(makeEvent(type, order, reason));
+    const { content, options } = encodeEvent(makeEvent(type, order, reason), traceHeaders(span));
     await deps.broker.publish(exchanges.topic, type, content, options);
     log.debug({ type }, 'outcome published');
   } else {

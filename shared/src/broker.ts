@@ -4,7 +4,21 @@ import type { Channel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { QueueType } from './config.js';
 import { PoisonMessageError, PublishError } from './errors.js';
 import type { Logger } from './logger.js';
+import { orderIdOfMessageId } from './messages.js';
 import { applyTopology, exchanges } from './topology.js';
+import {
+  ATTR,
+  SpanKind,
+  SpanStatusCode,
+  endWithError,
+  extractContext,
+  processAttributes,
+  publishAttributes,
+  trace,
+  traceHeaders,
+  traceIdOf,
+  type Span,
+} from './tracing.js';
 
 // One AMQP connection per service over RABBITMQ_URLS (amqp-connection-manager moves to the next
 // node when it loses one), one confirm channel for publishing, one channel per consumer.
@@ -19,14 +33,39 @@ export const DEAD_LETTER_HEADERS = {
   at: 'x-dead-lettered-at',
 } as const;
 
+/** How a handled delivery ended: acked, republished for a retry, or dead-lettered. */
+export type HandleOutcome = 'ack' | 'retry' | 'dead_letter';
+
+/**
+ * What the broker tells its observer (the service's metrics; see metrics.ts). Called on the hot
+ * path, so implementations only bump counters.
+ */
+export interface BrokerObserver {
+  /** A node was connected; `first` is false for every connection after the first (a failover). */
+  connected(node: string | undefined, first: boolean): void;
+  disconnected(): void;
+  /** A publish reached the channel and ended: confirmed, or how it failed, after `seconds`. */
+  published(exchange: string, outcome: 'confirmed' | PublishError['reason'], seconds: number): void;
+  /** A consumer starts on `queue` (lets the observer export its series from the start). */
+  consuming(queue: string): void;
+  /** A delivery arrived; `redelivered` for the broker's redeliveries and our retry copies. */
+  delivered(queue: string, redelivered: boolean): void;
+  /** The handler finished after `seconds` and the delivery is to end as `outcome`. */
+  handled(queue: string, outcome: HandleOutcome, seconds: number): void;
+  /** A dead letter was confirmed by the broker. */
+  deadLettered(queue: string, reason: string): void;
+}
+
 export interface BrokerOptions {
   urls: readonly string[];
   queueType: QueueType;
   log: Logger;
   /** Default longest wait for a publisher confirm. */
   publishTimeoutMs: number;
-  /** Name shown in the broker's connection list. */
+  /** Name shown in the broker's connection list; also the tracer's name for its spans. */
   name: string;
+  /** Metrics hook; none by default. */
+  observer?: BrokerObserver;
 }
 
 export interface ConsumeContext {
@@ -34,6 +73,8 @@ export interface ConsumeContext {
   attempt: number;
   /** True when this is the last attempt before the message is dead-lettered. */
   lastAttempt: boolean;
+  /** This delivery's CONSUMER span: the parent of what the handler publishes or calls. */
+  span: Span;
 }
 
 export interface ConsumeOptions {
@@ -61,7 +102,8 @@ export interface Broker {
   /** The node the connection is on now (credentials removed), or undefined. */
   currentNode(): string | undefined;
   /**
-   * Publishes with `mandatory` and waits for the broker's confirm. Rejects with PublishError when no
+   * Publishes with `mandatory` and waits for the broker's confirm, in a PRODUCER span that is the
+   * child of the trace context in `options.headers` (see traceHeaders), or a new trace's root. Rejects with PublishError when no
    * node is connected (at once, never buffering), on nack, on return (unroutable) or timeout. A
    * timed-out message may still reach the queue later: consumers absorb such copies.
    */
@@ -122,7 +164,8 @@ export async function connectBroker(opts: BrokerOptions, connectTimeoutMs = 30_0
 }
 
 export function createBroker(opts: BrokerOptions): Broker {
-  const { log, queueType } = opts;
+  const { log, queueType, observer } = opts;
+  const tracer = trace.getTracer(opts.name);
   const connection = amqp.connect([...opts.urls], {
     // A dead node is noticed by TCP reset at once, a silent one by missed heartbeats.
     heartbeatIntervalInSeconds: 5,
@@ -131,15 +174,18 @@ export function createBroker(opts: BrokerOptions): Broker {
   });
   let node: string | undefined;
   let downSince: number | undefined = Date.now();
+  let connects = 0;
   connection.on('connect', ({ url }) => {
     node = redactUrl(typeof url === 'string' ? url : String((url as { url?: string }).url ?? ''));
     log.info({ node, downMs: downSince ? Date.now() - downSince : 0 }, 'broker connected');
     downSince = undefined;
+    observer?.connected(node, ++connects === 1);
   });
   connection.on('disconnect', ({ err }) => {
     log.warn({ node, err: err?.message }, 'broker connection lost; moving to the next node');
     node = undefined;
     downSince ??= Date.now();
+    observer?.disconnected();
   });
   connection.on('connectFailed', ({ err, url }) => {
     log.debug({ node: redactUrl(String(url)), err: err?.message }, 'broker connect failed');
@@ -193,7 +239,30 @@ export function createBroker(opts: BrokerOptions): Broker {
 
   const isConnected = () => connection.isConnected();
 
+  // Every publish is a PRODUCER span, the child of the context the caller put in the headers;
+  // the message then carries the publish span's own context, so the consumer's span is its
+  // child. And its confirm is timed.
   async function publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish, timeoutMs = opts.publishTimeoutMs): Promise<void> {
+    const messageId = options.messageId === undefined ? undefined : String(options.messageId);
+    const span = tracer.startSpan(
+      `${exchange || routingKey} publish`,
+      { kind: SpanKind.PRODUCER, attributes: publishAttributes(exchange, routingKey, messageId, orderIdOfMessageId(messageId)) },
+      extractContext(options.headers),
+    );
+    const headers = traceHeaders(span, { ...options.headers });
+    const started = performance.now();
+    try {
+      await confirmedPublish(exchange, routingKey, content, { ...options, headers }, timeoutMs);
+      observer?.published(exchange, 'confirmed', (performance.now() - started) / 1000);
+      span.end();
+    } catch (err) {
+      if (err instanceof PublishError && err.reason !== 'disconnected') observer?.published(exchange, err.reason, (performance.now() - started) / 1000);
+      endWithError(span, err);
+      throw err;
+    }
+  }
+
+  async function confirmedPublish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish, timeoutMs: number): Promise<void> {
     // amqp-connection-manager would buffer without bound while disconnected: refuse instead.
     if (!isConnected()) throw new PublishError('no broker node is connected', 'disconnected');
     const id = String(options.messageId ?? '');
@@ -237,6 +306,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     const maxAttempts = c.maxAttempts ?? 5;
     const backoff = c.backoffMs ?? defaultBackoffMs;
     const clog = log.child({ queue: c.queue });
+    observer?.consuming(c.queue);
     let current: { ch: Channel; tag: string } | undefined;
     let stopping = false;
     let inFlight = 0;
@@ -258,41 +328,72 @@ export function createBroker(opts: BrokerOptions): Broker {
       }
     };
 
-    const deadLetter = async (msg: ConsumeMessage, reason: string, error: string) => {
-      const headers = {
+    const deadLetter = async (msg: ConsumeMessage, span: Span, reason: string, error: string) => {
+      // The dead letter's publish span is a child of this delivery's span, in the same trace.
+      const headers = traceHeaders(span, {
         ...msg.properties.headers,
         [DEAD_LETTER_HEADERS.reason]: reason,
         [DEAD_LETTER_HEADERS.error]: error.slice(0, 1000),
         [DEAD_LETTER_HEADERS.queue]: c.queue,
         [DEAD_LETTER_HEADERS.at]: new Date().toISOString(),
-      };
+      });
       await publish(exchanges.dlx, c.queue, msg.content, { ...msg.properties, headers });
     };
 
-    const onMessage = async (ch: Channel, msg: ConsumeMessage) => {
+    // Each delivery is handled in its own CONSUMER span, the child of the publish span whose
+    // context the message carries; the handler gets it (ctx.span), and retry copies and dead
+    // letters are published as its children.
+    const onMessage = (ch: Channel, msg: ConsumeMessage) => {
+      const messageId = msg.properties.messageId as string | undefined;
+      const orderId = orderIdOfMessageId(messageId);
+      // The headers name the parent: the publish span of whoever sent the message.
+      const parent = extractContext(msg.properties.headers);
+      const span = tracer.startSpan(`${c.queue} process`, { kind: SpanKind.CONSUMER, attributes: processAttributes(c.queue, messageId, orderId) }, parent);
+      return handleDelivery(ch, msg, span, messageId, orderId).then(
+        () => span.end(),
+        (err: unknown) => endWithError(span, err),
+      );
+    };
+
+    const handleDelivery = async (ch: Channel, msg: ConsumeMessage, span: Span, messageId: string | undefined, orderId: string | undefined) => {
       inFlight++;
       const attempt = attemptOf(msg);
-      const mlog = clog.child({ messageId: msg.properties.messageId, attempt });
+      observer?.delivered(c.queue, attempt > 1 || msg.fields.redelivered);
+      const traceId = traceIdOf(span);
+      const mlog = clog.child({ messageId, attempt, ...(orderId ? { orderId } : {}), ...(traceId ? { traceId } : {}) });
+      const started = performance.now();
+      const handled = (outcome: HandleOutcome) => {
+        observer?.handled(c.queue, outcome, (performance.now() - started) / 1000);
+        span.setAttribute(ATTR.outcome, outcome);
+      };
       try {
         try {
-          await c.handler(msg, { attempt, lastAttempt: attempt >= maxAttempts });
+          await c.handler(msg, { attempt, lastAttempt: attempt >= maxAttempts, span });
+          handled('ack');
           settle(ch, msg, 'ack');
           return;
         } catch (err) {
+          span.recordException(err as Error);
+          span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
           if (err instanceof PoisonMessageError) {
+            handled('dead_letter');
             mlog.warn({ reason: err.reason, err: err.message }, 'poison message; dead-lettering');
-            await deadLetter(msg, err.reason, err.message);
+            await deadLetter(msg, span, err.reason, err.message);
+            observer?.deadLettered(c.queue, err.reason);
           } else if (attempt >= maxAttempts) {
+            handled('dead_letter');
             mlog.error({ err: (err as Error).message }, 'attempts exhausted; dead-lettering');
-            await deadLetter(msg, 'attempts_exhausted', (err as Error).message);
+            await deadLetter(msg, span, 'attempts_exhausted', (err as Error).message);
+            observer?.deadLettered(c.queue, 'attempts_exhausted');
           } else {
+            handled('retry');
             const delay = backoff(attempt);
             mlog.warn({ err: (err as Error).message, retryInMs: delay }, 'handling failed; retrying later');
             await sleep(delay);
             // The copy goes back to this queue only (default exchange) with its failure counted;
             // the original is acked once the copy is confirmed.
             const { 'x-delivery-count': _count, ...kept } = msg.properties.headers ?? {};
-            const headers = { ...kept, [RETRY_COUNT_HEADER]: attempt };
+            const headers = traceHeaders(span, { ...kept, [RETRY_COUNT_HEADER]: attempt });
             await publish('', c.queue, msg.content, { ...msg.properties, headers });
           }
           settle(ch, msg, 'ack');

@@ -23,6 +23,8 @@ export interface Config {
   idempotencyTtlSeconds: number;
   prefetch: number;
   notifyWebhookUrl?: string;
+  /** OTLP/HTTP endpoint (base URL) to export trace spans to; unset: spans are not exported. */
+  otlpEndpoint?: string;
   logLevel: LogLevel;
   ports: { gateway: number; dashboard: number; processor: number; notifier: number };
   /** Port of the HTTP server of this service. */
@@ -124,6 +126,7 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
   }
 
   const webhook = raw(env, 'NOTIFY_WEBHOOK_URL');
+  const otlp = raw(env, 'OTEL_EXPORTER_OTLP_ENDPOINT');
   const ports = {
     gateway: int(env, 'GATEWAY_PORT', 8080, 0, 65535),
     dashboard: int(env, 'DASHBOARD_PORT', 8081, 0, 65535),
@@ -150,6 +153,7 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     ports,
     port,
     ...(webhook ? { notifyWebhookUrl: url('NOTIFY_WEBHOOK_URL', webhook, ['http:', 'https:']) } : {}),
+    ...(otlp ? { otlpEndpoint: url('OTEL_EXPORTER_OTLP_ENDPOINT', otlp, ['http:', 'https:']) } : {}),
   };
   return deepFreeze(config);
 }

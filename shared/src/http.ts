@@ -4,6 +4,7 @@ import Koa from 'koa';
 import type { Context, Middleware } from 'koa';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from './logger.js';
+import { SpanKind, SpanStatusCode, extractContext, type Span, type Tracer } from './tracing.js';
 
 // HTTP pieces every service shares: problem+json errors (RFC 9457), /healthz, /readyz, /metrics.
 
@@ -84,6 +85,9 @@ export function createMetrics(service: string): Metrics {
   };
 }
 
+/** The ops endpoints, served without a router: their path is their route. */
+const OPS_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
+
 /** Times every request by its route template (never the raw path: ids would explode the labels). */
 export function timingMiddleware(metrics: Metrics): Middleware {
   return async (ctx, next) => {
@@ -91,8 +95,45 @@ export function timingMiddleware(metrics: Metrics): Middleware {
     try {
       await next();
     } finally {
-      const route = (ctx as Context & { _matchedRoute?: string })._matchedRoute ?? 'unmatched';
+      const route = (ctx as Context & { _matchedRoute?: string })._matchedRoute ?? (OPS_ROUTES.has(ctx.path) ? ctx.path : 'unmatched');
       end({ method: ctx.method, route: String(route), status: String(ctx.status) });
+    }
+  };
+}
+
+const SPAN = Symbol('request span');
+
+/** The SERVER span of the request (set by tracedRoute): the parent of what the route does. */
+export function requestSpan(ctx: Context): Span | undefined {
+  return (ctx.state as Record<symbol, Span | undefined>)[SPAN];
+}
+
+/**
+ * Runs a route in a SERVER span named `METHOD route` (e.g. `POST /orders`) that continues the
+ * request's `traceparent`/`tracestate`, or starts a new trace. The route finds it with
+ * requestSpan(ctx). A 5xx marks the span as failed.
+ */
+export function tracedRoute(tracer: Tracer, method: string, route: string, handler: Middleware): Middleware {
+  const name = `${method} ${route}`;
+  return async (ctx, next) => {
+    const span = tracer.startSpan(
+      name,
+      { kind: SpanKind.SERVER, attributes: { 'http.request.method': method, 'http.route': route } },
+      extractContext(ctx.headers),
+    );
+    (ctx.state as Record<symbol, Span>)[SPAN] = span;
+    let status = 500;
+    try {
+      await handler(ctx, next);
+      status = ctx.status;
+    } catch (err) {
+      if (err instanceof HttpProblem) status = err.status;
+      else span.recordException(err as Error);
+      throw err;
+    } finally {
+      span.setAttribute('http.response.status_code', status);
+      if (status >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      span.end();
     }
   };
 }

@@ -9,3 +9,5 @@ export * from './broker.js';
 export * from './http.js';
 export * from './lifecycle.js';
 export * from './startup.js';
+export * from './metrics.js';
+export * from './tracing.js';

@@ -151,3 +151,10 @@ export function decodeEvent(content: Buffer, accept: readonly EventType[]): Orde
   if (!accept.includes(parsed.type)) throw new PoisonMessageError(`unexpected event type ${parsed.type}`, 'unknown_type');
   return parsed;
 }
+
+/** The order id in a messageId of the form `{orderId}:{type}` (the type has no colon; ids may). */
+export function orderIdOfMessageId(messageId: unknown): string | undefined {
+  if (typeof messageId !== 'string') return undefined;
+  const at = messageId.lastIndexOf(':');
+  return at > 0 ? messageId.slice(0, at) : undefined;
+}

@@ -3,8 +3,10 @@ import { createBroker, defaultBackoffMs, waitForBroker, type Broker, type Consum
 import { configOrExit, type Config, type ServiceName } from './config.js';
 import { exitOnStartFailure, onShutdown } from './lifecycle.js';
 import { createLogger, type Logger } from './logger.js';
-import { closeServer, dependencyChecks, startOpsServer, type Metrics } from './http.js';
+import { closeServer, createMetrics, dependencyChecks, startOpsServer, type Metrics } from './http.js';
+import { brokerMetrics, observeRedis } from './metrics.js';
 import { createRedis, redisReady, type RedisClient } from './redis.js';
+import { setupTracing } from './tracing.js';
 
 /** What every service's `start` is built from: the clients, already created. */
 export interface ServiceDeps {
@@ -12,6 +14,11 @@ export interface ServiceDeps {
   redis: RedisClient;
   broker: Broker;
   log: Logger;
+  /**
+   * The service's metrics registry, already holding the broker's and Redis' metrics (runService
+   * creates it); a service without one creates its own.
+   */
+  metrics?: Metrics;
   /** HTTP port; defaults to the service's port from the config (tests pass 0 for any free port). */
   port?: number;
   host?: string;
@@ -31,8 +38,19 @@ export interface RunningService {
 export async function runService(service: ServiceName, start: (deps: ServiceDeps) => Promise<RunningService>): Promise<void> {
   const config = configOrExit(service);
   const log = createLogger(config.service, config.logLevel);
+  // Before any client: their spans and trace ids come from this provider.
+  const tracing = setupTracing({ service: config.service, ...(config.otlpEndpoint ? { otlpEndpoint: config.otlpEndpoint } : {}) });
+  const metrics = createMetrics(config.service);
   const redis = createRedis(config.redis, { log });
-  const broker = createBroker({ urls: config.rabbitmqUrls, queueType: config.queueType, log, publishTimeoutMs: config.publishTimeoutMs, name: config.service });
+  observeRedis(redis, metrics);
+  const broker = createBroker({
+    urls: config.rabbitmqUrls,
+    queueType: config.queueType,
+    log,
+    publishTimeoutMs: config.publishTimeoutMs,
+    name: config.service,
+    observer: brokerMetrics(metrics, config.rabbitmqUrls),
+  });
 
   let running: RunningService | undefined;
   // Registered first so a SIGTERM while still waiting for the servers exits cleanly too.
@@ -40,11 +58,13 @@ export async function runService(service: ServiceName, start: (deps: ServiceDeps
     await running?.stop();
     await broker.close();
     await redis.quit().catch(() => redis.disconnect());
+    // Last: the spans of the work drained above are exported before the exit.
+    await tracing.shutdown();
   });
 
   // Takes work only once Redis and the broker answer.
   await awaitDependencies(log, redis, broker);
-  running = await start({ config, redis, broker, log }).catch(exitOnStartFailure(log));
+  running = await start({ config, redis, broker, log, metrics }).catch(exitOnStartFailure(log));
 }
 
 /** The knobs a consumer service takes on top of ServiceDeps (tests shorten the retries). */

@@ -31,6 +31,7 @@ describe('loadConfig defaults', () => {
       port: 8080,
     });
     expect(c.notifyWebhookUrl).toBeUndefined();
+    expect(c.otlpEndpoint).toBeUndefined();
     expect(c.redis.sentinels).toBeUndefined();
     expect(c.redis.sentinelName).toBeUndefined();
   });
@@ -75,6 +76,11 @@ describe('loadConfig with values set', () => {
       logLevel: 'debug',
       port: 9000,
     });
+  });
+
+  it('reads OTEL_EXPORTER_OTLP_ENDPOINT, the base URL spans are exported to', () => {
+    expect(loadConfig('order-processor', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }).otlpEndpoint).toBe('http://collector:4318');
+    expect(loadConfig('notifier', { OTEL_EXPORTER_OTLP_ENDPOINT: ' ' }).otlpEndpoint).toBeUndefined();
   });
 
   it('splits comma-separated RABBITMQ_URLS into a list, trimming blanks', () => {
@@ -124,6 +130,8 @@ describe('loadConfig rejects a bad value with a message naming the variable', ()
     { env: { REDIS_URL: 'http://cache:6379' }, variable: 'REDIS_URL', says: /redis: or rediss:/ },
     { env: { LOG_LEVEL: 'loud' }, variable: 'LOG_LEVEL', says: /one of .*info.*loud/ },
     { env: { NOTIFY_WEBHOOK_URL: 'ftp://x' }, variable: 'NOTIFY_WEBHOOK_URL', says: /http: or https:/ },
+    { env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' }, variable: 'OTEL_EXPORTER_OTLP_ENDPOINT', says: /http: or https:/ },
+    { env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'not a url' }, variable: 'OTEL_EXPORTER_OTLP_ENDPOINT', says: /not a URL/ },
     { env: { REDIS_SENTINELS: 'bad', REDIS_SENTINEL_NAME: 'orders' }, variable: 'REDIS_SENTINELS', says: /host:port/ },
     { env: { REDIS_SENTINELS: 's1:99999', REDIS_SENTINEL_NAME: 'orders' }, variable: 'REDIS_SENTINELS', says: /host:port/ },
     { env: { REDIS_SENTINELS: 's1:26379' }, variable: 'REDIS_SENTINEL_NAME', says: /required when REDIS_SENTINELS/ },

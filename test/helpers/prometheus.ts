@@ -12,3 +12,18 @@ export function samples(text: string): Map<string, number> {
   }
   return out;
 }
+
+/**
+ * The value of the sample `name` whose labels include every one of `labels` (other labels, such
+ * as the registry's default `service`, may be there too); undefined when there is none.
+ */
+export function sampleValue(all: Map<string, number>, name: string, labels: Record<string, string> = {}): number | undefined {
+  const wanted = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+  for (const [key, value] of all) {
+    const brace = key.indexOf('{');
+    if ((brace < 0 ? key : key.slice(0, brace)) !== name) continue;
+    const have = brace < 0 ? [] : key.slice(brace + 1, -1).split(/,(?=[a-zA-Z_]+=")/);
+    if (wanted.every((w) => have.includes(w))) return value;
+  }
+  return undefined;
+}

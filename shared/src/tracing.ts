@@ -1,0 +1,163 @@
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  propagation,
+  trace,
+  type Attributes,
+  type Context,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
+import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
+import type { Logger } from './logger.js';
+
+// W3C trace context from the HTTP request through every AMQP message to the webhook. One
+// provider per process, registered globally: code takes its tracer with trace.getTracer(name),
+// which is a no-op until setupTracing runs (so tests that do not trace pay nothing).
+//
+// The context is passed explicitly (the request's span, the message's headers, the consumer's
+// span), never through an async-local context manager: on Node 20 that one hooks every promise
+// of the process and cost the gateway about a fifth of its CPU per request. So nothing here reads
+// context.active(): a span's parent is always named.
+
+export { ROOT_CONTEXT, SpanKind, SpanStatusCode, propagation, trace };
+export type { Attributes, Context, Span, Tracer };
+
+// Messaging attributes (OpenTelemetry semantic conventions; still "incubating" there, so
+// spelled out here rather than imported from a module whose names may change).
+export const ATTR = {
+  orderId: 'order.id',
+  messagingSystem: 'messaging.system',
+  destination: 'messaging.destination.name',
+  operationType: 'messaging.operation.type',
+  operationName: 'messaging.operation.name',
+  messageId: 'messaging.message.id',
+  routingKey: 'messaging.rabbitmq.destination.routing_key',
+  outcome: 'messaging.consume.outcome',
+} as const;
+
+export interface TracingOptions {
+  /** The `service.name` resource of every span. */
+  service: string;
+  /** OTLP/HTTP base URL; spans go to `<endpoint>/v1/traces` in batches. Unset: no export at all. */
+  otlpEndpoint?: string;
+  /** Extra processors (tests add an in-memory exporter). */
+  spanProcessors?: SpanProcessor[];
+}
+
+export interface Tracing {
+  provider: NodeTracerProvider;
+  /** Exports what is still batched, then stops the exporter. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Registers a real tracer provider and the W3C trace-context propagator (traceparent,
+ * tracestate). A real provider always, so trace ids exist for the logs even
+ * without an exporter; with no processor, a finished span is dropped at once (no export work).
+ * Sampling: the SDK's default, parent-based and always on for new traces (an incoming
+ * traceparent's sampled flag wins); the standard OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG
+ * variables can lower it (e.g. parentbased_traceidratio). Unsampled spans cost less and still
+ * carry a trace id, which the logs and the messages keep.
+ */
+export function setupTracing(opts: TracingOptions): Tracing {
+  const spanProcessors = [...(opts.spanProcessors ?? [])];
+  if (opts.otlpEndpoint) {
+    const url = `${opts.otlpEndpoint.replace(/\/+$/, '')}/v1/traces`;
+    spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url })));
+  }
+  const provider = new NodeTracerProvider({
+    resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: opts.service }),
+    spanProcessors,
+  });
+  // No context manager (see the top of this file); only the propagator and the provider.
+  provider.register({ propagator: new W3CTraceContextPropagator(), contextManager: null });
+  let down: Promise<void> | undefined;
+  return { provider, shutdown: () => (down ??= provider.shutdown().catch(() => undefined)) };
+}
+
+/** The trace id of a span, when it has a valid one (a no-op tracer's spans have none). */
+export function traceIdOf(span: Span | undefined): string | undefined {
+  const sc = span?.spanContext();
+  return sc && trace.isSpanContextValid(sc) ? sc.traceId : undefined;
+}
+
+/**
+ * Where the order's context becomes known: tags the span handling it with the order id and
+ * returns a logger whose every line carries `orderId` and (in a trace) `traceId`, so one order
+ * can be followed across the services' logs by either.
+ */
+export function forOrder(log: Logger, orderId: string, span: Span | undefined): Logger {
+  const traceId = traceIdOf(span);
+  if (!span || !traceId) return log.child({ orderId });
+  span.setAttribute(ATTR.orderId, orderId);
+  return log.child({ orderId, traceId });
+}
+
+/** Message headers (AMQP table, HTTP header map) read as a carrier for the propagator. */
+type Carrier = Record<string, unknown>;
+const carrierGetter = {
+  keys: (c: Carrier) => Object.keys(c),
+  get: (c: Carrier, key: string) => {
+    const v = c[key];
+    if (v === undefined || v === null) return undefined;
+    if (Array.isArray(v)) return v.map(String);
+    // amqplib hands long strings in headers back as Buffers.
+    return Buffer.isBuffer(v) ? v.toString('utf8') : String(v);
+  },
+};
+
+/** The trace context a message or request carries (traceparent, tracestate), or none. */
+export function extractContext(headers: Carrier | undefined): Context {
+  return headers ? propagation.extract(ROOT_CONTEXT, headers, carrierGetter) : ROOT_CONTEXT;
+}
+
+/**
+ * Writes `span`'s trace context (traceparent, tracestate) into `headers` and returns them: a
+ * message published with these headers has its publish span made a child of `span`.
+ */
+export function traceHeaders<H extends Record<string, unknown>>(span: Span | undefined, headers: H = {} as H): H {
+  if (span) propagation.inject(trace.setSpan(ROOT_CONTEXT, span), headers);
+  return headers;
+}
+
+/** Ends a span with the error's message as its status (and the exception as an event). */
+export function endWithError(span: Span, err: unknown): void {
+  const e = err instanceof Error ? err : new Error(String(err));
+  span.recordException(e);
+  span.setStatus({ code: SpanStatusCode.ERROR, message: e.message });
+  span.end();
+}
+
+/** Attributes of a publish span: destination is the exchange, or the queue for the default exchange. */
+export function publishAttributes(exchange: string, routingKey: string, messageId: string | undefined, orderId: string | undefined): Attributes {
+  const a: Attributes = {
+    [ATTR.messagingSystem]: 'rabbitmq',
+    [ATTR.destination]: exchange === '' ? routingKey : exchange,
+    [ATTR.operationType]: 'send',
+    [ATTR.operationName]: 'publish',
+    [ATTR.routingKey]: routingKey,
+  };
+  if (messageId) a[ATTR.messageId] = messageId;
+  if (orderId) a[ATTR.orderId] = orderId;
+  return a;
+}
+
+/** Attributes of a consumer's processing span. */
+export function processAttributes(queue: string, messageId: string | undefined, orderId: string | undefined): Attributes {
+  const a: Attributes = {
+    [ATTR.messagingSystem]: 'rabbitmq',
+    [ATTR.destination]: queue,
+    [ATTR.operationType]: 'process',
+    [ATTR.operationName]: 'process',
+  };
+  if (messageId) a[ATTR.messageId] = messageId;
+  if (orderId) a[ATTR.orderId] = orderId;
+  return a;
+}
