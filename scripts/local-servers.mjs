@@ -115,18 +115,60 @@ function isAlive(pid) {
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
- * A free TCP port on 127.0.0.1 (listen on port 0, read it, close).
+ * A free TCP port on 127.0.0.1 for a server we start (or restart) a moment later.
+ *
+ * Chosen below the kernel's ephemeral range on purpose: a port from that range (what listening on
+ * port 0 gives) can be taken by any outgoing connection between the check and the server's bind,
+ * or while a killed server is down before its restart on the same port. That happened under load
+ * ("eaddrinuse" at a RabbitMQ node's start). Falls back to port 0 if no random pick is free.
  * @returns {Promise<number>}
  */
-export function freePort() {
+export async function freePort() {
+  const [low] = ephemeralRange();
+  const top = Math.max(low, 12_000);
+  const bottom = Math.max(10_000, top - 12_000);
+  for (let i = 0; i < 50; i++) {
+    const candidate = bottom + Math.floor(Math.random() * (top - bottom));
+    if (await canListen(candidate)) return candidate;
+  }
+  return listenOnce(0);
+}
+
+/** The kernel's range for outgoing connections' local ports (Linux), or the usual default. */
+function ephemeralRange() {
+  try {
+    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+    if (Number.isInteger(low) && Number.isInteger(high)) return [low, high];
+  } catch {
+    // not Linux: fall through
+  }
+  return [32768, 60999];
+}
+
+/** @param {number} port */
+async function canListen(port) {
+  try {
+    await listenOnce(port);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Listens on 127.0.0.1:port, closes, and resolves with the port that was bound.
+ * @param {number} port
+ * @returns {Promise<number>}
+ */
+function listenOnce(port) {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
     srv.unref();
     srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
+    srv.listen(port, '127.0.0.1', () => {
       const addr = srv.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => (port ? resolve(port) : reject(new Error('could not get a free port'))));
+      const bound = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => (bound ? resolve(bound) : reject(new Error('could not get a free port'))));
     });
   });
 }

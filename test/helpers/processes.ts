@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import { freePort as localFreePort } from '../../scripts/local-servers.mjs';
 
 // Starts the real, built services as child processes, as `npm start` does.
 
@@ -19,16 +19,8 @@ export interface ServiceProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
+/** A free port on 127.0.0.1 outside the ephemeral range (see scripts/local-servers.mjs). */
+export const freePort: () => Promise<number> = localFreePort;
 
 export function startService(name: Service, env: Record<string, string>): ServiceProcess {
   const proc = spawn(process.execPath, [`${name}/dist/main.js`], {
