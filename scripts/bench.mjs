@@ -261,7 +261,16 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
   const rssSamples = gwRss.stop();
   result.gateway.rssMaxMiB = Math.max(0, ...rssSamples);
   result.gateway.rssAfterMiB = rssMiB(gateway.pid);
-  // Nobody consumed those orders: drop them so the pipeline starts from empty queues.
+  // Nobody consumed those orders: drop them so the pipeline starts from empty queues. autocannon
+  // stops with requests still in flight; each ends within the publish timeout (2 s by default), so
+  // wait until the queue stops growing before purging.
+  let last = -1;
+  await waitFor('orders.queue to settle', async () => {
+    const now = await depth(shared.queues.orders);
+    const settled = now === last;
+    last = now;
+    return settled;
+  }, 30_000, 1000);
   await admin.purgeQueue(shared.queues.orders);
   say(`${name}: gateway ${result.gateway.rate} orders/s, p50 ${result.gateway.p50} ms, p99 ${result.gateway.p99} ms, ${result.gateway.cpuUsPerRequest} CPU µs/request, RSS max ${result.gateway.rssMaxMiB} MiB`);
 
