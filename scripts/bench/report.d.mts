@@ -33,16 +33,16 @@ export function ratio(a: number | undefined, b: number | undefined): number;
 export function formatTable(rows: unknown[][]): string;
 /**
  * The rows of the summary table, one per setup (single node, cluster).
- * @param {Record<string, any>} phases  by setup name
+ * @param {Record<string, object>} phases  by setup name
  */
-export function tableRows(phases: Record<string, any>): unknown[][];
+export function tableRows(phases: Record<string, object>): unknown[][];
 /**
  * A self-contained SVG: per setup, horizontal bars of the throughput figures, then the ratios and
  * latencies as text.
- * @param {{ title: string, subtitle: string, phases: Record<string, any> }} input
+ * @param {{ title: string, subtitle: string, phases: Record<string, object> }} input
  */
 export function chartSvg({ title, subtitle, phases }: {
     title: string;
     subtitle: string;
-    phases: Record<string, any>;
+    phases: Record<string, object>;
 }): string;

@@ -62,7 +62,7 @@ export function formatTable(rows) {
 
 /**
  * The rows of the summary table, one per setup (single node, cluster).
- * @param {Record<string, any>} phases  by setup name
+ * @param {Record<string, object>} phases  by setup name
  */
 export function tableRows(phases) {
   /** @type {unknown[][]} */
@@ -102,7 +102,7 @@ function esc(s) {
 /**
  * A self-contained SVG: per setup, horizontal bars of the throughput figures, then the ratios and
  * latencies as text.
- * @param {{ title: string, subtitle: string, phases: Record<string, any> }} input
+ * @param {{ title: string, subtitle: string, phases: Record<string, object> }} input
  */
 export function chartSvg({ title, subtitle, phases }) {
   const bars = [
