@@ -71,6 +71,8 @@ const OUT = path.resolve(ROOT, env.BENCH_OUT ?? 'bench/results');
 const startedAt = new Date();
 const runId = startedAt.toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
 const t0 = performance.now();
+// Other work on the machine skews every figure; the load average says how much there was.
+const loadAverageAtStart = os.loadavg().map((v) => Math.round(v * 100) / 100);
 
 const say = (/** @type {string} */ m) => process.stdout.write(`[bench ${((performance.now() - t0) / 1000).toFixed(0).padStart(3)}s] ${m}\n`);
 
@@ -492,6 +494,7 @@ async function main() {
       cpuModel: cpus[0]?.model,
       memoryMiB: Math.round(os.totalmem() / 2 ** 20),
       platform: `${os.platform()} ${os.release()}`,
+      loadAverageAtStart,
       loadAverageAtEnd: os.loadavg().map((v) => Math.round(v * 100) / 100),
     },
     node: process.version,
@@ -511,7 +514,7 @@ async function main() {
   writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
   const svg = chartSvg({
     title: 'order-pipeline benchmark',
-    subtitle: `${report.startedAt} · ${cpus.length} cores ${cpus[0]?.model ?? ''} · Node ${process.version} · Redis ${versions.redis} · RabbitMQ ${versions.rabbitmq} · ${settings.queueType} queues`,
+    subtitle: `${report.startedAt} · ${cpus.length} cores ${cpus[0]?.model ?? ''} · load ${loadAverageAtStart[0]} · Node ${process.version} · Redis ${versions.redis} · RabbitMQ ${versions.rabbitmq} · ${settings.queueType} queues`,
     phases,
   });
   writeFileSync(path.join(OUT, `${stamp}.svg`), svg);

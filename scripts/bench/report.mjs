@@ -75,6 +75,9 @@ export function tableRows(phases) {
   add('gateway accepted orders/s', (p) => p.gateway?.rate);
   add('gateway p50/p99 ms', (p) => latencyPair(p.gateway));
   add('gateway RSS under load MiB', (p) => p.gateway?.rssMaxMiB);
+  // CPU per request of the process itself: steadier than rates when other work shares the machine.
+  add('least gateway CPU µs/request', (p) => p.leastGateway?.cpuUsPerRequest);
+  add('gateway CPU µs/request', (p) => p.gateway?.cpuUsPerRequest);
   add('pipeline sustained orders/s', (p) => p.pipeline?.sustainedRate);
   add('end-to-end p50/p99 ms at half', (p) => latencyPair(p.pipeline?.latency?.e2eMs));
   add('gateway / least gateway', (p) => p.ratios?.gatewayToLeastGateway);
@@ -139,8 +142,8 @@ export function chartSvg({ title, subtitle, phases }) {
     const e2e = p.pipeline?.latency?.e2eMs;
     const gw = p.gateway;
     const lines = [
-      `gateway / least gateway ${cell(r.gatewayToLeastGateway)}   gateway / broker ceiling ${cell(r.gatewayToBrokerCeiling)}   pipeline / gateway ${cell(r.pipelineToGateway)}`,
-      `gateway p50/p99 ${cell(latencyPair(gw))} ms at saturation   end-to-end p50/p99 ${cell(latencyPair(e2e))} ms at half the sustained rate`,
+      `gateway / least gateway ${cell(r.gatewayToLeastGateway)} · gateway / broker ceiling ${cell(r.gatewayToBrokerCeiling)} · pipeline / gateway ${cell(r.pipelineToGateway)}`,
+      `gateway p50/p99 ${cell(latencyPair(gw))} ms at saturation · end-to-end p50/p99 ${cell(latencyPair(e2e))} ms at half the sustained rate`,
     ];
     for (const line of lines) {
       y += 16;
