@@ -24,7 +24,8 @@
 // connections, BENCH_CLUSTER (1; 0 skips the cluster), BENCH_OUTAGE_S (60; 0 skips the outage),
 // BENCH_OUTAGE_RATE (200 req/s during the outage), BENCH_QUEUE_TYPE (quorum), BENCH_LOG_LEVEL
 // (info, the services' LOG_LEVEL), BENCH_CPU_PROF (a folder: the services run with --cpu-prof into
-// it), BENCH_OUT (bench/results), PREFETCH and PUBLISH_TIMEOUT_MS pass through to the services.
+// it), BENCH_OUT (bench/results), BENCH_KEEP_LOGS (1 keeps the services' logs), BENCH_MAX_S (900,
+// the run gives up after it). PREFETCH and PUBLISH_TIMEOUT_MS pass through to the services.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
@@ -90,7 +91,8 @@ async function cleanup() {
   cleaning = true;
   for (const c of children) c.kill('SIGKILL');
   for (const stop of serverStops.splice(0).reverse()) await stop().catch(() => undefined);
-  if (!env.BENCH_KEEP_LOGS) rmSync(logDir, { recursive: true, force: true });
+  if (env.BENCH_KEEP_LOGS) say(`service logs kept in ${logDir}`);
+  else rmSync(logDir, { recursive: true, force: true });
 }
 for (const sig of /** @type {const} */ (['SIGINT', 'SIGTERM'])) {
   process.on(sig, () => {

@@ -110,7 +110,7 @@ export async function cannon({ url, body, durationMs, connections, overallRate, 
  * @param {{ host: string, port: number, rate: number, durationMs: number, body: (n: number) => { id: string, text: string }, maxSockets?: number }} o
  */
 export async function paced({ host, port, rate, durationMs, body, maxSockets = 256 }) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets });
+  const sockets = new http.Agent({ keepAlive: true, maxSockets });
   const total = Math.max(1, Math.round((rate * durationMs) / 1000));
   /** @type {{ id: string, start: number, status: number, ms: number }[]} */
   const sent = [];
@@ -123,7 +123,7 @@ export async function paced({ host, port, rate, durationMs, body, maxSockets = 2
     const rec = { id, start: performance.timeOrigin + start, status: 0, ms: 0 };
     sent.push(rec);
     const p = new Promise((resolve) => {
-      const req = http.request({ host, port, method: 'POST', path: '/orders', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } }, (res) => {
+      const req = http.request({ host, port, method: 'POST', path: '/orders', agent: sockets, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } }, (res) => {
         res.resume();
         res.on('end', () => {
           rec.status = res.statusCode ?? 0;
@@ -144,7 +144,7 @@ export async function paced({ host, port, rate, durationMs, body, maxSockets = 2
   }
   const sendSeconds = (performance.now() - t0) / 1000;
   const answered = Promise.all([...pending]).then(() => {
-    agent.destroy();
+    sockets.destroy();
     return (performance.now() - t0) / 1000;
   });
   return { sent, sendSeconds, answered };
