@@ -1,0 +1,540 @@
+#!/usr/bin/env node
+// `npm run bench`: how much the pipeline sustains and how fast it answers, as ratios against
+// references measured in the same run on the same machine (absolute figures depend on the machine
+// and on what else runs on it).
+//
+// Per setup (one RabbitMQ node, then a three-node cluster with quorum queues replicated to 3):
+//   - broker ceiling: confirmed publishes/s of one amqplib client, many in flight, order.placed-sized
+//     messages into a scratch queue of the same type;
+//   - Redis SET NX/s through one ioredis client, many in flight;
+//   - least gateway: a minimal Koa app (read body, one confirmed publish, 202), under autocannon;
+//   - gateway: the built api-gateway, under autocannon with a unique id per request;
+//   - pipeline: all services; the highest fixed rate whose orders are all notified without a
+//     growing backlog (bisection), then end-to-end latency (request start -> notification sentAt)
+//     at half that rate.
+// Then, on the last setup, every broker node is killed while requests keep coming: the gateway's
+// RSS before and after.
+//
+// It starts its own throwaway Redis and RabbitMQ (scripts/local-servers.mjs) unless given
+// BENCH_REDIS_URL and BENCH_RABBITMQ_URLS (single node) / BENCH_RABBITMQ_CLUSTER_URLS. Servers given
+// by URL must be throwaway ones too: the benchmark purges orders.queue and notifier.queue.
+//
+// Knobs (environment): BENCH_DURATION_S (8) seconds per saturation run, BENCH_STEP_S (6) seconds
+// per fixed-rate step, BENCH_PROBES (4) bisection steps, BENCH_CONNECTIONS (64) autocannon
+// connections, BENCH_CLUSTER (1; 0 skips the cluster), BENCH_OUTAGE_S (60; 0 skips the outage),
+// BENCH_OUTAGE_RATE (200 req/s during the outage), BENCH_QUEUE_TYPE (quorum), BENCH_LOG_LEVEL
+// (info, the services' LOG_LEVEL), BENCH_CPU_PROF (a folder: the services run with --cpu-prof into
+// it), BENCH_OUT (bench/results), BENCH_KEEP_LOGS (1 keeps the services' logs), BENCH_MAX_S (900,
+// the run gives up after it). PREFETCH and PUBLISH_TIMEOUT_MS pass through to the services.
+
+import { spawn, spawnSync } from 'node:child_process';
+import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import amqp from 'amqplib';
+import { Redis } from 'ioredis';
+import { freePort, startRabbitCluster, startRedis } from './local-servers.mjs';
+import { brokerCeiling, cannon, cpuSeconds, paced, redisSetNxRate, rssMiB, sampleRss } from './bench/load.mjs';
+import { chartSvg, formatTable, percentile, ratio, summarize, tableRows } from './bench/report.mjs';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const env = process.env;
+const num = (/** @type {string} */ name, /** @type {number} */ def) => {
+  const v = env[name];
+  if (v === undefined || v === '') return def;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) {
+    process.stderr.write(`bench: ${name} must be a non-negative number, got "${v}"\n`);
+    process.exit(1);
+  }
+  return n;
+};
+const settings = {
+  durationS: num('BENCH_DURATION_S', 8),
+  stepS: num('BENCH_STEP_S', 6),
+  probes: num('BENCH_PROBES', 4),
+  connections: num('BENCH_CONNECTIONS', 64),
+  cluster: env.BENCH_CLUSTER !== '0',
+  outageS: num('BENCH_OUTAGE_S', 60),
+  outageRate: num('BENCH_OUTAGE_RATE', 200),
+  queueType: env.BENCH_QUEUE_TYPE ?? 'quorum',
+  logLevel: env.BENCH_LOG_LEVEL ?? 'info',
+  prefetch: env.PREFETCH ?? '100 (default)',
+  publishTimeoutMs: env.PUBLISH_TIMEOUT_MS ?? '2000 (default)',
+  brokerCeilingInFlight: 500,
+  redisInFlight: 500,
+  cpuProf: env.BENCH_CPU_PROF ? path.resolve(env.BENCH_CPU_PROF) : undefined,
+};
+const OUT = path.resolve(ROOT, env.BENCH_OUT ?? 'bench/results');
+const startedAt = new Date();
+const runId = startedAt.toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
+const t0 = performance.now();
+// Other work on the machine skews every figure; the load average says how much there was.
+const loadAverageAtStart = os.loadavg().map((v) => Math.round(v * 100) / 100);
+
+const say = (/** @type {string} */ m) => process.stdout.write(`[bench ${((performance.now() - t0) / 1000).toFixed(0).padStart(3)}s] ${m}\n`);
+
+// ---------------------------------------------------------------------------------------------
+// Cleanup: every child and server this run started goes away, however it ends.
+
+/** @type {Set<import('node:child_process').ChildProcess>} */
+const children = new Set();
+/** @type {Array<() => Promise<void>>} */
+const serverStops = [];
+const logDir = mkdtempSync(path.join(os.tmpdir(), 'order-pipeline-bench-'));
+let cleaning = false;
+async function cleanup() {
+  if (cleaning) return;
+  cleaning = true;
+  for (const c of children) c.kill('SIGKILL');
+  for (const stop of serverStops.splice(0).reverse()) await stop().catch(() => undefined);
+  if (env.BENCH_KEEP_LOGS) say(`service logs kept in ${logDir}`);
+  else rmSync(logDir, { recursive: true, force: true });
+}
+for (const sig of /** @type {const} */ (['SIGINT', 'SIGTERM'])) {
+  process.on(sig, () => {
+    say(`${sig}: stopping`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+// Bounded in time whatever happens.
+const MAX_S = num('BENCH_MAX_S', 900);
+setTimeout(() => {
+  say(`still running after ${MAX_S} s; giving up`);
+  void cleanup().finally(() => process.exit(2));
+}, MAX_S * 1000).unref();
+
+// ---------------------------------------------------------------------------------------------
+// Processes
+
+/**
+ * Starts `script` (relative to the root) with node, output into a log file.
+ * @param {string} name
+ * @param {string} script
+ * @param {Record<string, string>} extraEnv
+ */
+function startNode(name, script, extraEnv) {
+  const out = createWriteStream(path.join(logDir, `${name}.log`));
+  const prof = settings.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProf}`, `--cpu-prof-name=${name}-${runId}-${process.hrtime.bigint()}.cpuprofile`] : [];
+  const child = spawn(process.execPath, [...prof, script], { cwd: ROOT, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
+  children.add(child);
+  child.stdout?.pipe(out);
+  child.stderr?.pipe(out);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return {
+    child,
+    pid: child.pid,
+    exited,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      await exited;
+      clearTimeout(timer);
+      children.delete(child);
+    },
+    tail: () => readFileSync(path.join(logDir, `${name}.log`), 'utf8').split('\n').slice(-15).join('\n'),
+  };
+}
+
+/**
+ * Polls until `check` resolves truthy.
+ * @param {string} what
+ * @param {() => Promise<unknown>} check
+ */
+async function waitFor(what, check, timeoutMs = 60_000, everyMs = 200) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+/** @param {number} port */
+const ready = (port) => waitFor(`:${port}/readyz`, async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200);
+
+/**
+ * @param {'api-gateway' | 'order-processor' | 'notifier'} service
+ * @param {{ redisUrl: string, rabbitUrls: string[] }} servers
+ */
+async function startService(service, servers) {
+  const port = await freePort();
+  const portVar = { 'api-gateway': 'GATEWAY_PORT', 'order-processor': 'PROCESSOR_PORT', notifier: 'NOTIFIER_PORT' }[service];
+  const proc = startNode(service, `${service}/dist/main.js`, {
+    REDIS_URL: servers.redisUrl,
+    RABBITMQ_URLS: servers.rabbitUrls.join(','),
+    QUEUE_TYPE: settings.queueType,
+    LOG_LEVEL: settings.logLevel,
+    [portVar]: String(port),
+  });
+  try {
+    await ready(port);
+  } catch (err) {
+    say(`${service} did not get ready:\n${proc.tail()}`);
+    throw err;
+  }
+  return { ...proc, port };
+}
+
+// ---------------------------------------------------------------------------------------------
+// One setup: references, gateway, pipeline
+
+/** CPU microseconds per request between two cpuSeconds readings. */
+const cpuPerRequest = (/** @type {number | undefined} */ before, /** @type {number | undefined} */ after, /** @type {number} */ requests) =>
+  before === undefined || after === undefined || requests === 0 ? undefined : Math.round(((after - before) / requests) * 1e6);
+
+const SKU = 'bench-sku';
+/** @param {string} prefix */
+const orderBody = (prefix) => (/** @type {number} */ n) => {
+  const id = `${prefix}-${n}`;
+  return { id, text: `{"id":"${id}","sku":"${SKU}","qty":1}` };
+};
+
+/**
+ * @param {string} name
+ * @param {{ redisUrl: string, rabbitUrls: string[] }} servers
+ * @param {any} shared  the built shared package
+ * @param {boolean} withOutage
+ * @param {(() => Promise<void>) | undefined} killBrokers
+ */
+async function runSetup(name, servers, shared, withOutage, killBrokers) {
+  const tag = `b${runId.slice(-6)}${name[0]}`;
+  const D = settings.durationS * 1000;
+  /** @type {Record<string, any>} */
+  const result = { rabbitmqNodes: servers.rabbitUrls.length };
+  const redis = new Redis(servers.redisUrl, { enableAutoPipelining: true });
+  const conn = await amqp.connect(servers.rabbitUrls[0] ?? '');
+  // The outage kills the node under this connection: expected, not a crash.
+  conn.on('error', () => undefined);
+  const admin = await conn.createChannel();
+  const scratch = `bench.scratch.${runId}.${name.replace(/\W+/g, '-')}`;
+  await admin.assertQueue(scratch, { durable: true, arguments: { 'x-queue-type': settings.queueType } });
+  const depth = async (/** @type {string} */ q) => (await admin.checkQueue(q)).messageCount;
+
+  // An order.placed message exactly as the gateway publishes it.
+  const sample = shared.encodeEvent(shared.makeEvent(shared.routingKeys.placed, { id: `${tag}-ceiling-000000`, sku: SKU, qty: 1 }));
+
+  say(`${name}: broker confirmed-publish ceiling (${settings.durationS} s)`);
+  result.brokerCeiling = await brokerCeiling({ url: servers.rabbitUrls[0] ?? '', queue: scratch, content: sample.content, options: sample.options, durationMs: D, inFlight: settings.brokerCeilingInFlight });
+  await admin.purgeQueue(scratch);
+  say(`${name}: ${result.brokerCeiling.rate} confirmed publishes/s`);
+
+  say(`${name}: Redis SET NX rate (${settings.durationS / 2} s)`);
+  result.redisSetNx = await redisSetNxRate({ redis, prefix: `bench:setnx:${tag}:`, durationMs: D / 2, inFlight: settings.redisInFlight });
+  say(`${name}: ${result.redisSetNx.rate} SET NX/s`);
+
+  say(`${name}: least gateway (${settings.durationS} s, ${settings.connections} connections)`);
+  const least = startNode(`least-gateway-${name}`, 'scripts/bench/least-gateway.mjs', { BENCH_AMQP_URL: servers.rabbitUrls[0] ?? '', BENCH_QUEUE: scratch, PORT: '0' });
+  const leastPort = await new Promise((resolve, reject) => {
+    let buf = '';
+    least.child.stdout?.on('data', (d) => {
+      buf += String(d);
+      const m = /"port":(\d+)/.exec(buf);
+      if (m) resolve(Number(m[1]));
+    });
+    least.child.once('exit', () => reject(new Error(`least gateway exited:\n${least.tail()}`)));
+  });
+  const leastBody = orderBody(`${tag}-least`);
+  await cannon({ url: `http://127.0.0.1:${leastPort}`, body: (n) => leastBody(n).text, durationMs: 1000, connections: settings.connections });
+  const leastRss = sampleRss(least.pid);
+  const leastCpu = cpuSeconds(least.pid);
+  result.leastGateway = await cannon({ url: `http://127.0.0.1:${leastPort}`, body: (n) => leastBody(n + 1e6).text, durationMs: D, connections: settings.connections });
+  result.leastGateway.cpuUsPerRequest = cpuPerRequest(leastCpu, cpuSeconds(least.pid), result.leastGateway.requests);
+  result.leastGateway.rssMaxMiB = Math.max(0, ...leastRss.stop());
+  await least.stop();
+  await admin.purgeQueue(scratch);
+  say(`${name}: least gateway ${result.leastGateway.rate} req/s, p50 ${result.leastGateway.p50} ms, p99 ${result.leastGateway.p99} ms, ${result.leastGateway.cpuUsPerRequest} CPU µs/request`);
+
+  say(`${name}: gateway at saturation (${settings.durationS} s, ${settings.connections} connections)`);
+  const gateway = await startService('api-gateway', servers);
+  const gwUrl = `http://127.0.0.1:${gateway.port}`;
+  const gwBody = orderBody(`${tag}-gw`);
+  // Warm-up (JIT, connections) with its own ids.
+  await cannon({ url: gwUrl, body: (n) => gwBody(n).text, durationMs: 1000, connections: settings.connections });
+  const gwRss = sampleRss(gateway.pid);
+  const gwCpu = cpuSeconds(gateway.pid);
+  result.gateway = await cannon({ url: gwUrl, body: (n) => gwBody(n + 1e6).text, durationMs: D, connections: settings.connections });
+  result.gateway.cpuUsPerRequest = cpuPerRequest(gwCpu, cpuSeconds(gateway.pid), result.gateway.requests);
+  const rssSamples = gwRss.stop();
+  result.gateway.rssMaxMiB = Math.max(0, ...rssSamples);
+  result.gateway.rssAfterMiB = rssMiB(gateway.pid);
+  // Nobody consumed those orders: drop them so the pipeline starts from empty queues. autocannon
+  // stops with requests still in flight; each ends within the publish timeout (2 s by default), so
+  // wait until the queue stops growing before purging.
+  let last = -1;
+  await waitFor('orders.queue to settle', async () => {
+    const now = await depth(shared.queues.orders);
+    const settled = now === last;
+    last = now;
+    return settled;
+  }, 30_000, 1000);
+  await admin.purgeQueue(shared.queues.orders);
+  say(`${name}: gateway ${result.gateway.rate} orders/s, p50 ${result.gateway.p50} ms, p99 ${result.gateway.p99} ms, ${result.gateway.cpuUsPerRequest} CPU µs/request, RSS max ${result.gateway.rssMaxMiB} MiB`);
+
+  say(`${name}: pipeline (order-processor, notifier)`);
+  await redis.set(shared.keys.inventory(SKU), String(1e12));
+  const processor = await startService('order-processor', servers);
+  const notifier = await startService('notifier', servers);
+  const notified = async () => Number((await redis.get(shared.keys.stats.notificationsSent)) ?? 0);
+
+  /** @param {number} rate @param {string} stage */
+  const step = async (rate, stage) => {
+    const body = orderBody(`${tag}-${stage}`);
+    const before = await notified();
+    const cpuBefore = [gateway, processor, notifier].map((x) => cpuSeconds(x.pid));
+    /** @type {number[]} */
+    const backlog = [];
+    let sending = true;
+    let acceptedSoFar = 0;
+    const sampler = (async () => {
+      while (sending) {
+        await sleep(500);
+        backlog.push(acceptedSoFar - ((await notified()) - before));
+      }
+    })();
+    const run = await paced({
+      host: '127.0.0.1',
+      port: gateway.port,
+      rate,
+      durationMs: settings.stepS * 1000,
+      body: (n) => {
+        acceptedSoFar = n; // requests sent so far: the backlog sampler's upper bound
+        return body(n);
+      },
+    });
+    // The backlog between 202 and notification as the last request goes out.
+    const atEnd = run.sent.filter((r) => r.status === 202).length - ((await notified()) - before);
+    const answeredSeconds = await run.answered;
+    const { sent, sendSeconds } = run;
+    sending = false;
+    await sampler;
+    const accepted = sent.filter((r) => r.status === 202);
+    const queueDepth = { orders: await depth(shared.queues.orders), notifier: await depth(shared.queues.notifier) };
+    const drainStart = performance.now();
+    let drained = true;
+    try {
+      await waitFor('notifications', async () => (await notified()) - before >= accepted.length, 15_000, 100);
+    } catch {
+      drained = false;
+    }
+    const drainMs = Math.round(performance.now() - drainStart);
+    const [gwUs, procUs, notUs] = [gateway, processor, notifier].map((x, i) => cpuPerRequest(cpuBefore[i], cpuSeconds(x.pid), accepted.length));
+    const ok = {
+      allAccepted: accepted.length >= 0.99 * sent.length,
+      // No queue at the door either: the last answer comes soon after the last request.
+      answeredInTime: answeredSeconds <= sendSeconds + 0.5,
+      backlogBounded: atEnd <= Math.max(25, rate * 0.5),
+      drained: drained && drainMs <= 5000,
+    };
+    return {
+      rate: Math.round(rate),
+      requests: sent.length,
+      accepted: accepted.length,
+      sendSeconds: Math.round(sendSeconds * 100) / 100,
+      answeredSeconds: Math.round(answeredSeconds * 100) / 100,
+      backlogSamples: backlog,
+      backlogAtEnd: atEnd,
+      queueDepthAtEnd: queueDepth,
+      drainMs,
+      cpuUsPerOrder: { gateway: gwUs, processor: procUs, notifier: notUs },
+      responseMs: summarize(sent.filter((r) => r.status).map((r) => r.ms)),
+      sustained: Object.values(ok).every(Boolean),
+      checks: ok,
+      sent,
+    };
+  };
+
+  // Bisection between 0 and the gateway's own rate: the pipeline cannot take more than its door.
+  let lo = 0;
+  let hi = result.gateway.rate;
+  const probes = [];
+  for (let i = 0; i < settings.probes; i++) {
+    const rate = Math.max(10, Math.round((lo + hi) / 2));
+    say(`${name}: pipeline at ${rate} orders/s for ${settings.stepS} s`);
+    const s = await step(rate, `p${i}`);
+    const { sent: _sent, ...kept } = s;
+    probes.push(kept);
+    say(`${name}:   ${s.sustained ? 'sustained' : 'NOT sustained'} (accepted ${s.accepted}/${s.requests}, backlog at end ${s.backlogAtEnd}, drained in ${s.drainMs} ms, responses p99 ${s.responseMs.p99} ms, CPU µs/order ${JSON.stringify(s.cpuUsPerOrder)})`);
+    if (s.sustained) lo = rate;
+    else hi = rate;
+  }
+  const sustainedRate = lo;
+  const halfRate = Math.max(10, Math.round((sustainedRate || result.gateway.rate * 0.1) / 2));
+  say(`${name}: end-to-end latency at ${halfRate} orders/s for ${settings.stepS} s`);
+  const half = await step(halfRate, 'lat');
+  const accepted = half.sent.filter((r) => r.status === 202);
+  const sentAt = await Promise.all(accepted.map((r) => redis.hget(shared.keys.notification(r.id), 'sentAt')));
+  /** @type {number[]} */
+  const e2e = [];
+  accepted.forEach((r, i) => {
+    const at = sentAt[i];
+    if (at) e2e.push(Date.parse(at) - r.start);
+  });
+  const { sent: _sent, ...halfKept } = half;
+  result.pipeline = {
+    sustainedRate,
+    probes,
+    latency: { ...halfKept, notifiedWithSentAt: e2e.length, e2eMs: summarize(e2e) },
+  };
+  say(`${name}: sustained ${sustainedRate} orders/s; end-to-end p50 ${percentile(e2e, 50)} ms, p99 ${percentile(e2e, 99)} ms at ${halfRate}/s`);
+
+  await Promise.all([processor.stop(), notifier.stop()]);
+  result.ratios = {
+    gatewayToLeastGateway: ratio(result.gateway.rate, result.leastGateway.rate),
+    gatewayToBrokerCeiling: ratio(result.gateway.rate, result.brokerCeiling.rate),
+    pipelineToGateway: ratio(sustainedRate, result.gateway.rate),
+  };
+
+  if (withOutage && killBrokers && settings.outageS > 0) {
+    const amount = Math.round(settings.outageRate * settings.outageS);
+    say(`${name}: every broker node down; ${amount} requests at ${settings.outageRate}/s for ${settings.outageS} s`);
+    await killBrokers();
+    await waitFor('gateway not ready', async () => (await fetch(`${gwUrl}/readyz`)).status === 503, 30_000);
+    const rssStart = rssMiB(gateway.pid);
+    const outRss = sampleRss(gateway.pid, 1000);
+    const outBody = orderBody(`${tag}-down`);
+    const load = await cannon({ url: gwUrl, body: (n) => outBody(n).text, durationMs: settings.outageS * 1000, connections: 16, overallRate: settings.outageRate, amount });
+    const samples = outRss.stop();
+    const rssEnd = rssMiB(gateway.pid);
+    result.outage = {
+      seconds: settings.outageS,
+      requests: load.requests,
+      statusCodes: load.statusCodes,
+      errors: load.errors,
+      rssStartMiB: rssStart,
+      rssEndMiB: rssEnd,
+      rssMaxMiB: Math.max(0, ...samples),
+      rssGrowthMiB: rssStart !== undefined && rssEnd !== undefined ? Math.round((rssEnd - rssStart) * 10) / 10 : undefined,
+    };
+    say(`${name}: outage RSS ${rssStart} -> ${rssEnd} MiB (max ${result.outage.rssMaxMiB}) over ${load.requests} requests ${JSON.stringify(load.statusCodes)}`);
+  } else {
+    await admin.deleteQueue(scratch).catch(() => undefined);
+  }
+  await gateway.stop();
+  await conn.close().catch(() => undefined);
+  redis.disconnect();
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run
+
+async function serverVersions(/** @type {string} */ redisUrl, /** @type {string} */ amqpUrl) {
+  const redis = new Redis(redisUrl);
+  const info = await redis.info('server');
+  redis.disconnect();
+  const conn = await amqp.connect(amqpUrl);
+  conn.on('error', () => undefined);
+  // @ts-expect-error serverProperties is set once the connection is open
+  const props = conn.connection.serverProperties ?? {};
+  await conn.close();
+  return { redis: /redis_version:(\S+)/.exec(info)?.[1], rabbitmq: String(props.version ?? '') };
+}
+
+async function main() {
+  say('building (tsc -b)');
+  const build = spawnSync('npx', ['tsc', '-b'], { cwd: ROOT, stdio: 'inherit' });
+  if (build.status !== 0) throw new Error('build failed');
+  const shared = await import(new URL('../shared/dist/index.js', import.meta.url).href);
+  if (settings.cpuProf) mkdirSync(settings.cpuProf, { recursive: true });
+
+  let redisUrl = env.BENCH_REDIS_URL;
+  if (!redisUrl) {
+    const r = await startRedis();
+    serverStops.push(() => r.stop());
+    redisUrl = r.url;
+  }
+  /** @type {Record<string, any>} */
+  const phases = {};
+  /** @type {Record<string, any>} */
+  let versions = {};
+
+  /** @type {{ name: string, nodes: number, urls?: string[] }[]} */
+  const setups = [{ name: 'single node', nodes: 1, urls: env.BENCH_RABBITMQ_URLS?.split(',') }];
+  if (settings.cluster) setups.push({ name: '3-node cluster', nodes: 3, urls: env.BENCH_RABBITMQ_CLUSTER_URLS?.split(',') });
+
+  for (const [i, setup] of setups.entries()) {
+    const last = i === setups.length - 1;
+    let urls = setup.urls;
+    /** @type {import('./local-servers.mjs').RabbitCluster | undefined} */
+    let cluster;
+    if (!urls) {
+      const s = performance.now();
+      say(`starting a ${setup.nodes}-node RabbitMQ`);
+      cluster = await startRabbitCluster({ nodes: setup.nodes });
+      const stopCluster = cluster.stop;
+      serverStops.push(stopCluster);
+      urls = cluster.urls;
+      say(`RabbitMQ up in ${((performance.now() - s) / 1000).toFixed(0)} s`);
+    }
+    if (!versions.redis) versions = await serverVersions(redisUrl, urls[0] ?? '');
+    const owned = cluster;
+    phases[setup.name] = await runSetup(setup.name, { redisUrl, rabbitUrls: urls }, shared, last, owned ? async () => void (await Promise.all(owned.nodes.map((n) => n.kill()))) : undefined);
+    if (owned) {
+      await owned.stop();
+      serverStops.splice(serverStops.indexOf(owned.stop), 1);
+    }
+  }
+
+  const finishedAt = new Date();
+  const cpus = os.cpus();
+  const report = {
+    benchmark: 'order-pipeline',
+    formatVersion: 1,
+    startedAt: startedAt.toISOString(),
+    finishedAt: finishedAt.toISOString(),
+    durationS: Math.round((finishedAt.getTime() - startedAt.getTime()) / 1000),
+    machine: {
+      cores: cpus.length,
+      cpuModel: cpus[0]?.model,
+      memoryMiB: Math.round(os.totalmem() / 2 ** 20),
+      platform: `${os.platform()} ${os.release()}`,
+      loadAverageAtStart,
+      loadAverageAtEnd: os.loadavg().map((v) => Math.round(v * 100) / 100),
+    },
+    node: process.version,
+    servers: { ...versions, local: !env.BENCH_REDIS_URL && !env.BENCH_RABBITMQ_URLS },
+    queueType: settings.queueType,
+    settings,
+    notes: {
+      rates: 'per second; gateway rate counts 2xx answers only; each request has its own order id',
+      pipelineSustained: 'highest fixed rate (bisection between 0 and the gateway rate) at which every request got a 202, the last answer came within 0.5 s of the last request, the backlog between 202 and notification when the last request went out was under 0.5 s of work, and every accepted order was notified within 5 s after',
+      e2e: 'request start (client clock) to notifications:<id> sentAt (ms resolution, same machine)',
+    },
+    phases,
+  };
+  mkdirSync(OUT, { recursive: true });
+  const stamp = startedAt.toISOString().replace(/:/g, '-').replace(/\..*/, '');
+  const jsonPath = path.join(OUT, `${stamp}.json`);
+  writeFileSync(jsonPath, `${JSON.stringify(report, null, 2)}\n`);
+  const svg = chartSvg({
+    title: 'order-pipeline benchmark',
+    subtitle: `${report.startedAt} · ${cpus.length} cores ${cpus[0]?.model ?? ''} · load ${loadAverageAtStart[0]} · Node ${process.version} · Redis ${versions.redis} · RabbitMQ ${versions.rabbitmq} · ${settings.queueType} queues`,
+    phases,
+  });
+  writeFileSync(path.join(OUT, `${stamp}.svg`), svg);
+  copyFileSync(path.join(OUT, `${stamp}.svg`), path.join(OUT, 'latest.svg'));
+
+  process.stdout.write(`\n${formatTable(tableRows(phases))}\n\n`);
+  const outage = Object.values(phases).find((p) => p.outage)?.outage;
+  if (outage) process.stdout.write(`gateway RSS with every broker node down: ${outage.rssStartMiB} -> ${outage.rssEndMiB} MiB over ${outage.requests} requests (${outage.seconds} s)\n`);
+  say(`wrote ${path.relative(ROOT, jsonPath)} and ${path.relative(ROOT, path.join(OUT, 'latest.svg'))}`);
+}
+
+main()
+  .then(
+    () => cleanup(),
+    async (err) => {
+      process.stderr.write(`bench failed: ${err?.stack ?? err}\n`);
+      await cleanup();
+      process.exitCode = 1;
+    },
+  )
+  .finally(() => process.exit());

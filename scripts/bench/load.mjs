@@ -1,0 +1,207 @@
+// The benchmark's load generators and probes: the broker's confirmed-publish ceiling, Redis SET NX
+// rate, autocannon at saturation, a paced HTTP client for fixed rates, a process's RSS.
+
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import http from 'node:http';
+import { setTimeout as sleep } from 'node:timers/promises';
+import amqp from 'amqplib';
+import autocannon from 'autocannon';
+
+/**
+ * Confirmed publishes per second from one amqplib client into `queue`, `inFlight` at a time.
+ * @param {{ url: string, queue: string, content: Buffer, options: import('amqplib').Options.Publish, durationMs: number, inFlight?: number }} o
+ */
+export async function brokerCeiling({ url, queue, content, options, durationMs, inFlight = 500 }) {
+  const connection = await amqp.connect(url);
+  connection.on('error', () => undefined);
+  try {
+    const ch = await connection.createConfirmChannel();
+    let confirmed = 0;
+    let failed = 0;
+    const started = performance.now();
+    const end = started + durationMs;
+    await new Promise((resolve) => {
+      let outstanding = 0;
+      const pump = () => {
+        while (outstanding < inFlight && performance.now() < end) {
+          outstanding++;
+          ch.publish('', queue, content, { ...options, persistent: true }, (err) => {
+            outstanding--;
+            if (err) failed++;
+            else confirmed++;
+            if (performance.now() < end) pump();
+            else if (outstanding === 0) resolve(undefined);
+          });
+        }
+      };
+      pump();
+    });
+    const seconds = (performance.now() - started) / 1000;
+    await ch.close();
+    return { rate: Math.round(confirmed / seconds), confirmed, failed, inFlight, seconds: round2(seconds), messageBytes: content.length };
+  } finally {
+    await connection.close().catch(() => undefined);
+  }
+}
+
+/**
+ * SET NX (with a TTL) per second through one ioredis client with auto-pipelining, `inFlight` at a time.
+ * @param {{ redis: import('ioredis').Redis, prefix: string, durationMs: number, inFlight?: number }} o
+ */
+export async function redisSetNxRate({ redis, prefix, durationMs, inFlight = 500 }) {
+  let done = 0;
+  let i = 0;
+  const started = performance.now();
+  const end = started + durationMs;
+  const worker = async () => {
+    while (performance.now() < end) {
+      await redis.set(`${prefix}${i++}`, '{"state":"inflight"}', 'PX', 60_000, 'NX');
+      done++;
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, worker));
+  const seconds = (performance.now() - started) / 1000;
+  return { rate: Math.round(done / seconds), commands: done, inFlight, seconds: round2(seconds) };
+}
+
+/**
+ * Saturates `url` + /orders with POSTs of unique ids for `durationMs`, measuring like autocannon does.
+ * @param {{ url: string, body: (n: number) => string, durationMs: number, connections: number, overallRate?: number, amount?: number }} o
+ */
+export async function cannon({ url, body, durationMs, connections, overallRate, amount }) {
+  let n = 0;
+  const result = await autocannon({
+    url,
+    connections,
+    duration: Math.max(1, Math.round(durationMs / 1000)),
+    ...(overallRate ? { overallRate } : {}),
+    ...(amount ? { amount } : {}),
+    requests: [
+      {
+        method: 'POST',
+        path: '/orders',
+        headers: { 'content-type': 'application/json' },
+        setupRequest: (/** @type {any} */ req) => ({ ...req, body: body(n++) }),
+      },
+    ],
+  });
+  const ok = result['2xx'];
+  return {
+    rate: Math.round(ok / result.duration),
+    requests: result.requests.total,
+    ok,
+    non2xx: result.non2xx,
+    errors: result.errors,
+    timeouts: result.timeouts,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    max: result.latency.max,
+    seconds: round2(result.duration),
+    connections,
+    statusCodes: result.statusCodeStats,
+  };
+}
+
+/**
+ * Sends `rate` POSTs per second for `durationMs` (count bounded: rate x duration), each with its own
+ * id, and records each request's start (epoch ms, sub-ms precision) and status. Resolves once the
+ * last request is sent; `answered` resolves (with the seconds since the start) once all are answered.
+ * @param {{ host: string, port: number, rate: number, durationMs: number, body: (n: number) => { id: string, text: string }, maxSockets?: number }} o
+ */
+export async function paced({ host, port, rate, durationMs, body, maxSockets = 256 }) {
+  const sockets = new http.Agent({ keepAlive: true, maxSockets });
+  const total = Math.max(1, Math.round((rate * durationMs) / 1000));
+  /** @type {{ id: string, start: number, status: number, ms: number }[]} */
+  const sent = [];
+  const t0 = performance.now();
+  let next = 0;
+  const pending = new Set();
+  const send = (/** @type {number} */ n) => {
+    const { id, text } = body(n);
+    const start = performance.now();
+    const rec = { id, start: performance.timeOrigin + start, status: 0, ms: 0 };
+    sent.push(rec);
+    const p = new Promise((resolve) => {
+      const req = http.request({ host, port, method: 'POST', path: '/orders', agent: sockets, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } }, (res) => {
+        res.resume();
+        res.on('end', () => {
+          rec.status = res.statusCode ?? 0;
+          rec.ms = performance.now() - start;
+          resolve(undefined);
+        });
+      });
+      req.on('error', () => resolve(undefined));
+      req.end(text);
+    });
+    pending.add(p);
+    p.finally(() => pending.delete(p));
+  };
+  while (next < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate) + 1);
+    while (next < due) send(next++);
+    await sleep(2);
+  }
+  const sendSeconds = (performance.now() - t0) / 1000;
+  const answered = Promise.all([...pending]).then(() => {
+    sockets.destroy();
+    return (performance.now() - t0) / 1000;
+  });
+  return { sent, sendSeconds, answered };
+}
+
+/**
+ * Resident set size of a process in MiB (Linux /proc), or undefined elsewhere.
+ * @param {number | undefined} pid
+ */
+export function rssMiB(pid) {
+  if (!pid) return undefined;
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Math.round((Number(m[1]) / 1024) * 10) / 10 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU seconds (user + system) a process has used so far (Linux /proc; clock ticks assumed 100/s),
+ * or undefined elsewhere.
+ * @param {number | undefined} pid
+ */
+export function cpuSeconds(pid) {
+  if (!pid) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Samples a process's RSS every `everyMs` until `stop()`; returns the samples.
+ * @param {number | undefined} pid
+ * @param {number} [everyMs]
+ */
+export function sampleRss(pid, everyMs = 500) {
+  /** @type {number[]} */
+  const samples = [];
+  const timer = setInterval(() => {
+    const v = rssMiB(pid);
+    if (v !== undefined) samples.push(v);
+  }, everyMs);
+  return {
+    samples,
+    stop: () => {
+      clearInterval(timer);
+      return samples;
+    },
+  };
+}
+
+/** @param {number} v */
+function round2(v) {
+  return Math.round(v * 100) / 100;
+}

@@ -1,0 +1,161 @@
+// The benchmark's pure parts: percentiles, ratios, the printed table and the SVG chart. No I/O,
+// so they are unit-tested on their own.
+
+/**
+ * The q-th percentile (0..100) of `values` by nearest rank; undefined for no values.
+ * @param {number[]} values
+ * @param {number} q
+ * @returns {number | undefined}
+ */
+export function percentile(values, q) {
+  if (values.length === 0) return undefined;
+  const sorted = [...values].sort((a, b) => a - b);
+  const rank = Math.ceil((q / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1];
+}
+
+/**
+ * count, min, p50, p90, p99, max of `values`, rounded to 0.1.
+ * @param {number[]} values
+ */
+export function summarize(values) {
+  const r = (/** @type {number | undefined} */ v) => (v === undefined ? undefined : Math.round(v * 10) / 10);
+  return {
+    count: values.length,
+    min: r(percentile(values, 0)),
+    p50: r(percentile(values, 50)),
+    p90: r(percentile(values, 90)),
+    p99: r(percentile(values, 99)),
+    max: r(percentile(values, 100)),
+  };
+}
+
+/**
+ * a / b rounded to 0.01, or undefined when either is missing or b is 0.
+ * @param {number | undefined} a
+ * @param {number | undefined} b
+ */
+export function ratio(a, b) {
+  if (a === undefined || b === undefined || !Number.isFinite(a) || !Number.isFinite(b) || b === 0) return undefined;
+  return Math.round((a / b) * 100) / 100;
+}
+
+/** @param {unknown} v */
+function cell(v) {
+  if (v === undefined || v === null) return '-';
+  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : v.toFixed(2);
+  return String(v);
+}
+
+/**
+ * A plain-text table: first row is the header.
+ * @param {unknown[][]} rows
+ */
+export function formatTable(rows) {
+  const text = rows.map((row) => row.map(cell));
+  const widths = text[0]?.map((_, i) => Math.max(...text.map((row) => (row[i] ?? '').length))) ?? [];
+  const line = (/** @type {string[]} */ row) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
+  const [head, ...body] = text;
+  if (!head) return '';
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+/**
+ * The rows of the summary table, one per setup (single node, cluster).
+ * @param {Record<string, object>} phases  by setup name
+ */
+export function tableRows(phases) {
+  /** @type {unknown[][]} */
+  const rows = [['figure', ...Object.keys(phases)]];
+  const add = (/** @type {string} */ label, /** @type {(p: any) => unknown} */ get) => rows.push([label, ...Object.values(phases).map((p) => get(p))]);
+  add('broker confirmed publishes/s', (p) => p.brokerCeiling?.rate);
+  add('Redis SET NX/s', (p) => p.redisSetNx?.rate);
+  add('least gateway req/s', (p) => p.leastGateway?.rate);
+  add('least gateway p50/p99 ms', (p) => latencyPair(p.leastGateway));
+  add('gateway accepted orders/s', (p) => p.gateway?.rate);
+  add('gateway p50/p99 ms', (p) => latencyPair(p.gateway));
+  add('gateway RSS under load MiB', (p) => p.gateway?.rssMaxMiB);
+  // CPU per request of the process itself: steadier than rates when other work shares the machine.
+  add('least gateway CPU µs/request', (p) => p.leastGateway?.cpuUsPerRequest);
+  add('gateway CPU µs/request', (p) => p.gateway?.cpuUsPerRequest);
+  add('pipeline sustained orders/s', (p) => p.pipeline?.sustainedRate);
+  add('end-to-end p50/p99 ms at half', (p) => latencyPair(p.pipeline?.latency?.e2eMs));
+  add('gateway / least gateway', (p) => p.ratios?.gatewayToLeastGateway);
+  add('gateway / broker ceiling', (p) => p.ratios?.gatewayToBrokerCeiling);
+  add('pipeline / gateway', (p) => p.ratios?.pipelineToGateway);
+  return rows;
+}
+
+/** @param {{p50?: number, p99?: number} | undefined} l */
+function latencyPair(l) {
+  if (!l || l.p50 === undefined || l.p99 === undefined) return undefined;
+  return `${round1(l.p50)} / ${round1(l.p99)}`;
+}
+
+/** @param {number} v */
+function round1(v) {
+  return Math.round(v * 10) / 10;
+}
+
+/** @param {string} s */
+function esc(s) {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+/**
+ * A self-contained SVG: per setup, horizontal bars of the throughput figures, then the ratios and
+ * latencies as text.
+ * @param {{ title: string, subtitle: string, phases: Record<string, object> }} input
+ */
+export function chartSvg({ title, subtitle, phases }) {
+  const bars = [
+    { key: 'broker ceiling (confirmed publishes/s)', get: (/** @type {any} */ p) => p.brokerCeiling?.rate, colour: '#9aa5b1' },
+    { key: 'least gateway (req/s)', get: (/** @type {any} */ p) => p.leastGateway?.rate, colour: '#c9a227' },
+    { key: 'gateway (accepted orders/s)', get: (/** @type {any} */ p) => p.gateway?.rate, colour: '#2b7bb9' },
+    { key: 'pipeline sustained (orders/s)', get: (/** @type {any} */ p) => p.pipeline?.sustainedRate, colour: '#2f9e44' },
+  ];
+  const setups = Object.entries(phases);
+  const max = Math.max(1, ...setups.flatMap(([, p]) => bars.map((b) => Number(b.get(p) ?? 0))));
+  const width = 760;
+  const labelW = 250;
+  const barMax = width - labelW - 90;
+  const barH = 18;
+  const parts = [];
+  let y = 30;
+  parts.push(`<text x="12" y="${y}" font-size="16" font-weight="bold">${esc(title)}</text>`);
+  y += 18;
+  parts.push(`<text x="12" y="${y}" font-size="11" fill="#555">${esc(subtitle)}</text>`);
+  y += 14;
+  for (const [name, p] of setups) {
+    y += 22;
+    parts.push(`<text x="12" y="${y}" font-size="13" font-weight="bold">${esc(name)}</text>`);
+    y += 6;
+    for (const b of bars) {
+      const v = Number(b.get(p) ?? 0);
+      const w = Math.max(1, Math.round((v / max) * barMax));
+      parts.push(`<text x="12" y="${y + 13}" font-size="11">${esc(b.key)}</text>`);
+      parts.push(`<rect x="${labelW}" y="${y}" width="${w}" height="${barH - 4}" fill="${b.colour}"/>`);
+      parts.push(`<text x="${labelW + w + 6}" y="${y + 12}" font-size="11">${v ? Math.round(v) : '-'}</text>`);
+      y += barH;
+    }
+    const r = p.ratios ?? {};
+    const e2e = p.pipeline?.latency?.e2eMs;
+    const gw = p.gateway;
+    const lines = [
+      `gateway / least gateway ${cell(r.gatewayToLeastGateway)} · gateway / broker ceiling ${cell(r.gatewayToBrokerCeiling)} · pipeline / gateway ${cell(r.pipelineToGateway)}`,
+      `gateway p50/p99 ${cell(latencyPair(gw))} ms at saturation · end-to-end p50/p99 ${cell(latencyPair(e2e))} ms at half the sustained rate`,
+    ];
+    for (const line of lines) {
+      y += 16;
+      parts.push(`<text x="12" y="${y}" font-size="11" fill="#333">${esc(line)}</text>`);
+    }
+  }
+  y += 16;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${y}" viewBox="0 0 ${width} ${y}" font-family="sans-serif">`,
+    `<rect width="100%" height="100%" fill="#fff"/>`,
+    ...parts,
+    '</svg>',
+    '',
+  ].join('\n');
+}

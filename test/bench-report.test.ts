@@ -1,0 +1,38 @@
+// The benchmark's pure parts (scripts/bench/report.mjs): the figures it prints and charts must be
+// computed right even though the benchmark itself is not part of the test run.
+import { describe, expect, it } from 'vitest';
+import { chartSvg, formatTable, percentile, ratio, summarize, tableRows } from '../scripts/bench/report.mjs';
+
+describe('benchmark report', () => {
+  it('takes percentiles by nearest rank', () => {
+    const values = Array.from({ length: 100 }, (_, i) => 100 - i);
+    expect(percentile(values, 50)).toBe(50);
+    expect(percentile(values, 99)).toBe(99);
+    expect(percentile(values, 100)).toBe(100);
+    expect(percentile(values, 0)).toBe(1);
+    expect(percentile([], 50)).toBeUndefined();
+    expect(summarize([3, 1, 2])).toEqual({ count: 3, min: 1, p50: 2, p90: 3, p99: 3, max: 3 });
+  });
+
+  it('gives ratios only when both figures exist', () => {
+    expect(ratio(800, 1000)).toBe(0.8);
+    expect(ratio(1, 3)).toBe(0.33);
+    expect(ratio(5, 0)).toBeUndefined();
+    expect(ratio(undefined, 5)).toBeUndefined();
+  });
+
+  it('prints one column per setup and charts every setup', () => {
+    const phases = {
+      'single node': { gateway: { rate: 800, p50: 5, p99: 20 }, leastGateway: { rate: 1000 }, brokerCeiling: { rate: 4000 }, pipeline: { sustainedRate: 400 }, ratios: { gatewayToLeastGateway: 0.8 } },
+      '3-node cluster': { gateway: { rate: 500 } },
+    };
+    const table = formatTable(tableRows(phases));
+    expect(table.split('\n')[0]).toMatch(/figure\s+single node\s+3-node cluster/);
+    expect(table).toMatch(/gateway accepted orders\/s\s+800\s+500/);
+    expect(table).toMatch(/gateway \/ least gateway\s+0\.80\s+-/);
+    const svg = chartSvg({ title: 't <1>', subtitle: 's', phases });
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg).toContain('3-node cluster');
+    expect(svg).toContain('t &lt;1&gt;');
+  });
+});
