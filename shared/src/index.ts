@@ -9,3 +9,4 @@ export * from './broker.js';
 export * from './http.js';
 export * from './lifecycle.js';
 export * from './startup.js';
+export * from './dlq.js';
