@@ -5,10 +5,18 @@
 export class PoisonMessageError extends Error {
   constructor(
     message: string,
-    readonly reason: 'unparseable' | 'invalid' | 'unknown_version' | 'unknown_type' = 'invalid',
+    readonly reason: 'unparseable' | 'invalid' | 'unknown_version' | 'unknown_type' | 'expired' = 'invalid',
   ) {
     super(message);
     this.name = 'PoisonMessageError';
+  }
+}
+
+/** The order waited in its queue longer than ORDER_TTL_MS and is marked expired: dead-letter at once. */
+export class OrderExpiredError extends PoisonMessageError {
+  constructor(message: string) {
+    super(message, 'expired');
+    this.name = 'OrderExpiredError';
   }
 }
 
