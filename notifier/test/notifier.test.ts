@@ -251,6 +251,28 @@ describe('notifier', () => {
     expect(receiver.received.length).toBe(before);
   });
 
+  it('dead-letters a schema failure and an unknown version at once with their reason, and keeps sending the next good one', async () => {
+    const before = receiver.received.length;
+    const good = makeEvent(routingKeys.created, { id: 'nt-poison-ok', sku: 'sku-a', qty: 1 });
+    const poison = (messageId: string, body: unknown) =>
+      broker.publish(exchanges.topic, routingKeys.created, Buffer.from(JSON.stringify(body)), { messageId, persistent: true, contentType: 'application/json' });
+    await poison('nt-poison-2:order.created', { ...good, order: { id: 'nt-poison-2', sku: 'sku-a', qty: 0 } });
+    await poison('nt-poison-3:order.created', { ...good, version: 7, order: { ...good.order, id: 'nt-poison-3' } });
+    await publishOutcome(good.order);
+
+    const dead = await takeAtLeast(ch, queues.notifierDlq, 2);
+    const reasons = Object.fromEntries(dead.map((m) => [m.properties.messageId, m.properties.headers?.[DEAD_LETTER_HEADERS.reason]]));
+    expect(reasons).toEqual({ 'nt-poison-2:order.created': 'invalid', 'nt-poison-3:order.created': 'unknown_version' });
+    for (const m of dead) {
+      expect(m.properties.headers?.[RETRY_COUNT_HEADER]).toBeUndefined();
+      expect(m.properties.headers?.[DEAD_LETTER_HEADERS.queue]).toBe(queues.notifier);
+      expect(String(m.properties.headers?.[DEAD_LETTER_HEADERS.error])).not.toBe('');
+    }
+    await waitStatus('nt-poison-ok', 'sent');
+    expect(receiver.received.slice(before).map((r) => r.body.orderId)).toEqual(['nt-poison-ok']);
+    expect(await redis.exists(keys.notification('nt-poison-2'), keys.notification('nt-poison-3'))).toBe(0);
+  });
+
   it('logs the notification when no webhook is configured', async () => {
     await app.stop();
     const lines: string[] = [];
