@@ -9,7 +9,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEAD_LETTER_HEADERS, keys, queues } from '@order-pipeline/shared';
 import { drainQueue } from './helpers/broker.js';
-import { auditOrders, formatFigures, startLoad, startWebhookSink, type WebhookSink } from './helpers/load.js';
+import { auditOrders, formatFigures, startLoad, startWebhookSink, type LoadReport, type WebhookSink } from './helpers/load.js';
 import { startPipeline, type Pipeline } from './helpers/pipeline.js';
 import { SERVICES, waitFor } from './helpers/processes.js';
 import { resetAll, testServers } from './helpers/servers.js';
@@ -46,6 +46,7 @@ describe('graceful shutdown', () => {
     const load = startLoad({ gatewayUrl: pipeline.base['api-gateway'], idPrefix: 'roll', skus: SKUS, concurrency: 8, ratePerSecond: 30, retryDelayMs: 150 });
     const exits: Record<string, number | null> = {};
     const shutdownMs: Record<string, number> = {};
+    let report: LoadReport;
     try {
       await load.waitForAccepted(20, 30_000);
       for (const service of SERVICES) {
@@ -57,7 +58,7 @@ describe('graceful shutdown', () => {
         await load.waitForAccepted(20, 30_000);
       }
     } finally {
-      var report = await load.stop();
+      report = await load.stop();
     }
     const audit = await auditOrders({ redis, report, initialStock: Object.fromEntries(SKUS.map((s) => [s, STOCK])), webhook: sink, settleTimeoutMs: 30_000 });
     const left = await waitFor(
