@@ -13,7 +13,7 @@ import { haveBinaries, startRabbitCluster, startRedis, type RabbitCluster, type 
 import { auditOrders, formatFigures, startLoad, startWebhookSink, type WebhookSink } from './helpers/load.js';
 import { startPipeline, type Pipeline } from './helpers/pipeline.js';
 import { waitFor } from './helpers/processes.js';
-import { queueDepths, seededRandom } from './helpers/chaos.js';
+import { queueDepths, seededRandom, warningSummary } from './helpers/chaos.js';
 
 const bins = haveBinaries();
 const SKUS = ['crash-a', 'crash-b', 'crash-c'];
@@ -123,6 +123,7 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('crash anywhere (needs the local 
         'notifier.queue.dlq': depths[queues.notifierDlq]?.messages ?? -1,
       }),
     );
+    console.log(`crash anywhere, the services' warnings:\n  ${warningSummary(pipeline.output()).join('\n  ')}`);
     if (audit.lost.length > 0) console.error(pipeline.output().slice(-20_000));
 
     expect(kills).toEqual(PLAN);

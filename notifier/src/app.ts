@@ -8,7 +8,7 @@ import {
   type RunningService,
   type ConsumerDeps,
 } from '@order-pipeline/shared';
-import { SendFailedError, handleOutcome, type HandleResult } from './notifier.js';
+import { SendFailedError, UnrecordedSends, handleOutcome, type HandleResult } from './notifier.js';
 import { logSender, webhookSender, type Sender } from './senders.js';
 
 export interface NotifierAppDeps extends ConsumerDeps {
@@ -52,7 +52,7 @@ export async function start(deps: NotifierAppDeps): Promise<RunningNotifier> {
       }
     },
   };
-  const handlerDeps = { redis, sender, log, leaseMs: deps.leaseMs ?? DEFAULT_LEASE_MS };
+  const handlerDeps = { redis, sender, log, leaseMs: deps.leaseMs ?? DEFAULT_LEASE_MS, unrecorded: new UnrecordedSends() };
 
   return startConsumerService({
     deps,

@@ -24,6 +24,36 @@ export interface NotifierDeps {
   leaseMs: number;
   /** Longest wait for another sender's live lease before giving the message back; default leaseMs. */
   leaseWaitMs?: number;
+  /**
+   * Notifications this process sent but could not record as sent (Redis was down), by order id,
+   * with the time they were sent: the retry records them instead of sending again. Only a crash
+   * of the process between sending and recording now leads to a second send.
+   */
+  unrecorded?: UnrecordedSends;
+}
+
+/** Sent but not yet recorded, by order id; bounded, oldest dropped first. */
+export class UnrecordedSends {
+  private readonly sends = new Map<string, string>();
+  constructor(private readonly max = 10_000) {}
+  get(orderId: string): string | undefined {
+    return this.sends.get(orderId);
+  }
+  add(orderId: string, sentAt: string): void {
+    this.sends.delete(orderId);
+    this.sends.set(orderId, sentAt);
+    // A dropped entry only means a possible second send with the same Idempotency-Key.
+    for (const oldest of this.sends.keys()) {
+      if (this.sends.size <= this.max) break;
+      this.sends.delete(oldest);
+    }
+  }
+  delete(orderId: string): void {
+    this.sends.delete(orderId);
+  }
+  get size(): number {
+    return this.sends.size;
+  }
 }
 
 /** First element of the notifyClaim script's reply (see shared/lua/notify-claim-2.lua). */
@@ -96,6 +126,15 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
   const log = deps.log.child({ orderId });
   const token = randomUUID();
 
+  const sentBefore = deps.unrecorded?.get(orderId);
+  if (sentBefore !== undefined) {
+    // Sent by this process on an earlier attempt whose record failed: record it, never resend.
+    await redisCall('notifySent', () => deps.redis.notifySent(keys.notification(orderId), keys.stats.notificationsSent, sentBefore));
+    deps.unrecorded?.delete(orderId);
+    log.info({ type: event.type, channel: deps.sender.channel, sentAt: sentBefore }, 'notification sent on an earlier attempt; recorded as sent now');
+    return 'sent';
+  }
+
   const claimed = await claim(deps, orderId, token, log);
   if (claimed === 'already_sent') {
     log.debug({ type: event.type }, 'notification already sent; nothing to do');
@@ -116,9 +155,16 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
     throw new SendFailedError(`sending the notification failed: ${error}`, { cause: err });
   }
 
-  // If this write fails the message is retried and the notification sent again once the lease
-  // ends: the receiver gets the same Idempotency-Key and can drop the repeat.
-  await redisCall('notifySent', () => deps.redis.notifySent(keys.notification(orderId), keys.stats.notificationsSent, new Date().toISOString()));
+  // If this write fails the retry records it (unrecorded) rather than sending again. If the process
+  // dies first, the redelivered message sends it again once the lease ends: the receiver gets the
+  // same Idempotency-Key and can drop the repeat.
+  const sentAt = new Date().toISOString();
+  try {
+    await redisCall('notifySent', () => deps.redis.notifySent(keys.notification(orderId), keys.stats.notificationsSent, sentAt));
+  } catch (err) {
+    deps.unrecorded?.add(orderId, sentAt);
+    throw err;
+  }
   log.info({ type: event.type, channel: deps.sender.channel, attempts: claimed.attempts }, 'notification recorded as sent');
   return 'sent';
 }

@@ -2,7 +2,7 @@
 // notification is sent once, failures are retried with growing delays and end in the DLQ.
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Channel, ChannelModel, GetMessage } from 'amqplib';
+import type { Channel, ChannelModel, GetMessage, Message } from 'amqplib';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -28,6 +28,7 @@ import { openTopologyChannel, takeAtLeast } from '../../test/helpers/broker.js';
 import { waitFor } from '../../test/helpers/processes.js';
 import { resetAll, testServers } from '../../test/helpers/servers.js';
 import { start, type RunningNotifier } from '../src/app.js';
+import { UnrecordedSends, handleOutcome } from '../src/notifier.js';
 
 const { redisUrl, rabbitmqUrls } = testServers();
 const log = createLogger('notifier-test', process.env.TEST_LOG_LEVEL ?? 'silent');
@@ -271,6 +272,47 @@ describe('notifier', () => {
     await waitStatus('nt-poison-ok', 'sent');
     expect(receiver.received.slice(before).map((r) => r.body.orderId)).toEqual(['nt-poison-ok']);
     expect(await redis.exists(keys.notification('nt-poison-2'), keys.notification('nt-poison-3'))).toBe(0);
+  });
+
+  it('records, rather than sends again, a notification it sent but could not record while Redis was down', async () => {
+    const sent: string[] = [];
+    const sender = { channel: 'webhook' as const, send: async (n: { orderId: string }) => void sent.push(n.orderId) };
+    // A client whose first notifySent fails as during an outage (a fault real Redis cannot give on demand).
+    let failNext = true;
+    const flaky = new Proxy(redis, {
+      get(target, prop, receiver) {
+        if (prop === 'notifySent' && failNext) {
+          return async () => {
+            failNext = false;
+            throw new Error("Stream isn't writeable and enableOfflineQueue options is false");
+          };
+        }
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    }) as RedisClient;
+    const unrecorded = new UnrecordedSends();
+    const deps = { redis: flaky, sender, log, leaseMs: 30_000, unrecorded };
+    const { content, options } = outcomeMessage({ id: 'nt-unrec-1', sku: 'sku-a', qty: 1 });
+    const msg = { content, properties: { ...options, headers: options.headers ?? {} }, fields: {} } as unknown as Message;
+
+    await expect(handleOutcome(deps, msg, { attempt: 1, lastAttempt: false })).rejects.toThrow(/redis unavailable \(notifySent\)/);
+    expect(unrecorded.size).toBe(1);
+    expect(await notification('nt-unrec-1')).toMatchObject({ status: 'sending' });
+    // The retry, while the first attempt's lease is still live: recorded without a second send.
+    expect(await handleOutcome(deps, msg, { attempt: 2, lastAttempt: false })).toBe('sent');
+    expect(sent).toEqual(['nt-unrec-1']);
+    expect(unrecorded.size).toBe(0);
+    expect(await notification('nt-unrec-1')).toMatchObject({ status: 'sent', attempts: '1' });
+    expect(await handleOutcome(deps, msg, { attempt: 1, lastAttempt: false })).toBe('already_sent');
+  });
+
+  it('keeps at most its bound of unrecorded sends, dropping the oldest', () => {
+    const u = new UnrecordedSends(2);
+    u.add('a', 't1');
+    u.add('b', 't2');
+    u.add('c', 't3');
+    expect([u.get('a'), u.get('b'), u.get('c'), u.size]).toEqual([undefined, 't2', 't3', 2]);
   });
 
   it('logs the notification when no webhook is configured', async () => {

@@ -30,3 +30,30 @@ export async function queueDepths(node: Pick<RabbitNode, 'ctl'>): Promise<Record
   const rows = JSON.parse(out) as { name: string; messages: number; messages_unacknowledged: number }[];
   return Object.fromEntries(rows.map((r) => [r.name, { messages: Number(r.messages), unacked: Number(r.messages_unacknowledged) }]));
 }
+
+/**
+ * The warnings and errors in the services' JSON log lines, counted by service, message and error
+ * (order ids and numbers blanked), most frequent first: what a fault test's figures came from.
+ */
+export function warningSummary(output: string, limit = 12): string[] {
+  const counts = new Map<string, number>();
+  for (const line of output.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    let entry: { level?: number | string; service?: string; msg?: string; err?: unknown };
+    try {
+      entry = JSON.parse(line) as typeof entry;
+    } catch {
+      continue;
+    }
+    // pino writes the level as a number or, with a formatter, as its label.
+    const level = typeof entry.level === 'string' ? ({ warn: 40, error: 50, fatal: 60 } as Record<string, number>)[entry.level] ?? 0 : (entry.level ?? 0);
+    if (level < 40) continue;
+    const err = typeof entry.err === 'string' ? entry.err : entry.err ? JSON.stringify(entry.err) : '';
+    const key = `${entry.service ?? '?'}: ${entry.msg ?? ''}${err ? ` (${err})` : ''}`.replace(/\d+/g, 'N').slice(0, 200);
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
+  return [...counts]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, limit)
+    .map(([k, n]) => `${n} x ${k}`);
+}
