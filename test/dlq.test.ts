@@ -115,6 +115,7 @@ describe('dlq list', () => {
     expect(await depth(queues.ordersDlq)).toBe(3);
     expect((await listDeadLetters(ch, queues.ordersDlq, 2)).map((d) => d.orderId)).toEqual(['dlq-1', 'dlq-2']);
     expect(await depth(queues.ordersDlq)).toBe(3);
+    expect((await listDeadLetters(ch, queues.ordersDlq)).map((d) => d.orderId)).toEqual(['dlq-1', 'dlq-2', 'dlq-3']);
   });
 
   it('prints both queues by default from the command line', async () => {
