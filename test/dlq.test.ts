@@ -116,6 +116,11 @@ describe('dlq list', () => {
     expect((await listDeadLetters(ch, queues.ordersDlq, 2)).map((d) => d.orderId)).toEqual(['dlq-1', 'dlq-2']);
     expect(await depth(queues.ordersDlq)).toBe(3);
     expect((await listDeadLetters(ch, queues.ordersDlq)).map((d) => d.orderId)).toEqual(['dlq-1', 'dlq-2', 'dlq-3']);
+    const { stdout } = await cli('list', '--queue', queues.ordersDlq, '--limit', '2');
+    expect(stdout).toContain('orders.queue.dlq: 3 dead letters, the oldest 2 shown');
+    expect(stdout).toContain('order dlq-2');
+    expect(stdout).not.toContain('order dlq-3');
+    expect((await listDeadLetters(ch, queues.ordersDlq)).map((d) => d.orderId)).toEqual(['dlq-1', 'dlq-2', 'dlq-3']);
   });
 
   it('prints both queues by default from the command line', async () => {
@@ -126,6 +131,7 @@ describe('dlq list', () => {
     expect(code).toBe(0);
     expect(stdout).toContain('orders.queue.dlq: 1 dead letter');
     expect(stdout).toContain('notifier.queue.dlq: 1 dead letter');
+    expect((await cli('list', '--queue', queues.ordersDlq, '--limit', '1')).stdout).toContain('orders.queue.dlq: 1 dead letter\n');
     expect(stdout).toMatch(/order dlq-cli-1 {2}type order\.placed {2}reason invalid {2}from orders\.queue {2}at 2026-01-01T00:00:00\.000Z/);
     expect(stdout).toMatch(/order dlq-cli-2 {2}type order\.created {2}reason attempts_exhausted {2}from notifier\.queue/);
     expect(await depth(queues.ordersDlq)).toBe(1);

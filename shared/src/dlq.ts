@@ -6,10 +6,13 @@ import { DEAD_LETTER_QUEUES } from './topology.js';
 // takes a confirm channel, so the CLI and the tests share them.
 //
 // Listing must not lose or reorder anything. A dead-letter queue has no delivery limit (see
-// topology.ts), so taking every message with basic.get and handing them all back unacked
-// cannot drop one; quorum queues serve handed-back messages first, in the order they were
-// handed back, so the queue keeps its order. Each listing raises the message's x-delivery-count,
-// which nothing reads on a dead-letter queue (replay removes it).
+// topology.ts), so taking messages with basic.get and handing them back unacked cannot drop one.
+// A quorum queue puts a handed-back message at the back, so listing takes every message and
+// hands them all back in one go, in the order taken: the whole queue turns round once and keeps
+// its order (`--limit` only shortens what is shown). A dead letter that arrives during those
+// milliseconds ends up ahead of the listed ones; nothing here depends on that order, since every
+// message is about one order and every handler is idempotent. Each listing raises the messages'
+// x-delivery-count, which nothing reads on a dead-letter queue (replay removes it).
 
 /** What an operator sees of one dead letter. */
 export interface DeadLetter {
@@ -105,12 +108,12 @@ async function take(ch: ConfirmChannel, queue: string, limit = Infinity): Promis
   return got;
 }
 
-/** Every dead letter of `queue` (up to `limit`), oldest first; the queue is left as it was. */
+/** Every dead letter of `queue` (the oldest `limit` of them), oldest first; the queue is left as it was. */
 export async function listDeadLetters(ch: ConfirmChannel, queue: string, limit?: number): Promise<DeadLetter[]> {
-  const held = await take(ch, queue, limit);
-  // Handed back in one go, in the order taken (see the note at the top).
+  // All of them even with a limit: handing back only the first few would move them behind the rest.
+  const held = await take(ch, queue);
   if (held.length > 0) ch.nackAll(true);
-  return held.map((m) => describeDeadLetter(queue, m));
+  return held.slice(0, limit).map((m) => describeDeadLetter(queue, m));
 }
 
 export interface ReplayResult {
@@ -150,6 +153,7 @@ export async function replayDeadLetters(ch: ConfirmChannel, queue: string, limit
       ch.ack(msg);
       result.replayed.push(described);
     }
+    // Handed back, so they move behind the queue's other dead letters.
     if (result.skipped.length > 0) ch.nackAll(true);
   } finally {
     ch.off('return', onReturn);
@@ -235,9 +239,10 @@ export async function runDlqCommand(ch: ConfirmChannel, args: DlqArgs): Promise<
   const lines: string[] = [];
   for (const queue of args.queues) {
     if (args.command === 'list') {
-      const dead = await listDeadLetters(ch, queue, args.limit);
-      lines.push(`${queue}: ${dead.length} dead letter${dead.length === 1 ? '' : 's'}${args.limit ? ` (at most ${args.limit} shown)` : ''}`);
-      lines.push(...dead.map(formatDeadLetter));
+      const dead = await listDeadLetters(ch, queue);
+      const shown = dead.slice(0, args.limit);
+      lines.push(`${queue}: ${dead.length} dead letter${dead.length === 1 ? '' : 's'}${shown.length < dead.length ? `, the oldest ${shown.length} shown` : ''}`);
+      lines.push(...shown.map(formatDeadLetter));
     } else if (args.command === 'replay') {
       const { replayed, skipped } = await replayDeadLetters(ch, queue, args.limit);
       lines.push(`${queue}: replayed ${replayed.length}${skipped.length ? `, left ${skipped.length} whose original queue is unknown` : ''}`);
