@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Message } from 'amqplib';
 import {
+  RetryLaterError,
   TransientError,
   decodeEvent,
   keys,
@@ -22,8 +22,6 @@ export interface NotifierDeps {
   log: Logger;
   /** How long a claim keeps other senders off; longer than the sender's own timeout. */
   leaseMs: number;
-  /** Longest wait for another sender's live lease before giving the message back; default leaseMs. */
-  leaseWaitMs?: number;
   /**
    * Notifications this process sent but could not record as sent (Redis was down), by order id,
    * with the time they were sent: the retry records them instead of sending again. Only a crash
@@ -77,8 +75,9 @@ export class SendFailedError extends TransientError {
   }
 }
 
-// Re-check a held lease this often: the holder usually finishes (or fails) well before it ends.
-const LEASE_POLL_MS = 250;
+// Look at a held lease again this often: the holder usually finishes (or fails) well before it
+// ends, and a dead holder's lease ends by itself.
+export const LEASE_RECHECK_MS = 500;
 
 async function redisCall<T>(what: string, call: () => Promise<T>): Promise<T> {
   try {
@@ -89,32 +88,26 @@ async function redisCall<T>(what: string, call: () => Promise<T>): Promise<T> {
 }
 
 /**
- * Claims the notification, waiting out another sender's live lease: after a crash mid-send the
- * broker redelivers at once, long before the dead sender's lease ends, and the consume helper's
- * few quick retries alone would dead-letter the message while the lease is still running.
+ * Claims the notification. While another sender holds a live lease (e.g. one that died mid-send:
+ * the broker redelivers at once, long before its lease ends) the message is handed back to the
+ * consume helper to look again shortly, without counting an attempt, so waiting out a lease never
+ * dead-letters the message and never holds a handler for the length of a lease.
  */
 async function claim(deps: NotifierDeps, orderId: string, token: string, log: Logger): Promise<{ attempts: number } | 'already_sent'> {
-  const deadline = Date.now() + (deps.leaseWaitMs ?? deps.leaseMs);
-  for (;;) {
-    const reply = await redisCall('notifyClaim', () =>
-      deps.redis.notifyClaim(keys.notification(orderId), keys.stats.notificationsFailed, token, deps.leaseMs, deps.sender.channel),
-    );
-    const [code, value] = reply;
-    switch (code) {
-      case ClaimCode.Claimed:
-        return { attempts: value };
-      case ClaimCode.AlreadySent:
-        return 'already_sent';
-      case ClaimCode.Leased: {
-        const left = deadline - Date.now();
-        if (left <= 0) throw new TransientError(`another sender holds the notification for ${value} ms more`);
-        log.debug({ leaseLeftMs: value }, 'another sender holds the notification; waiting');
-        await sleep(Math.max(10, Math.min(value, LEASE_POLL_MS, left)));
-        break;
-      }
-      default:
-        throw new Error(`unexpected reply from notifyClaim: ${JSON.stringify(reply)}`);
-    }
+  const reply = await redisCall('notifyClaim', () =>
+    deps.redis.notifyClaim(keys.notification(orderId), keys.stats.notificationsFailed, token, deps.leaseMs, deps.sender.channel),
+  );
+  const [code, value] = reply;
+  switch (code) {
+    case ClaimCode.Claimed:
+      return { attempts: value };
+    case ClaimCode.AlreadySent:
+      return 'already_sent';
+    case ClaimCode.Leased:
+      log.debug({ leaseLeftMs: value }, 'another sender holds the notification; looking again later');
+      throw new RetryLaterError(`another sender holds the notification for ${value} ms more`, Math.max(10, Math.min(value, LEASE_RECHECK_MS)));
+    default:
+      throw new Error(`unexpected reply from notifyClaim: ${JSON.stringify(reply)}`);
   }
 }
 

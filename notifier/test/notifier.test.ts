@@ -24,11 +24,11 @@ import {
   type RedisClient,
   type RejectReason,
 } from '@order-pipeline/shared';
-import { openTopologyChannel, takeAtLeast } from '../../test/helpers/broker.js';
+import { drainQueue, openTopologyChannel, takeAtLeast } from '../../test/helpers/broker.js';
 import { waitFor } from '../../test/helpers/processes.js';
 import { resetAll, testServers } from '../../test/helpers/servers.js';
 import { start, type RunningNotifier } from '../src/app.js';
-import { UnrecordedSends, handleOutcome } from '../src/notifier.js';
+import { LEASE_RECHECK_MS, UnrecordedSends, handleOutcome } from '../src/notifier.js';
 
 const { redisUrl, rabbitmqUrls } = testServers();
 const log = createLogger('notifier-test', process.env.TEST_LOG_LEVEL ?? 'silent');
@@ -235,6 +235,36 @@ describe('notifier', () => {
     // Redis's clock sets the lease; allow a little skew against this process's clock.
     expect((posts[0] as Received).at - claimedAt).toBeGreaterThanOrEqual(leaseMs - 50);
     expect(n).toMatchObject({ status: 'sent', attempts: '2' });
+  });
+
+  it('waits out a lease longer than all its attempts without counting them, and never dead-letters for it', async () => {
+    const leaseMs = 3000;
+    const heldBefore = await results('lease_held');
+    await redis.notifyClaim(keys.notification('nt-lease-2'), keys.stats.notificationsFailed, 'dead-sender', leaseMs, 'webhook');
+    await publishOutcome({ id: 'nt-lease-2', sku: 'sku-a', qty: 1 });
+    const n = await waitStatus('nt-lease-2', 'sent');
+
+    expect(n).toMatchObject({ status: 'sent', attempts: '2' });
+    expect(receiver.of('nt-lease-2')).toHaveLength(1);
+    // Looked at the lease more often than MAX_ATTEMPTS, none of it counted as a failed attempt.
+    expect((await results('lease_held')) - heldBefore).toBeGreaterThan(MAX_ATTEMPTS);
+    expect(await drainQueue(ch, queues.notifierDlq)).toEqual([]);
+  });
+
+  it('stops at once while a message waits out a lease, and the message is sent after the restart', async () => {
+    await redis.notifyClaim(keys.notification('nt-lease-3'), keys.stats.notificationsFailed, 'dead-sender', 60_000, 'webhook');
+    const heldBefore = await results('lease_held');
+    await publishOutcome({ id: 'nt-lease-3', sku: 'sku-a', qty: 1 });
+    await waitFor('the lease seen', async () => ((await results('lease_held')) > heldBefore ? true : undefined), 15_000);
+    const started = Date.now();
+    await app.stop();
+    // Bounded by one look at the lease (LEASE_RECHECK_MS), not by the 60 s lease.
+    expect(Date.now() - started).toBeLessThan(LEASE_RECHECK_MS + 1500);
+    app = await startApp(receiver.url);
+    // The dead sender's lease runs out.
+    await redis.hset(keys.notification('nt-lease-3'), 'leaseUntil', 0);
+    await waitStatus('nt-lease-3', 'sent');
+    expect(receiver.of('nt-lease-3')).toHaveLength(1);
   });
 
   it('dead-letters a poison message at once without sending anything', async () => {

@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import amqp, { type AmqpConnectionManager, type ChannelWrapper } from 'amqp-connection-manager';
 import type { Channel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { QueueType } from './config.js';
-import { PoisonMessageError, PublishError } from './errors.js';
+import { PoisonMessageError, PublishError, RetryLaterError } from './errors.js';
 import type { Logger } from './logger.js';
 import { applyTopology, exchanges } from './topology.js';
 
@@ -40,7 +40,8 @@ export interface ConsumeOptions {
   queue: string;
   prefetch: number;
   /** Stores the message's effect; resolves when done (then it is acked). Throw PoisonMessageError for
-   * a message that can never succeed, anything else for a transient failure. */
+   * a message that can never succeed, RetryLaterError for one that cannot be handled yet (not
+   * counted as an attempt), anything else for a transient failure. */
   handler: (msg: ConsumeMessage, ctx: ConsumeContext) => Promise<void>;
   /** Attempts before a transiently failing message is dead-lettered. */
   maxAttempts?: number;
@@ -276,6 +277,13 @@ export function createBroker(opts: BrokerOptions): Broker {
           if (err instanceof PoisonMessageError) {
             mlog.warn({ reason: err.reason, err: err.message }, 'poison message; dead-lettering');
             await deadLetter(msg, err.reason, err.message);
+          } else if (err instanceof RetryLaterError) {
+            // Not yet (another holder's lease): the same attempt again later, not counted.
+            mlog.debug({ reason: err.message, retryInMs: err.delayMs }, 'not yet; retrying later without counting an attempt');
+            await sleep(err.delayMs);
+            const { 'x-delivery-count': _count, ...kept } = msg.properties.headers ?? {};
+            const headers = { ...kept, [RETRY_COUNT_HEADER]: attempt - 1 };
+            await publish('', c.queue, msg.content, { ...msg.properties, headers });
           } else if (attempt >= maxAttempts) {
             mlog.error({ err: (err as Error).message }, 'attempts exhausted; dead-lettering');
             await deadLetter(msg, 'attempts_exhausted', (err as Error).message);

@@ -20,6 +20,20 @@ export class OrderExpiredError extends PoisonMessageError {
   }
 }
 
+/**
+ * Not a failure: the message cannot be handled yet (e.g. another sender holds its lease). The
+ * consume helper hands it back after `delayMs` without counting an attempt.
+ */
+export class RetryLaterError extends Error {
+  constructor(
+    message: string,
+    readonly delayMs: number,
+  ) {
+    super(message);
+    this.name = 'RetryLaterError';
+  }
+}
+
 /** A dependency is down or answered badly: retry later with backoff, dead-letter after a bound. */
 export class TransientError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
