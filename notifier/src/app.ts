@@ -1,5 +1,6 @@
 import {
   PoisonMessageError,
+  RetryLaterError,
   createMetrics,
   startConsumerService,
   queues,
@@ -8,7 +9,7 @@ import {
   type RunningService,
   type ConsumerDeps,
 } from '@order-pipeline/shared';
-import { SendFailedError, handleOutcome, type HandleResult } from './notifier.js';
+import { SendFailedError, UnrecordedSends, handleOutcome, type HandleResult } from './notifier.js';
 import { logSender, webhookSender, type Sender } from './senders.js';
 
 export interface NotifierAppDeps extends ConsumerDeps {
@@ -24,8 +25,8 @@ export type RunningNotifier = RunningService;
 export const DEFAULT_LEASE_MS = 30_000;
 const WEBHOOK_TIMEOUT_MS = 5000;
 
-type Result = HandleResult | 'failed_attempt' | 'dead_lettered';
-const RESULTS: readonly Result[] = ['sent', 'already_sent', 'failed_attempt', 'dead_lettered'];
+type Result = HandleResult | 'failed_attempt' | 'dead_lettered' | 'lease_held';
+const RESULTS: readonly Result[] = ['sent', 'already_sent', 'failed_attempt', 'dead_lettered', 'lease_held'];
 
 export function defaultSender(config: Config, log: Logger): Sender {
   return config.notifyWebhookUrl ? webhookSender(config.notifyWebhookUrl, { timeoutMs: WEBHOOK_TIMEOUT_MS }) : logSender(log);
@@ -52,7 +53,7 @@ export async function start(deps: NotifierAppDeps): Promise<RunningNotifier> {
       }
     },
   };
-  const handlerDeps = { redis, sender, log, leaseMs: deps.leaseMs ?? DEFAULT_LEASE_MS };
+  const handlerDeps = { redis, sender, log, leaseMs: deps.leaseMs ?? DEFAULT_LEASE_MS, unrecorded: new UnrecordedSends() };
 
   return startConsumerService({
     deps,
@@ -64,6 +65,11 @@ export async function start(deps: NotifierAppDeps): Promise<RunningNotifier> {
       try {
         notifications.inc({ result: await handleOutcome(handlerDeps, msg, ctx) });
       } catch (err) {
+        // Another sender's lease: looked at again shortly, not counted as an attempt.
+        if (err instanceof RetryLaterError) {
+          notifications.inc({ result: 'lease_held' });
+          throw err;
+        }
         if (err instanceof SendFailedError) notifications.inc({ result: 'failed_attempt' });
         // The consume helper dead-letters a poison message at once and any other on its last attempt.
         if (err instanceof PoisonMessageError || ctx.lastAttempt) notifications.inc({ result: 'dead_lettered' });

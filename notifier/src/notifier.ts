@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Message } from 'amqplib';
 import {
+  RetryLaterError,
   TransientError,
   decodeEvent,
   forOrder,
@@ -23,8 +23,36 @@ export interface NotifierDeps {
   log: Logger;
   /** How long a claim keeps other senders off; longer than the sender's own timeout. */
   leaseMs: number;
-  /** Longest wait for another sender's live lease before giving the message back; default leaseMs. */
-  leaseWaitMs?: number;
+  /**
+   * Notifications this process sent but could not record as sent (Redis was down), by order id,
+   * with the time they were sent: the retry records them instead of sending again. Only a crash
+   * of the process between sending and recording now leads to a second send.
+   */
+  unrecorded?: UnrecordedSends;
+}
+
+/** Sent but not yet recorded, by order id; bounded, oldest dropped first. */
+export class UnrecordedSends {
+  private readonly sends = new Map<string, string>();
+  constructor(private readonly max = 10_000) {}
+  get(orderId: string): string | undefined {
+    return this.sends.get(orderId);
+  }
+  add(orderId: string, sentAt: string): void {
+    this.sends.delete(orderId);
+    this.sends.set(orderId, sentAt);
+    // A dropped entry only means a possible second send with the same Idempotency-Key.
+    for (const oldest of this.sends.keys()) {
+      if (this.sends.size <= this.max) break;
+      this.sends.delete(oldest);
+    }
+  }
+  delete(orderId: string): void {
+    this.sends.delete(orderId);
+  }
+  get size(): number {
+    return this.sends.size;
+  }
 }
 
 /** First element of the notifyClaim script's reply (see shared/lua/notify-claim-2.lua). */
@@ -48,8 +76,9 @@ export class SendFailedError extends TransientError {
   }
 }
 
-// Re-check a held lease this often: the holder usually finishes (or fails) well before it ends.
-const LEASE_POLL_MS = 250;
+// Look at a held lease again this often: the holder usually finishes (or fails) well before it
+// ends, and a dead holder's lease ends by itself.
+export const LEASE_RECHECK_MS = 500;
 
 async function redisCall<T>(what: string, call: () => Promise<T>): Promise<T> {
   try {
@@ -60,32 +89,26 @@ async function redisCall<T>(what: string, call: () => Promise<T>): Promise<T> {
 }
 
 /**
- * Claims the notification, waiting out another sender's live lease: after a crash mid-send the
- * broker redelivers at once, long before the dead sender's lease ends, and the consume helper's
- * few quick retries alone would dead-letter the message while the lease is still running.
+ * Claims the notification. While another sender holds a live lease (e.g. one that died mid-send:
+ * the broker redelivers at once, long before its lease ends) the message is handed back to the
+ * consume helper to look again shortly, without counting an attempt, so waiting out a lease never
+ * dead-letters the message and never holds a handler for the length of a lease.
  */
 async function claim(deps: NotifierDeps, orderId: string, token: string, log: Logger): Promise<{ attempts: number } | 'already_sent'> {
-  const deadline = Date.now() + (deps.leaseWaitMs ?? deps.leaseMs);
-  for (;;) {
-    const reply = await redisCall('notifyClaim', () =>
-      deps.redis.notifyClaim(keys.notification(orderId), keys.stats.notificationsFailed, token, deps.leaseMs, deps.sender.channel),
-    );
-    const [code, value] = reply;
-    switch (code) {
-      case ClaimCode.Claimed:
-        return { attempts: value };
-      case ClaimCode.AlreadySent:
-        return 'already_sent';
-      case ClaimCode.Leased: {
-        const left = deadline - Date.now();
-        if (left <= 0) throw new TransientError(`another sender holds the notification for ${value} ms more`);
-        log.debug({ leaseLeftMs: value }, 'another sender holds the notification; waiting');
-        await sleep(Math.max(10, Math.min(value, LEASE_POLL_MS, left)));
-        break;
-      }
-      default:
-        throw new Error(`unexpected reply from notifyClaim: ${JSON.stringify(reply)}`);
-    }
+  const reply = await redisCall('notifyClaim', () =>
+    deps.redis.notifyClaim(keys.notification(orderId), keys.stats.notificationsFailed, token, deps.leaseMs, deps.sender.channel),
+  );
+  const [code, value] = reply;
+  switch (code) {
+    case ClaimCode.Claimed:
+      return { attempts: value };
+    case ClaimCode.AlreadySent:
+      return 'already_sent';
+    case ClaimCode.Leased:
+      log.debug({ leaseLeftMs: value }, 'another sender holds the notification; looking again later');
+      throw new RetryLaterError(`another sender holds the notification for ${value} ms more`, Math.max(10, Math.min(value, LEASE_RECHECK_MS)));
+    default:
+      throw new Error(`unexpected reply from notifyClaim: ${JSON.stringify(reply)}`);
   }
 }
 
@@ -96,6 +119,15 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
   const { orderId } = notification;
   const log = forOrder(deps.log, orderId, ctx.span);
   const token = randomUUID();
+
+  const sentBefore = deps.unrecorded?.get(orderId);
+  if (sentBefore !== undefined) {
+    // Sent by this process on an earlier attempt whose record failed: record it, never resend.
+    await redisCall('notifySent', () => deps.redis.notifySent(keys.notification(orderId), keys.stats.notificationsSent, sentBefore));
+    deps.unrecorded?.delete(orderId);
+    log.info({ type: event.type, channel: deps.sender.channel, sentAt: sentBefore }, 'notification sent on an earlier attempt; recorded as sent now');
+    return 'sent';
+  }
 
   const claimed = await claim(deps, orderId, token, log);
   if (claimed === 'already_sent') {
@@ -117,9 +149,16 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
     throw new SendFailedError(`sending the notification failed: ${error}`, { cause: err });
   }
 
-  // If this write fails the message is retried and the notification sent again once the lease
-  // ends: the receiver gets the same Idempotency-Key and can drop the repeat.
-  await redisCall('notifySent', () => deps.redis.notifySent(keys.notification(orderId), keys.stats.notificationsSent, new Date().toISOString()));
+  // If this write fails the retry records it (unrecorded) rather than sending again. If the process
+  // dies first, the redelivered message sends it again once the lease ends: the receiver gets the
+  // same Idempotency-Key and can drop the repeat.
+  const sentAt = new Date().toISOString();
+  try {
+    await redisCall('notifySent', () => deps.redis.notifySent(keys.notification(orderId), keys.stats.notificationsSent, sentAt));
+  } catch (err) {
+    deps.unrecorded?.add(orderId, sentAt);
+    throw err;
+  }
   // Debug, not info: a per-order line costs a synchronous write under load, and the log sender
   // already writes the notification itself at info.
   log.debug({ type: event.type, channel: deps.sender.channel, attempts: claimed.attempts }, 'notification recorded as sent');

@@ -2,7 +2,7 @@
 // notification is sent once, failures are retried with growing delays and end in the DLQ.
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Channel, ChannelModel, GetMessage } from 'amqplib';
+import type { Channel, ChannelModel, GetMessage, Message } from 'amqplib';
 import { pino } from 'pino';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
@@ -19,15 +19,17 @@ import {
   queues,
   redisReady,
   routingKeys,
+  trace,
   type Broker,
   type Order,
   type RedisClient,
   type RejectReason,
 } from '@order-pipeline/shared';
-import { openTopologyChannel, takeAtLeast } from '../../test/helpers/broker.js';
+import { drainQueue, openTopologyChannel, takeAtLeast } from '../../test/helpers/broker.js';
 import { waitFor } from '../../test/helpers/processes.js';
 import { resetAll, testServers } from '../../test/helpers/servers.js';
 import { start, type RunningNotifier } from '../src/app.js';
+import { LEASE_RECHECK_MS, UnrecordedSends, handleOutcome } from '../src/notifier.js';
 
 const { redisUrl, rabbitmqUrls } = testServers();
 const log = createLogger('notifier-test', process.env.TEST_LOG_LEVEL ?? 'silent');
@@ -236,6 +238,36 @@ describe('notifier', () => {
     expect(n).toMatchObject({ status: 'sent', attempts: '2' });
   });
 
+  it('waits out a lease longer than all its attempts without counting them, and never dead-letters for it', async () => {
+    const leaseMs = 3000;
+    const heldBefore = await results('lease_held');
+    await redis.notifyClaim(keys.notification('nt-lease-2'), keys.stats.notificationsFailed, 'dead-sender', leaseMs, 'webhook');
+    await publishOutcome({ id: 'nt-lease-2', sku: 'sku-a', qty: 1 });
+    const n = await waitStatus('nt-lease-2', 'sent');
+
+    expect(n).toMatchObject({ status: 'sent', attempts: '2' });
+    expect(receiver.of('nt-lease-2')).toHaveLength(1);
+    // Looked at the lease more often than MAX_ATTEMPTS, none of it counted as a failed attempt.
+    expect((await results('lease_held')) - heldBefore).toBeGreaterThan(MAX_ATTEMPTS);
+    expect(await drainQueue(ch, queues.notifierDlq)).toEqual([]);
+  });
+
+  it('stops at once while a message waits out a lease, and the message is sent after the restart', async () => {
+    await redis.notifyClaim(keys.notification('nt-lease-3'), keys.stats.notificationsFailed, 'dead-sender', 60_000, 'webhook');
+    const heldBefore = await results('lease_held');
+    await publishOutcome({ id: 'nt-lease-3', sku: 'sku-a', qty: 1 });
+    await waitFor('the lease seen', async () => ((await results('lease_held')) > heldBefore ? true : undefined), 15_000);
+    const started = Date.now();
+    await app.stop();
+    // Bounded by one look at the lease (LEASE_RECHECK_MS), not by the 60 s lease.
+    expect(Date.now() - started).toBeLessThan(LEASE_RECHECK_MS + 1500);
+    app = await startApp(receiver.url);
+    // The dead sender's lease runs out.
+    await redis.hset(keys.notification('nt-lease-3'), 'leaseUntil', 0);
+    await waitStatus('nt-lease-3', 'sent');
+    expect(receiver.of('nt-lease-3')).toHaveLength(1);
+  });
+
   it('dead-letters a poison message at once without sending anything', async () => {
     const before = receiver.received.length;
     await broker.publish(exchanges.topic, routingKeys.created, Buffer.from('{"type":"order.created",'), {
@@ -249,6 +281,71 @@ describe('notifier', () => {
     expect(dead.properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('unparseable');
     expect(dead.properties.headers?.[RETRY_COUNT_HEADER]).toBeUndefined();
     expect(receiver.received.length).toBe(before);
+  });
+
+  it('dead-letters a schema failure and an unknown version at once with their reason, and keeps sending the next good one', async () => {
+    const before = receiver.received.length;
+    const good = makeEvent(routingKeys.created, { id: 'nt-poison-ok', sku: 'sku-a', qty: 1 });
+    const poison = (messageId: string, body: unknown) =>
+      broker.publish(exchanges.topic, routingKeys.created, Buffer.from(JSON.stringify(body)), { messageId, persistent: true, contentType: 'application/json' });
+    await poison('nt-poison-2:order.created', { ...good, order: { id: 'nt-poison-2', sku: 'sku-a', qty: 0 } });
+    await poison('nt-poison-3:order.created', { ...good, version: 7, order: { ...good.order, id: 'nt-poison-3' } });
+    await publishOutcome(good.order);
+
+    const dead = await takeAtLeast(ch, queues.notifierDlq, 2);
+    const reasons = Object.fromEntries(dead.map((m) => [m.properties.messageId, m.properties.headers?.[DEAD_LETTER_HEADERS.reason]]));
+    expect(reasons).toEqual({ 'nt-poison-2:order.created': 'invalid', 'nt-poison-3:order.created': 'unknown_version' });
+    for (const m of dead) {
+      expect(m.properties.headers?.[RETRY_COUNT_HEADER]).toBeUndefined();
+      expect(m.properties.headers?.[DEAD_LETTER_HEADERS.queue]).toBe(queues.notifier);
+      expect(String(m.properties.headers?.[DEAD_LETTER_HEADERS.error])).not.toBe('');
+    }
+    await waitStatus('nt-poison-ok', 'sent');
+    expect(receiver.received.slice(before).map((r) => r.body.orderId)).toEqual(['nt-poison-ok']);
+    expect(await redis.exists(keys.notification('nt-poison-2'), keys.notification('nt-poison-3'))).toBe(0);
+  });
+
+  it('records, rather than sends again, a notification it sent but could not record while Redis was down', async () => {
+    const sent: string[] = [];
+    const sender = { channel: 'webhook' as const, send: async (n: { orderId: string }) => void sent.push(n.orderId) };
+    // A client whose first notifySent fails as during an outage (a fault real Redis cannot give on demand).
+    let failNext = true;
+    const flaky = new Proxy(redis, {
+      get(target, prop, receiver) {
+        if (prop === 'notifySent' && failNext) {
+          return async () => {
+            failNext = false;
+            throw new Error("Stream isn't writeable and enableOfflineQueue options is false");
+          };
+        }
+        const v = Reflect.get(target, prop, receiver) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    }) as RedisClient;
+    const unrecorded = new UnrecordedSends();
+    // No trace here: a span that records nothing.
+    const span = trace.getTracer('notifier-test').startSpan('test');
+    const deps = { redis: flaky, sender, log, leaseMs: 30_000, unrecorded };
+    const { content, options } = outcomeMessage({ id: 'nt-unrec-1', sku: 'sku-a', qty: 1 });
+    const msg = { content, properties: { ...options, headers: options.headers ?? {} }, fields: {} } as unknown as Message;
+
+    await expect(handleOutcome(deps, msg, { attempt: 1, lastAttempt: false, span })).rejects.toThrow(/redis unavailable \(notifySent\)/);
+    expect(unrecorded.size).toBe(1);
+    expect(await notification('nt-unrec-1')).toMatchObject({ status: 'sending' });
+    // The retry, while the first attempt's lease is still live: recorded without a second send.
+    expect(await handleOutcome(deps, msg, { attempt: 2, lastAttempt: false, span })).toBe('sent');
+    expect(sent).toEqual(['nt-unrec-1']);
+    expect(unrecorded.size).toBe(0);
+    expect(await notification('nt-unrec-1')).toMatchObject({ status: 'sent', attempts: '1' });
+    expect(await handleOutcome(deps, msg, { attempt: 1, lastAttempt: false, span })).toBe('already_sent');
+  });
+
+  it('keeps at most its bound of unrecorded sends, dropping the oldest', () => {
+    const u = new UnrecordedSends(2);
+    u.add('a', 't1');
+    u.add('b', 't2');
+    u.add('c', 't3');
+    expect([u.get('a'), u.get('b'), u.get('c'), u.size]).toEqual([undefined, 't2', 't3', 2]);
   });
 
   it('logs the notification when no webhook is configured', async () => {

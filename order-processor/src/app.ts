@@ -1,4 +1,5 @@
 import {
+  OrderExpiredError,
   createMetrics,
   startConsumerService,
   queues,
@@ -12,7 +13,7 @@ export type ProcessorAppDeps = ConsumerDeps;
 /** `stop` stops consuming (waits for the messages in hand), then closes the ops server. */
 export type RunningProcessor = RunningService;
 
-const OUTCOMES: readonly OutcomeKind[] = ['created', 'rejected_out_of_stock', 'rejected_unknown_sku', 'redelivered'];
+const OUTCOMES: readonly (OutcomeKind | 'expired')[] = ['created', 'rejected_out_of_stock', 'rejected_unknown_sku', 'redelivered', 'expired'];
 
 export async function start(deps: ProcessorAppDeps): Promise<RunningProcessor> {
   const { config, redis, broker, log } = deps;
@@ -32,8 +33,12 @@ export async function start(deps: ProcessorAppDeps): Promise<RunningProcessor> {
     handler: async (msg, ctx) => {
       const end = handleSeconds.startTimer();
       try {
-        const outcome = await handleOrderPlaced({ redis, broker, log }, msg, ctx.span);
+        const outcome = await handleOrderPlaced({ redis, broker, log, orderTtlMs: config.orderTtlMs }, msg, ctx.span);
         orders.inc({ outcome: outcome.kind });
+      } catch (err) {
+        // Dead-lettered by the consume helper with reason 'expired'.
+        if (err instanceof OrderExpiredError) orders.inc({ outcome: 'expired' });
+        throw err;
       } finally {
         end();
       }

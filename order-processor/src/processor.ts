@@ -1,5 +1,6 @@
 import type { Message } from 'amqplib';
 import {
+  OrderExpiredError,
   TransientError,
   decodeEvent,
   encodeEvent,
@@ -26,6 +27,8 @@ export interface ProcessorDeps {
   redis: RedisClient;
   broker: Pick<Broker, 'publish'>;
   log: Logger;
+  /** An order that waited in orders.queue longer than this is expired instead (ORDER_TTL_MS). */
+  orderTtlMs?: number;
 }
 
 /** First element of the reserve script's reply (see shared/lua/reserve-4.lua). */
@@ -70,6 +73,33 @@ function kindOf(code: ReserveCode, status: string, reason: RejectReason | undefi
   throw new Error(`reserve script decided an unexpected outcome: ${status} ${reason ?? ''}`);
 }
 
+function redisError(err: unknown, what: string): TransientError {
+  const message = err instanceof Error ? err.message : String(err);
+  return new TransientError(`redis unavailable (${what}): ${message}`, { cause: err });
+}
+
+/**
+ * Marks an order that waited too long as expired, unless it was decided before. Its age is taken
+ * from the envelope's occurredAt, set by the gateway when it accepted the order: the time the
+ * order entered orders.queue, unchanged by retries and redeliveries.
+ */
+async function expireIfDue(deps: ProcessorDeps, order: Order, occurredAt: string, log: Logger): Promise<void> {
+  if (deps.orderTtlMs === undefined) return;
+  const waitedMs = Date.now() - Date.parse(occurredAt);
+  if (!(waitedMs > deps.orderTtlMs)) return;
+  let reply: [number, string, string];
+  try {
+    reply = await deps.redis.expire(keys.order(order.id), order.id, order.sku, order.qty, order.email ?? '', new Date().toISOString());
+  } catch (err) {
+    throw redisError(err, 'expire');
+  }
+  const [code, status] = reply;
+  // Decided before it ran out (a redelivery of a created or rejected order): handled as such.
+  if (status !== 'expired') return;
+  if (code === ReserveCode.Decided) log.warn({ waitedMs, ttlMs: deps.orderTtlMs }, 'order waited too long; expired');
+  throw new OrderExpiredError(`order ${order.id} waited ${waitedMs} ms in the queue, longer than ORDER_TTL_MS (${deps.orderTtlMs} ms)`);
+}
+
 async function reserve(redis: RedisClient, order: Order): Promise<[ReserveCode, string, string]> {
   let reply: unknown;
   try {
@@ -104,8 +134,10 @@ async function reserve(redis: RedisClient, order: Order): Promise<[ReserveCode, 
  * `span` is the delivery's span: the outcome's publish continues its trace.
  */
 export async function handleOrderPlaced(deps: ProcessorDeps, msg: Message, span?: Span): Promise<Outcome> {
-  const { order } = decodeEvent(msg.content, [routingKeys.placed]);
+  const { order, occurredAt } = decodeEvent(msg.content, [routingKeys.placed]);
   const log = forOrder(deps.log, order.id, span);
+  // Throws OrderExpiredError (dead-lettered with reason 'expired') for an order that ran out.
+  await expireIfDue(deps, order, occurredAt, log);
 
   const [code, status, rawReason] = await reserve(deps.redis, order);
   if (status === 'rejected' && !isRejectReason(rawReason)) {

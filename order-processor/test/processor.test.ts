@@ -22,7 +22,7 @@ import {
   type RedisClient,
 } from '@order-pipeline/shared';
 import { drainQueue, openTopologyChannel, takeAtLeast } from '../../test/helpers/broker.js';
-import { waitFor } from '../../test/helpers/processes.js';
+import { freePort, waitFor } from '../../test/helpers/processes.js';
 import { resetAll, testServers } from '../../test/helpers/servers.js';
 import { start, type RunningProcessor } from '../src/app.js';
 import { handleOrderPlaced } from '../src/processor.js';
@@ -252,6 +252,87 @@ describe('order processor', () => {
     expect(await redis.get(keys.inventory('sku-bad'))).toBe('abc');
     expect(await redis.exists(keys.order('op-bad-1'))).toBe(0);
     expect(await takeAll(queues.notifier)).toEqual([]);
+  });
+
+  it('retries with growing delays while Redis is down, then dead-letters after a bounded number of attempts', async () => {
+    await app.stop();
+    // A client of a Redis that is not there: every command fails at once, as in an outage.
+    const down = createRedis({ url: `redis://127.0.0.1:${await freePort()}` }, { overrides: { retryStrategy: () => 1000 } });
+    down.on('error', () => undefined);
+    const failedAt: number[] = [];
+    const recording = (attempt: number) => {
+      failedAt.push(Date.now());
+      return 150 * 2 ** (attempt - 1);
+    };
+    const attempts = 4;
+    const outage = await start({ config, redis: down, broker, log, port: 0, host: '127.0.0.1', maxAttempts: attempts, backoffMs: recording });
+    try {
+      await publishPlaced({ id: 'op-down-1', sku: 'sku-down', qty: 1 });
+      const [dead] = (await takeAtLeast(ch, queues.ordersDlq, 1)) as [GetMessage];
+      expect(dead.properties.messageId).toBe('op-down-1:order.placed');
+      expect(dead.properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('attempts_exhausted');
+      expect(String(dead.properties.headers?.[DEAD_LETTER_HEADERS.error])).toContain('redis unavailable');
+      expect(dead.properties.headers?.[RETRY_COUNT_HEADER]).toBe(attempts - 1);
+    } finally {
+      await outage.stop();
+      down.disconnect();
+      app = await startApp();
+    }
+    // One backoff per failed attempt but the last; each pause longer than the one before: no hot loop.
+    expect(failedAt).toHaveLength(attempts - 1);
+    const gaps = failedAt.slice(1).map((t, i) => t - (failedAt[i] as number));
+    expect(gaps[0]).toBeGreaterThanOrEqual(150);
+    expect(gaps[1]).toBeGreaterThan(gaps[0] as number);
+    expect(await takeAll(queues.notifier)).toEqual([]);
+  });
+
+  describe('order expiry (ORDER_TTL_MS, default 15 minutes)', () => {
+    const aged = (o: Order, ageMs = config.orderTtlMs + 60_000) => {
+      const event = { ...makeEvent(routingKeys.placed, o), occurredAt: new Date(Date.now() - ageMs).toISOString() };
+      return encodeEvent(event);
+    };
+    const publishAged = async (o: Order, ageMs?: number) => {
+      const { content, options } = aged(o, ageMs);
+      await broker.publish(exchanges.direct, routingKeys.placed, content, options);
+    };
+
+    it('dead-letters an order that waited longer than the TTL with reason expired, marks it expired and takes no stock', async () => {
+      await redis.set(keys.inventory('sku-exp'), '5');
+      const before = await handled('expired');
+      await publishAged({ id: 'op-exp-1', sku: 'sku-exp', qty: 2 });
+
+      const [dead] = (await takeAtLeast(ch, queues.ordersDlq, 1)) as [GetMessage];
+      expect(dead.properties.messageId).toBe('op-exp-1:order.placed');
+      expect(dead.properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('expired');
+      expect(String(dead.properties.headers?.[DEAD_LETTER_HEADERS.error])).toContain('ORDER_TTL_MS');
+      expect(await order('op-exp-1')).toMatchObject({ id: 'op-exp-1', sku: 'sku-exp', qty: '2', status: 'expired' });
+      expect(await redis.get(keys.inventory('sku-exp'))).toBe('5');
+      expect(await redis.get(keys.processedCount)).toBeNull();
+      expect(await takeAll(queues.notifier)).toEqual([]);
+      expect((await handled('expired')) - before).toBe(1);
+
+      // A later copy of the same order (a duplicate publish, a replay) cannot reserve it any more.
+      await placeAndWait([() => publishPlaced({ id: 'op-exp-1', sku: 'sku-exp', qty: 2 })]);
+      expect(await order('op-exp-1')).toMatchObject({ status: 'expired' });
+      expect(await redis.get(keys.inventory('sku-exp'))).toBe('5');
+      expect(await takeAll(queues.notifier)).toEqual([]);
+    });
+
+    it('never expires a decided order: an old redelivered copy of a created order publishes its outcome again', async () => {
+      await redis.set(keys.inventory('sku-exp2'), '5');
+      await placeAndWait([() => publishPlaced({ id: 'op-exp-2', sku: 'sku-exp2', qty: 1 })]);
+      await placeAndWait([() => publishAged({ id: 'op-exp-2', sku: 'sku-exp2', qty: 1 })]);
+      expect(await order('op-exp-2')).toMatchObject({ status: 'created' });
+      expect(await redis.get(keys.inventory('sku-exp2'))).toBe('4');
+      expect((await takeAll(queues.notifier)).map((m) => m.properties.messageId)).toEqual(['op-exp-2:order.created', 'op-exp-2:order.created']);
+      expect(await drainQueue(ch, queues.ordersDlq)).toEqual([]);
+    });
+
+    it('processes an order that waited less than the TTL', async () => {
+      await redis.set(keys.inventory('sku-exp3'), '5');
+      await placeAndWait([() => publishAged({ id: 'op-exp-3', sku: 'sku-exp3', qty: 1 }, config.orderTtlMs - 60_000)]);
+      expect(await order('op-exp-3')).toMatchObject({ status: 'created' });
+    });
   });
 
   it("keeps the processor's status when the gateway records the order afterwards", async () => {

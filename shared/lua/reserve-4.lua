@@ -6,9 +6,10 @@
 -- KEYS[4] stats:orders:rejected    orders rejected
 -- ARGV[1] id  ARGV[2] sku  ARGV[3] qty  ARGV[4] email ('' for none)  ARGV[5] now (ISO time)
 -- Returns {0, status, reason}  decided now: 'created' '' | 'rejected' 'unknown_sku' | 'rejected' 'out_of_stock'
---         {1, status, reason}  decided before (a redelivery): the same outcome, nothing changed
+--         {1, status, reason}  decided before (a redelivery, or an expired order): the same outcome, nothing changed
 --         error                inventory:<sku> holds something that is not a whole number
 local status = redis.call('HGET', KEYS[1], 'status')
+-- Decided before, expired included (expire-1.lua): a late copy of an expired order reserves nothing.
 if status and status ~= 'accepted' then
   return {1, status, redis.call('HGET', KEYS[1], 'reason') or ''}
 end

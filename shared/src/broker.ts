@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import amqp, { type AmqpConnectionManager, type ChannelWrapper } from 'amqp-connection-manager';
 import type { Channel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { QueueType } from './config.js';
-import { PoisonMessageError, PublishError } from './errors.js';
+import { PoisonMessageError, PublishError, RetryLaterError } from './errors.js';
 import type { Logger } from './logger.js';
 import { orderIdOfMessageId } from './messages.js';
 import { applyTopology, exchanges } from './topology.js';
@@ -81,7 +81,8 @@ export interface ConsumeOptions {
   queue: string;
   prefetch: number;
   /** Stores the message's effect; resolves when done (then it is acked). Throw PoisonMessageError for
-   * a message that can never succeed, anything else for a transient failure. */
+   * a message that can never succeed, RetryLaterError for one that cannot be handled yet (not
+   * counted as an attempt), anything else for a transient failure. */
   handler: (msg: ConsumeMessage, ctx: ConsumeContext) => Promise<void>;
   /** Attempts before a transiently failing message is dead-lettered. */
   maxAttempts?: number;
@@ -380,6 +381,14 @@ export function createBroker(opts: BrokerOptions): Broker {
             mlog.warn({ reason: err.reason, err: err.message }, 'poison message; dead-lettering');
             await deadLetter(msg, span, err.reason, err.message);
             observer?.deadLettered(c.queue, err.reason);
+          } else if (err instanceof RetryLaterError) {
+            // Not yet (another holder's lease): the same attempt again later, not counted.
+            handled('retry');
+            mlog.debug({ reason: err.message, retryInMs: err.delayMs }, 'not yet; retrying later without counting an attempt');
+            await sleep(err.delayMs);
+            const { 'x-delivery-count': _count, ...kept } = msg.properties.headers ?? {};
+            const headers = traceHeaders(span, { ...kept, [RETRY_COUNT_HEADER]: attempt - 1 });
+            await publish('', c.queue, msg.content, { ...msg.properties, headers });
           } else if (attempt >= maxAttempts) {
             handled('dead_letter');
             mlog.error({ err: (err as Error).message }, 'attempts exhausted; dead-lettering');

@@ -22,6 +22,8 @@ export interface Config {
   publishTimeoutMs: number;
   idempotencyTtlSeconds: number;
   prefetch: number;
+  /** How long an order may wait in orders.queue before the processor expires it instead. */
+  orderTtlMs: number;
   notifyWebhookUrl?: string;
   /** OTLP/HTTP endpoint (base URL) to export trace spans to; unset: spans are not exported. */
   otlpEndpoint?: string;
@@ -92,6 +94,26 @@ function hostPorts(name: string, v: string): { host: string; port: number }[] {
   });
 }
 
+/**
+ * The broker part of the configuration (RABBITMQ_URLS, QUEUE_TYPE), for tools that need only the
+ * broker (the dead-letter CLI); loadConfig reads it the same way.
+ */
+export function brokerConfig(env: Env = process.env): { rabbitmqUrls: string[]; queueType: QueueType } {
+  const production = env.NODE_ENV === 'production';
+  const rabbitmqUrls = secretful(env, 'RABBITMQ_URLS', DEV_RABBITMQ_URLS, production)
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s) => url('RABBITMQ_URLS', s, ['amqp:', 'amqps:']));
+  if (rabbitmqUrls.length === 0) throw new ConfigError('RABBITMQ_URLS', 'lists no broker URL');
+
+  const queueType = raw(env, 'QUEUE_TYPE') ?? 'quorum';
+  if (queueType !== 'quorum' && queueType !== 'classic') {
+    throw new ConfigError('QUEUE_TYPE', `must be "quorum" or "classic", got "${queueType}"`);
+  }
+  return { rabbitmqUrls, queueType };
+}
+
 export function loadConfig(service: ServiceName, env: Env = process.env): Config {
   const production = env.NODE_ENV === 'production';
 
@@ -108,17 +130,7 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     throw new ConfigError('REDIS_SENTINELS', 'is required when REDIS_SENTINEL_NAME is set');
   }
 
-  const rabbitmqUrls = secretful(env, 'RABBITMQ_URLS', DEV_RABBITMQ_URLS, production)
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '')
-    .map((s) => url('RABBITMQ_URLS', s, ['amqp:', 'amqps:']));
-  if (rabbitmqUrls.length === 0) throw new ConfigError('RABBITMQ_URLS', 'lists no broker URL');
-
-  const queueType = raw(env, 'QUEUE_TYPE') ?? 'quorum';
-  if (queueType !== 'quorum' && queueType !== 'classic') {
-    throw new ConfigError('QUEUE_TYPE', `must be "quorum" or "classic", got "${queueType}"`);
-  }
+  const { rabbitmqUrls, queueType } = brokerConfig(env);
 
   const logLevel = (raw(env, 'LOG_LEVEL') ?? 'info').toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
@@ -149,6 +161,7 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     publishTimeoutMs: int(env, 'PUBLISH_TIMEOUT_MS', 2000, 50, 60_000),
     idempotencyTtlSeconds: int(env, 'IDEMPOTENCY_TTL_SECONDS', 86_400, 60, 30 * 86_400),
     prefetch: int(env, 'PREFETCH', 100, 1, 65_535),
+    orderTtlMs: int(env, 'ORDER_TTL_MS', 900_000, 100, 7 * 86_400_000),
     logLevel: logLevel as LogLevel,
     ports,
     port,

@@ -5,10 +5,32 @@
 export class PoisonMessageError extends Error {
   constructor(
     message: string,
-    readonly reason: 'unparseable' | 'invalid' | 'unknown_version' | 'unknown_type' = 'invalid',
+    readonly reason: 'unparseable' | 'invalid' | 'unknown_version' | 'unknown_type' | 'expired' = 'invalid',
   ) {
     super(message);
     this.name = 'PoisonMessageError';
+  }
+}
+
+/** The order waited in its queue longer than ORDER_TTL_MS and is marked expired: dead-letter at once. */
+export class OrderExpiredError extends PoisonMessageError {
+  constructor(message: string) {
+    super(message, 'expired');
+    this.name = 'OrderExpiredError';
+  }
+}
+
+/**
+ * Not a failure: the message cannot be handled yet (e.g. another sender holds its lease). The
+ * consume helper hands it back after `delayMs` without counting an attempt.
+ */
+export class RetryLaterError extends Error {
+  constructor(
+    message: string,
+    readonly delayMs: number,
+  ) {
+    super(message);
+    this.name = 'RetryLaterError';
   }
 }
 

@@ -1,4 +1,4 @@
-import type { Server } from 'node:http';
+import type { Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import type { Context, Middleware } from 'koa';
@@ -177,10 +177,27 @@ export async function listen(app: Koa, port: number, host = '0.0.0.0'): Promise<
   return { server, port: a.port, address: `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${a.port}` };
 }
 
-/** Stops accepting connections and closes idle keep-alive ones; resolves when in-flight requests end. */
-export function closeServer(server: Server): Promise<void> {
+/**
+ * Stops accepting connections, lets the requests in progress finish, and resolves when every
+ * connection is closed. A keep-alive client under load never leaves its connection idle and sends
+ * more requests on it, so `server.close()` alone would wait for ever: every answer from now on
+ * says `Connection: close` (the client's next request opens a connection elsewhere), idle
+ * connections are closed as they appear, and after `graceMs` whatever is left is cut.
+ */
+export function closeServer(server: Server, graceMs = 5000): Promise<void> {
   return new Promise((resolve) => {
-    server.close(() => resolve());
+    const onRequest = (_req: unknown, res: ServerResponse) => {
+      if (!res.headersSent) res.setHeader('Connection', 'close');
+    };
+    server.on('request', onRequest);
+    const idle = setInterval(() => server.closeIdleConnections(), 50);
+    const cut = setTimeout(() => server.closeAllConnections(), graceMs);
+    server.close(() => {
+      clearInterval(idle);
+      clearTimeout(cut);
+      server.off('request', onRequest);
+      resolve();
+    });
     server.closeIdleConnections();
   });
 }

@@ -11,3 +11,4 @@ export * from './lifecycle.js';
 export * from './startup.js';
 export * from './metrics.js';
 export * from './tracing.js';
+export * from './dlq.js';

@@ -39,6 +39,7 @@ export interface ScriptCommands {
     order: string, inventory: string, processed: string, rejected: string,
     id: string, sku: string, qty: number, email: string, now: string,
   ): Reply<[0 | 1, string, string]>;
+  expire(order: string, id: string, sku: string, qty: number, email: string, now: string): Reply<[0 | 1, string, string]>;
   notifyClaim(notification: string, failed: string, token: string, leaseMs: Arg, channel: string): Reply<[0 | 1 | 2, number]>;
   notifySent(notification: string, sent: string, sentAt: string): Reply<0 | 1>;
   notifyFail(notification: string, failed: string, token: string, error: string, last: '0' | '1'): Reply<0 | 1>;

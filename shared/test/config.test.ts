@@ -1,7 +1,7 @@
 // loadConfig is the only reader of the environment: these pin the defaults of the spec's table
 // and the promise that a bad value stops the service with a message naming the variable.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ConfigError, configOrExit, loadConfig, type Config } from '@order-pipeline/shared';
+import { ConfigError, brokerConfig, configOrExit, loadConfig, type Config } from '@order-pipeline/shared';
 
 /** The ConfigError loadConfig throws for `env`, or fails the test when it throws none. */
 function configError(env: Record<string, string>, service: Config['service'] = 'api-gateway'): ConfigError {
@@ -26,6 +26,7 @@ describe('loadConfig defaults', () => {
       publishTimeoutMs: 2000,
       idempotencyTtlSeconds: 86_400,
       prefetch: 100,
+      orderTtlMs: 900_000,
       logLevel: 'info',
       ports: { gateway: 8080, dashboard: 8081, processor: 8082, notifier: 8083 },
       port: 8080,
@@ -61,6 +62,7 @@ describe('loadConfig with values set', () => {
       PUBLISH_TIMEOUT_MS: '500',
       IDEMPOTENCY_TTL_SECONDS: '3600',
       PREFETCH: '7',
+      ORDER_TTL_MS: '60000',
       NOTIFY_WEBHOOK_URL: 'https://hooks.example.com/orders',
       LOG_LEVEL: 'DEBUG',
       NOTIFIER_PORT: '9000',
@@ -72,6 +74,7 @@ describe('loadConfig with values set', () => {
       publishTimeoutMs: 500,
       idempotencyTtlSeconds: 3600,
       prefetch: 7,
+      orderTtlMs: 60_000,
       notifyWebhookUrl: 'https://hooks.example.com/orders',
       logLevel: 'debug',
       port: 9000,
@@ -121,6 +124,8 @@ describe('loadConfig rejects a bad value with a message naming the variable', ()
     { env: { PREFETCH: '0' }, variable: 'PREFETCH', says: /between 1 and/ },
     { env: { PREFETCH: '-3' }, variable: 'PREFETCH', says: /whole number/ },
     { env: { IDEMPOTENCY_TTL_SECONDS: '1' }, variable: 'IDEMPOTENCY_TTL_SECONDS', says: /between/ },
+    { env: { ORDER_TTL_MS: '15m' }, variable: 'ORDER_TTL_MS', says: /whole number.*15m/ },
+    { env: { ORDER_TTL_MS: '0' }, variable: 'ORDER_TTL_MS', says: /between 100 and/ },
     { env: { GATEWAY_PORT: '70000' }, variable: 'GATEWAY_PORT', says: /between 0 and 65535/ },
     { env: { QUEUE_TYPE: 'lazy' }, variable: 'QUEUE_TYPE', says: /"quorum" or "classic".*lazy/ },
     { env: { RABBITMQ_URLS: 'http://x' }, variable: 'RABBITMQ_URLS', says: /amqp: or amqps:/ },
@@ -202,5 +207,16 @@ describe('configOrExit', () => {
 
   it('returns the config when every value is good', () => {
     expect(configOrExit('dashboard', { DASHBOARD_PORT: '9100' }).port).toBe(9100);
+  });
+});
+
+describe('brokerConfig (the broker part alone, for the dead-letter CLI)', () => {
+  it('reads RABBITMQ_URLS and QUEUE_TYPE as loadConfig does and ignores the rest', () => {
+    expect(brokerConfig({ RABBITMQ_URLS: 'amqp://a:5672, amqp://b:5672', QUEUE_TYPE: 'classic', PREFETCH: 'junk' })).toEqual({
+      rabbitmqUrls: ['amqp://a:5672', 'amqp://b:5672'],
+      queueType: 'classic',
+    });
+    expect(brokerConfig({})).toEqual({ rabbitmqUrls: ['amqp://guest:guest@127.0.0.1:5672'], queueType: 'quorum' });
+    expect(() => brokerConfig({ QUEUE_TYPE: 'lazy' })).toThrow(ConfigError);
   });
 });

@@ -67,6 +67,32 @@ describe('reserve (processor)', () => {
   });
 });
 
+describe('expire and reserve (processor): an order is never both expired and created', () => {
+  const reserve = (id: string, sku: string) => redis.reserve(keys.order(id), keys.inventory(sku), keys.processedCount, keys.stats.rejected, id, sku, 1, '', now());
+  const expire = (id: string, sku: string) => redis.expire(keys.order(id), id, sku, 1, '', now());
+
+  it('expires an undecided order once; reserve then refuses it and takes no stock', async () => {
+    await redis.set(keys.inventory('lua-exp'), 5);
+    const processed = Number((await redis.get(keys.processedCount)) ?? 0);
+    await redis.hset(keys.order('lua-exp-1'), 'status', 'accepted', 'id', 'lua-exp-1');
+    expect(await expire('lua-exp-1', 'lua-exp')).toEqual([0, 'expired', '']);
+    expect(await expire('lua-exp-1', 'lua-exp')).toEqual([1, 'expired', '']);
+    expect(await reserve('lua-exp-1', 'lua-exp')).toEqual([1, 'expired', '']);
+    expect(await redis.get(keys.inventory('lua-exp'))).toBe('5');
+    expect(Number((await redis.get(keys.processedCount)) ?? 0)).toBe(processed);
+    expect(await redis.hgetall(keys.order('lua-exp-1'))).toMatchObject({ status: 'expired', id: 'lua-exp-1', sku: 'lua-exp', qty: '1' });
+  });
+
+  it('leaves a created or rejected order as it is', async () => {
+    await redis.set(keys.inventory('lua-exp2'), 5);
+    expect(await reserve('lua-exp-2', 'lua-exp2')).toEqual([0, 'created', '']);
+    expect(await expire('lua-exp-2', 'lua-exp2')).toEqual([1, 'created', '']);
+    expect(await reserve('lua-exp-3', 'no-such-sku')).toEqual([0, 'rejected', 'unknown_sku']);
+    expect(await expire('lua-exp-3', 'no-such-sku')).toEqual([1, 'rejected', 'unknown_sku']);
+    expect(await redis.hget(keys.order('lua-exp-2'), 'status')).toBe('created');
+  });
+});
+
 describe('notifyClaim (notifier)', () => {
   it('counts an attempt once when the same claim is sent twice', async () => {
     const key = keys.notification('lua-notify-1');

@@ -1,0 +1,143 @@
+// Exactly once in effect, the hard way: under a steady load from clients that retry 503/409 with
+// the same id, the processor and the notifier are SIGKILLed again and again at random moments,
+// the gateway once, and Redis (AOF, fsync always) once; each comes back. At the end every
+// accepted order took effect once (stock, status, orders.processed.count), was notified, and
+// nothing sits unacked or dead-lettered. The kill schedule comes from a seeded random source;
+// the seed is printed, and CRASH_SEED=<seed> replays the same schedule.
+// Uses its own Redis and broker node, since it kills them.
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { keys, queues } from '@order-pipeline/shared';
+import { haveBinaries, startRabbitCluster, startRedis, type RabbitCluster, type RedisServer } from '../scripts/local-servers.mjs';
+import { auditOrders, formatFigures, startLoad, startWebhookSink, type WebhookSink } from './helpers/load.js';
+import { startPipeline, type Pipeline } from './helpers/pipeline.js';
+import { waitFor } from './helpers/processes.js';
+import { queueDepths, seededRandom, warningSummary } from './helpers/chaos.js';
+
+const bins = haveBinaries();
+const SKUS = ['crash-a', 'crash-b', 'crash-c'];
+const STOCK = 100_000;
+
+type Target = 'order-processor' | 'notifier' | 'api-gateway' | 'redis';
+const PLAN: Record<Target, number> = { 'order-processor': 4, notifier: 4, 'api-gateway': 1, redis: 1 };
+
+describe.skipIf(!bins.redis || !bins.rabbitmq)('crash anywhere (needs the local redis-server and rabbitmq-server binaries)', () => {
+  let redisServer: RedisServer;
+  let rabbit: RabbitCluster;
+  let redis: Redis;
+  let pipeline: Pipeline;
+  let sink: WebhookSink;
+
+  beforeAll(async () => {
+    [redisServer, rabbit, sink] = await Promise.all([startRedis({ appendonly: true }), startRabbitCluster({ nodes: 1 }), startWebhookSink()]);
+    redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1, retryStrategy: () => 200 });
+    redis.on('error', () => undefined);
+    for (const sku of SKUS) await redis.set(keys.inventory(sku), STOCK);
+    pipeline = await startPipeline({ redisUrl: redisServer.url, rabbitmqUrls: rabbit.urls, env: { NOTIFY_WEBHOOK_URL: sink.url } });
+  }, 120_000);
+
+  afterAll(async () => {
+    await pipeline?.stop();
+    redis?.disconnect();
+    await sink?.close();
+    await Promise.all([redisServer?.stop(), rabbit?.stop()]);
+  }, 60_000);
+
+  it('applies and notifies every accepted order exactly once while processes and Redis are killed at random moments', async () => {
+    const seed = Number(process.env.CRASH_SEED ?? Date.now() % 2 ** 31);
+    const random = seededRandom(seed);
+    const between = (lo: number, hi: number) => Math.round(lo + random() * (hi - lo));
+    console.log(`crash test seed ${seed} (CRASH_SEED=${seed} replays this schedule)`);
+
+    // Every kill of the plan, in an order the seed decides.
+    const schedule: Target[] = Object.entries(PLAN).flatMap(([t, n]) => Array<Target>(n).fill(t as Target));
+    for (let i = schedule.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [schedule[i], schedule[j]] = [schedule[j] as Target, schedule[i] as Target];
+    }
+
+    const load = startLoad({
+      gatewayUrl: pipeline.base['api-gateway'],
+      idPrefix: 'crash',
+      skus: SKUS,
+      concurrency: 10,
+      ratePerSecond: 30,
+      retryDelayMs: 150,
+      requestTimeoutMs: 8000,
+      settleTimeoutMs: 45_000,
+    });
+    const kills: Record<Target, number> = { 'order-processor': 0, notifier: 0, 'api-gateway': 0, redis: 0 };
+    const events: string[] = [];
+    try {
+      await load.waitForAccepted(30, 30_000);
+      const t0 = Date.now();
+      for (const target of schedule) {
+        await sleep(between(800, 3000));
+        const downMs = between(100, 1200);
+        events.push(`${((Date.now() - t0) / 1000).toFixed(1)}s ${target} down ${downMs}ms`);
+        if (target === 'redis') {
+          await redisServer.kill();
+          await sleep(downMs);
+          await redisServer.start();
+        } else {
+          await pipeline.kill(target, 'SIGKILL');
+          await sleep(downMs);
+          pipeline.start(target);
+        }
+        kills[target]++;
+      }
+      // The last restarted services take orders again before the load stops.
+      await pipeline.allReady(60_000);
+      await load.waitForAccepted(30, 30_000);
+    } finally {
+      console.log(`crash schedule: ${events.join('; ')}`);
+    }
+    const report = await load.stop();
+    const audit = await auditOrders({ redis, report, initialStock: Object.fromEntries(SKUS.map((s) => [s, STOCK])), webhook: sink, settleTimeoutMs: 60_000 });
+
+    // Duplicates the processor publishes on a redelivery may still be on their way: wait for the
+    // work queues to drain, then nothing may be left, unacked or dead-lettered.
+    const node = rabbit.nodes[0];
+    if (!node) throw new Error('no broker node');
+    const depths = await waitFor(
+      'work queues drained and settled',
+      async () => {
+        const d = await queueDepths(node);
+        return [queues.orders, queues.notifier].every((q) => d[q]?.messages === 0 && d[q]?.unacked === 0) ? d : undefined;
+      },
+      30_000,
+      500,
+    );
+    const notDelivered = [...report.accepted.keys()].filter((id) => !sink.deliveries.has(id));
+
+    console.log(
+      formatFigures('crash anywhere', report, audit, {
+        seed,
+        'processor kills': kills['order-processor'],
+        'notifier kills': kills.notifier,
+        'gateway kills': kills['api-gateway'],
+        'redis kills': kills.redis,
+        notified: audit.notified,
+        'orders.queue.dlq': depths[queues.ordersDlq]?.messages ?? -1,
+        'notifier.queue.dlq': depths[queues.notifierDlq]?.messages ?? -1,
+      }),
+    );
+    console.log(`crash anywhere, the services' warnings:\n  ${warningSummary(pipeline.output()).join('\n  ')}`);
+    if (audit.lost.length > 0) console.error(pipeline.output().slice(-20_000));
+
+    expect(kills).toEqual(PLAN);
+    expect(report.unexpected).toEqual([]);
+    expect(report.abandoned.size).toBe(0);
+    expect(audit.accepted).toBeGreaterThan(0);
+    expect(audit.lost).toEqual([]);
+    expect(audit.appliedTwice).toBe(0);
+    expect(audit.createdOrders).toBe(audit.accepted);
+    expect(audit.processedCount).toBe(audit.accepted);
+    expect(audit.notified).toBe(audit.accepted);
+    expect(notDelivered).toEqual([]);
+    for (const q of [queues.orders, queues.notifier, queues.ordersDlq, queues.notifierDlq]) {
+      expect(depths[q], q).toEqual({ messages: 0, unacked: 0 });
+    }
+  }, 150_000);
+});
