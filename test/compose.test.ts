@@ -270,6 +270,7 @@ function checkRedis({ compose }: Files): string[] {
   const redis = compose.services.redis;
   if (!redis || !/^redis:7(\.|-|$)/.test(redis.image ?? '')) return ['no "redis" service with a redis:7 image'];
   if (!/--appendonly\s+yes/.test(commandOf(redis).join(' '))) problems.push('redis: appendonly is not on');
+  if (!/--appendfsync\s+always/.test(commandOf(redis).join(' '))) problems.push('redis: appendfsync is not always (a crash could lose the last second of once-only markers)');
   if (!mountsOf(redis).some((m) => m.target === '/data' && m.source !== '')) problems.push('redis: no volume for /data');
   if (!/redis-cli\s+ping/.test(healthTest(redis))) problems.push('redis: no redis-cli ping healthcheck');
   if (!portsOf(redis).some((p) => p.container === 6379 && p.host !== undefined)) problems.push('redis: 6379 is not published (the README uses redis-cli)');

@@ -41,7 +41,8 @@ export interface DashboardOptions {
 
 export async function start(deps: DashboardDeps & DashboardOptions): Promise<Dashboard> {
   const { config, redis, broker, log } = deps;
-  const metrics = createMetrics(config.service);
+  // runService's registry already holds the broker's and Redis' metrics; tests start without one.
+  const metrics = deps.metrics ?? createMetrics(config.service);
   const queueChecker = dashboardQueueChecker(broker);
   const noteInvalid = invalidInventoryNoter(log);
   const prober = nodeProber(config.rabbitmqUrls, { everyMs: NODE_PROBE_EVERY_MS, timeoutMs: NODE_PROBE_TIMEOUT_MS });
