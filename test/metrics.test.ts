@@ -6,14 +6,13 @@
 import type { Channel, ChannelModel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  brokerMetrics,
-  createBroker,
   createLogger,
   createMetrics,
   createRedis,
   exchanges,
   keys,
   loadConfig,
+  createServiceClients,
   observeRedis,
   redactUrl,
   redisReady,
@@ -46,17 +45,7 @@ let ch: Channel;
 /** The clients and metrics of one service, as runService builds them. */
 async function depsFor(service: ServiceName) {
   const config = loadConfig(service, { REDIS_URL: redisUrl, RABBITMQ_URLS: rabbitmqUrls.join(','), LOG_LEVEL: 'silent' });
-  const metrics = createMetrics(service);
-  const redis = createRedis(config.redis, { log });
-  observeRedis(redis, metrics);
-  const broker = createBroker({
-    urls: config.rabbitmqUrls,
-    queueType: config.queueType,
-    log,
-    publishTimeoutMs: 5000,
-    name: service,
-    observer: brokerMetrics(metrics, config.rabbitmqUrls),
-  });
+  const { metrics, redis, broker } = createServiceClients(config, log, 5000);
   clients.push({ redis, broker });
   brokers[service] = broker;
   await Promise.all([redisReady(redis), waitForBroker(broker, 20_000)]);

@@ -32,6 +32,25 @@ export interface RunningService {
 }
 
 /**
+ * A service's Redis and broker clients and its metrics registry, the clients already observed by
+ * it (connection state, errors, publish confirms, consumer outcomes).
+ */
+export function createServiceClients(config: Config, log: Logger, publishTimeoutMs = config.publishTimeoutMs): { metrics: Metrics; redis: RedisClient; broker: Broker } {
+  const metrics = createMetrics(config.service);
+  const redis = createRedis(config.redis, { log });
+  observeRedis(redis, metrics);
+  const broker = createBroker({
+    urls: config.rabbitmqUrls,
+    queueType: config.queueType,
+    log,
+    publishTimeoutMs,
+    name: config.service,
+    observer: brokerMetrics(metrics, config.rabbitmqUrls),
+  });
+  return { metrics, redis, broker };
+}
+
+/**
  * The composition root of every service, run by its main.ts: config -> clients -> wait for the
  * servers -> start -> shutdown hooks. The services differ only in the `start` they pass.
  */
@@ -40,17 +59,7 @@ export async function runService(service: ServiceName, start: (deps: ServiceDeps
   const log = createLogger(config.service, config.logLevel);
   // Before any client: their spans and trace ids come from this provider.
   const tracing = setupTracing({ service: config.service, ...(config.otlpEndpoint ? { otlpEndpoint: config.otlpEndpoint } : {}) });
-  const metrics = createMetrics(config.service);
-  const redis = createRedis(config.redis, { log });
-  observeRedis(redis, metrics);
-  const broker = createBroker({
-    urls: config.rabbitmqUrls,
-    queueType: config.queueType,
-    log,
-    publishTimeoutMs: config.publishTimeoutMs,
-    name: config.service,
-    observer: brokerMetrics(metrics, config.rabbitmqUrls),
-  });
+  const { metrics, redis, broker } = createServiceClients(config, log);
 
   let running: RunningService | undefined;
   // Registered first so a SIGTERM while still waiting for the servers exits cleanly too.
