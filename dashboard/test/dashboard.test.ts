@@ -14,6 +14,7 @@ import {
   queues,
   redisReady,
   routingKeys,
+  waitForBroker,
   type Broker,
   type Config,
   type RedisClient,
@@ -302,6 +303,9 @@ describe('health and readiness', () => {
     cleanups.push(async () => deadRedis.disconnect());
     const d = await start({ config, redis: deadRedis, broker, log, port: 0, host: '127.0.0.1' });
     cleanups.push(() => d.stop());
+    // The shared broker may still be reconnecting after an earlier test closed its channels: only
+    // Redis is to be down here.
+    await waitForBroker(broker, 20_000);
 
     const res = await fetch(`${d.address}/metrics`);
     expect(res.status).toBe(503);
