@@ -115,12 +115,16 @@ export async function paced({ host, port, rate, durationMs, body, maxSockets = 2
   /** @type {{ id: string, start: number, status: number, ms: number }[]} */
   const sent = [];
   const t0 = performance.now();
+  // Starts are compared with wall-clock times other processes write (e.g. a notification's
+  // sentAt): anchor the monotonic clock to the wall clock now, not at this process's start, so a
+  // wall clock that was adjusted (NTP) since then does not shift every end-to-end figure.
+  const wallOffset = Date.now() - (performance.timeOrigin + t0);
   let next = 0;
   const pending = new Set();
   const send = (/** @type {number} */ n) => {
     const { id, text } = body(n);
     const start = performance.now();
-    const rec = { id, start: performance.timeOrigin + start, status: 0, ms: 0 };
+    const rec = { id, start: performance.timeOrigin + wallOffset + start, status: 0, ms: 0 };
     sent.push(rec);
     const p = new Promise((resolve) => {
       const req = http.request({ host, port, method: 'POST', path: '/orders', agent: sockets, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } }, (res) => {
