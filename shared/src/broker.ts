@@ -528,7 +528,8 @@ export function createBroker(opts: BrokerOptions): Broker {
         await applyTopology(ch, queueType);
         await ch.prefetch(c.prefetch);
         const acks = new AckBatcher(ch, (err) => clog.debug({ err: err.message }, 'settle on a closed channel'));
-        // Deliveries can arrive before consume() resolves: they are tracked from the first one.
+        // Deliveries can arrive before consume() resolves: they are tracked from the first one
+        // (the consumer counts as consuming once it has its tag).
         current = { ch, tag: '', acks };
         const { consumerTag } = await ch.consume(c.queue, (msg) => {
           if (msg === null) {
@@ -548,11 +549,11 @@ export function createBroker(opts: BrokerOptions): Broker {
     wrappers.add(wrapper);
 
     return {
-      isConsuming: () => current !== undefined && connection.isConnected(),
+      isConsuming: () => current !== undefined && current.tag !== '' && connection.isConnected(),
       async stop(timeoutMs = 10_000) {
         stopping = true;
         const cur = current;
-        if (cur) await cur.ch.cancel(cur.tag).catch(() => undefined);
+        if (cur?.tag) await cur.ch.cancel(cur.tag).catch(() => undefined);
         if (inFlight > 0) {
           await Promise.race([new Promise<void>((r) => (idle = r)), sleep(timeoutMs)]);
         }
