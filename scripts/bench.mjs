@@ -37,7 +37,7 @@ import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { freePort, startRabbitCluster, startRedis } from './local-servers.mjs';
-import { brokerCeiling, cannon, cpuSeconds, paced, redisSetNxRate, rssMiB, sampleRss } from './bench/load.mjs';
+import { brokerCeiling, cannon, cpuSeconds, histogramBetween, paced, redisSetNxRate, rssMiB, sampleRss, scrapeHistograms } from './bench/load.mjs';
 import { chartSvg, formatTable, percentile, ratio, summarize, tableRows } from './bench/report.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -368,7 +368,20 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
   const sustainedRate = lo;
   const halfRate = Math.max(10, Math.round((sustainedRate || result.gateway.rate * 0.1) / 2));
   say(`${name}: end-to-end latency at ${halfRate} orders/s for ${settings.stepS} s`);
+  // The services' own histograms over the latency step split the end-to-end time into stages.
+  const services = { gateway, processor, notifier };
+  const scrape = () => Promise.all(Object.values(services).map((x) => scrapeHistograms(`http://127.0.0.1:${x.port}`)));
+  const histBefore = await scrape();
   const half = await step(halfRate, 'lat');
+  const histAfter = await scrape();
+  const stage = (/** @type {number} */ i, /** @type {string} */ key) => histogramBetween(histBefore[i] ?? new Map(), histAfter[i] ?? new Map(), key);
+  const stages = {
+    gatewayRequest: stage(0, 'http_request_duration_seconds{method="POST",route="/orders",status="202"}'),
+    gatewayPublishConfirm: stage(0, 'gateway_publish_confirm_seconds{outcome="confirmed"}'),
+    processorHandle: stage(1, `consumer_handle_seconds{queue="${shared.queues.orders}",outcome="ack"}`),
+    processorPublishConfirm: stage(1, `broker_publish_confirm_seconds{exchange="${shared.exchanges.topic}",outcome="confirmed"}`),
+    notifierHandle: stage(2, `consumer_handle_seconds{queue="${shared.queues.notifier}",outcome="ack"}`),
+  };
   const accepted = half.sent.filter((r) => r.status === 202);
   const sentAt = await Promise.all(accepted.map((r) => redis.hget(shared.keys.notification(r.id), 'sentAt')));
   /** @type {number[]} */
@@ -381,8 +394,10 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
   result.pipeline = {
     sustainedRate,
     probes,
-    latency: { ...halfKept, notifiedWithSentAt: e2e.length, e2eMs: summarize(e2e) },
+    latency: { ...halfKept, notifiedWithSentAt: e2e.length, e2eMs: summarize(e2e), stages },
   };
+  const fmt = (/** @type {any} */ h) => (h?.count ? `mean ${h.meanMs} p50 ${h.p50Ms} p99 ${h.p99Ms}` : 'none');
+  say(`${name}: stages (ms) at ${halfRate}/s: ${Object.entries(stages).map(([k, v]) => `${k} ${fmt(v)}`).join('; ')}; client-side response p50 ${half.responseMs.p50} p99 ${half.responseMs.p99}`);
   say(`${name}: sustained ${sustainedRate} orders/s; end-to-end p50 ${percentile(e2e, 50)} ms, p99 ${percentile(e2e, 99)} ms at ${halfRate}/s`);
 
   await Promise.all([processor.stop(), notifier.stop()]);

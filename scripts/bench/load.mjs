@@ -115,12 +115,16 @@ export async function paced({ host, port, rate, durationMs, body, maxSockets = 2
   /** @type {{ id: string, start: number, status: number, ms: number }[]} */
   const sent = [];
   const t0 = performance.now();
+  // Starts are compared with wall-clock times other processes write (e.g. a notification's
+  // sentAt): anchor the monotonic clock to the wall clock now, not at this process's start, so a
+  // wall clock that was adjusted (NTP) since then does not shift every end-to-end figure.
+  const wallOffset = Date.now() - (performance.timeOrigin + t0);
   let next = 0;
   const pending = new Set();
   const send = (/** @type {number} */ n) => {
     const { id, text } = body(n);
     const start = performance.now();
-    const rec = { id, start: performance.timeOrigin + start, status: 0, ms: 0 };
+    const rec = { id, start: performance.timeOrigin + wallOffset + start, status: 0, ms: 0 };
     sent.push(rec);
     const p = new Promise((resolve) => {
       const req = http.request({ host, port, method: 'POST', path: '/orders', agent: sockets, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } }, (res) => {
@@ -204,4 +208,67 @@ export function sampleRss(pid, everyMs = 500) {
 /** @param {number} v */
 function round2(v) {
   return Math.round(v * 100) / 100;
+}
+
+/**
+ * The histograms a service exports on /metrics, by series (name and labels without `le`):
+ * cumulative bucket counts, sum and count.
+ * @param {string} url  the service's base URL
+ * @returns {Promise<Map<string, { buckets: [number, number][], sum: number, count: number }>>}
+ */
+export async function scrapeHistograms(url) {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  /** @type {Map<string, { buckets: [number, number][], sum: number, count: number }>} */
+  const series = new Map();
+  const get = (/** @type {string} */ key) => {
+    let s = series.get(key);
+    if (!s) series.set(key, (s = { buckets: [], sum: 0, count: 0 }));
+    return s;
+  };
+  for (const line of text.split('\n')) {
+    const m = /^(\w+)_(bucket|sum|count)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!m) continue;
+    const [, name, part, labels = '', value] = m;
+    const le = /(?:^|,)le="([^"]*)"/.exec(labels)?.[1];
+    const rest = labels
+      .split(/,(?=\w+=")/)
+      .filter((l) => l && !l.startsWith('le=') && !l.startsWith('service='))
+      .join(',');
+    const s = get(`${name}{${rest}}`);
+    if (part === 'bucket' && le !== undefined) s.buckets.push([le === '+Inf' ? Infinity : Number(le), Number(value)]);
+    else if (part === 'sum') s.sum = Number(value);
+    else if (part === 'count') s.count = Number(value);
+  }
+  return series;
+}
+
+/**
+ * What one histogram series observed between two scrapes: count, mean, and p50/p99 interpolated
+ * within their buckets (so only as precise as the buckets), in ms.
+ * @param {Awaited<ReturnType<typeof scrapeHistograms>>} before
+ * @param {Awaited<ReturnType<typeof scrapeHistograms>>} after
+ * @param {string} key  e.g. 'consumer_handle_seconds{queue="orders.queue",outcome="ack"}'
+ */
+export function histogramBetween(before, after, key) {
+  const a = after.get(key);
+  if (!a) return undefined;
+  const b = before.get(key) ?? { buckets: [], sum: 0, count: 0 };
+  const count = a.count - b.count;
+  if (count <= 0) return { count: 0 };
+  const buckets = a.buckets.map(([le, n]) => [le, n - (b.buckets.find(([l]) => l === le)?.[1] ?? 0)]);
+  const quantile = (/** @type {number} */ q) => {
+    const rank = q * count;
+    let prevLe = 0;
+    let prevN = 0;
+    for (const [le, n] of buckets) {
+      if (n >= rank) {
+        if (le === Infinity) return `>${prevLe * 1000}`;
+        return round2((prevLe + ((le - prevLe) * (rank - prevN)) / Math.max(1, n - prevN)) * 1000);
+      }
+      prevLe = le;
+      prevN = n;
+    }
+    return undefined;
+  };
+  return { count, meanMs: round2(((a.sum - b.sum) / count) * 1000), p50Ms: quantile(0.5), p99Ms: quantile(0.99) };
 }

@@ -23,14 +23,23 @@ if ours then
   redis.call('LPUSH', KEYS[4], ARGV[4])
   redis.call('LTRIM', KEYS[4], 0, 49)
 end
--- A fast processor can decide the order before this runs: only fill what is missing.
-if redis.call('HSETNX', KEYS[2], 'status', 'accepted') == 1 then
-  redis.call('HSET', KEYS[2], 'updatedAt', ARGV[8])
+-- Usually the order is new here: write it whole in one command. A fast processor can decide the
+-- order before this runs: then only fill what is missing, never touching its status.
+if redis.call('EXISTS', KEYS[2]) == 0 then
+  if ARGV[7] ~= '' then
+    redis.call('HSET', KEYS[2], 'status', 'accepted', 'updatedAt', ARGV[8], 'id', ARGV[4], 'sku', ARGV[5], 'qty', ARGV[6], 'email', ARGV[7], 'createdAt', ARGV[8])
+  else
+    redis.call('HSET', KEYS[2], 'status', 'accepted', 'updatedAt', ARGV[8], 'id', ARGV[4], 'sku', ARGV[5], 'qty', ARGV[6], 'createdAt', ARGV[8])
+  end
+else
+  if redis.call('HSETNX', KEYS[2], 'status', 'accepted') == 1 then
+    redis.call('HSET', KEYS[2], 'updatedAt', ARGV[8])
+  end
+  redis.call('HSETNX', KEYS[2], 'id', ARGV[4])
+  redis.call('HSETNX', KEYS[2], 'sku', ARGV[5])
+  redis.call('HSETNX', KEYS[2], 'qty', ARGV[6])
+  if ARGV[7] ~= '' then redis.call('HSETNX', KEYS[2], 'email', ARGV[7]) end
+  redis.call('HSETNX', KEYS[2], 'createdAt', ARGV[8])
 end
-redis.call('HSETNX', KEYS[2], 'id', ARGV[4])
-redis.call('HSETNX', KEYS[2], 'sku', ARGV[5])
-redis.call('HSETNX', KEYS[2], 'qty', ARGV[6])
-if ARGV[7] ~= '' then redis.call('HSETNX', KEYS[2], 'email', ARGV[7]) end
-redis.call('HSETNX', KEYS[2], 'createdAt', ARGV[8])
 if ours then return 1 end
 return 0

@@ -20,12 +20,15 @@ if stock and not string.match(stock, '^%-?%d+$') then
   return redis.error_reply('ERR ' .. KEYS[2] .. ' is not a whole number: ' .. stock)
 end
 local qty = tonumber(ARGV[3])
--- The gateway may not have recorded the order yet: fill in what is missing.
-redis.call('HSETNX', KEYS[1], 'id', ARGV[1])
-redis.call('HSETNX', KEYS[1], 'sku', ARGV[2])
-redis.call('HSETNX', KEYS[1], 'qty', ARGV[3])
-if ARGV[4] ~= '' then redis.call('HSETNX', KEYS[1], 'email', ARGV[4]) end
-redis.call('HSETNX', KEYS[1], 'createdAt', ARGV[5])
+-- The gateway may not have recorded the order yet: fill in what is missing. Status 'accepted'
+-- means it has (accept-4.lua writes every field with it, in one script), so nothing is missing.
+if status ~= 'accepted' then
+  redis.call('HSETNX', KEYS[1], 'id', ARGV[1])
+  redis.call('HSETNX', KEYS[1], 'sku', ARGV[2])
+  redis.call('HSETNX', KEYS[1], 'qty', ARGV[3])
+  if ARGV[4] ~= '' then redis.call('HSETNX', KEYS[1], 'email', ARGV[4]) end
+  redis.call('HSETNX', KEYS[1], 'createdAt', ARGV[5])
+end
 local reason = ''
 if not stock then
   reason = 'unknown_sku'

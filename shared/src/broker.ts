@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import amqp, { type AmqpConnectionManager, type ChannelWrapper } from 'amqp-connection-manager';
-import type { Channel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
+import type { Channel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
 import type { QueueType } from './config.js';
 import { PoisonMessageError, PublishError, RetryLaterError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -126,6 +126,99 @@ export function redactUrl(url: string): string {
   }
 }
 
+/**
+ * Acks a channel's handled deliveries in batches. Handlers run concurrently and finish in any
+ * order; once per turn of the event loop, the handled deliveries before the oldest one still in
+ * hand are acked with one `multiple` ack, and any handled after it one by one (a multiple ack
+ * would take the one in hand with them). For quorum queues every ack is a log entry on the
+ * broker, so one ack for many deliveries saves the broker most of that work. Nothing is acked
+ * before its handler has finished.
+ */
+export class AckBatcher {
+  /** Delivery tags in delivery (= increasing) order, true once handled. */
+  private readonly tags = new Map<number, boolean>();
+  private scheduled = false;
+
+  constructor(
+    private readonly ch: Pick<Channel, 'ack'>,
+    private readonly onError: (err: Error) => void = () => undefined,
+  ) {}
+
+  delivered(tag: number): void {
+    this.tags.set(tag, false);
+  }
+
+  /** The delivery's effect is stored: ack it (soon, with others). */
+  done(tag: number): void {
+    if (!this.tags.has(tag)) return;
+    this.tags.set(tag, true);
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
+  }
+
+  /** The delivery is settled otherwise (nack): never part of a multiple ack. */
+  forget(tag: number): void {
+    this.tags.delete(tag);
+  }
+
+  /** Sends the acks of every handled delivery now. */
+  flush(): void {
+    this.scheduled = false;
+    let upTo: number | undefined;
+    const single: number[] = [];
+    let blocked = false;
+    for (const [tag, handled] of this.tags) {
+      if (!handled) blocked = true;
+      else if (blocked) single.push(tag);
+      else upTo = tag;
+    }
+    try {
+      if (upTo !== undefined) this.ch.ack(ackable(upTo), true);
+      for (const tag of single) this.ch.ack(ackable(tag), false);
+    } catch (err) {
+      this.onError(err as Error);
+    }
+    if (upTo !== undefined) {
+      for (const [tag, handled] of this.tags) {
+        if (tag > upTo) break;
+        if (handled) this.tags.delete(tag);
+      }
+    }
+    for (const tag of single) this.tags.delete(tag);
+  }
+}
+
+/** ack() reads only the delivery tag. */
+function ackable(deliveryTag: number): Message {
+  return { fields: { deliveryTag } } as Message;
+}
+
+/**
+ * amqplib's multiplexer hands the socket one frame per write() (a publish is two or three, an ack
+ * one), each its own system call. Corking the socket for one pass of the multiplexer sends what
+ * that pass collected in a single writev: under load, the publishes and acks of many orders.
+ * Only how the bytes reach the socket changes, not their order nor when a pass runs. Reaches
+ * into amqplib's Connection (its `muxer` and `stream`); left alone if those are not there.
+ */
+export function coalesceFrameWrites(model: unknown): void {
+  const conn = (model as { connection?: { muxer?: { _readIncoming?: () => void }; stream?: unknown } } | undefined)?.connection;
+  const mux = conn?.muxer;
+  const out = conn?.stream as { cork?: () => void; uncork?: () => void } | undefined;
+  const pass = mux?._readIncoming;
+  if (!mux || typeof pass !== 'function' || typeof out?.cork !== 'function' || typeof out.uncork !== 'function') return;
+  const { cork, uncork } = out as { cork: () => void; uncork: () => void };
+  mux._readIncoming = function (this: unknown) {
+    cork.call(out);
+    try {
+      pass.call(this);
+    } finally {
+      uncork.call(out);
+    }
+  };
+}
+
 export const defaultBackoffMs = (attempt: number) => Math.min(200 * 2 ** (attempt - 1), 10_000);
 
 export function attemptOf(msg: ConsumeMessage): number {
@@ -176,7 +269,8 @@ export function createBroker(opts: BrokerOptions): Broker {
   let node: string | undefined;
   let downSince: number | undefined = Date.now();
   let connects = 0;
-  connection.on('connect', ({ url }) => {
+  connection.on('connect', ({ connection: model, url }) => {
+    coalesceFrameWrites(model);
     node = redactUrl(typeof url === 'string' ? url : String((url as { url?: string }).url ?? ''));
     log.info({ node, downMs: downSince ? Date.now() - downSince : 0 }, 'broker connected');
     downSince = undefined;
@@ -308,7 +402,7 @@ export function createBroker(opts: BrokerOptions): Broker {
     const backoff = c.backoffMs ?? defaultBackoffMs;
     const clog = log.child({ queue: c.queue });
     observer?.consuming(c.queue);
-    let current: { ch: Channel; tag: string } | undefined;
+    let current: { ch: Channel; tag: string; acks: AckBatcher } | undefined;
     let stopping = false;
     let inFlight = 0;
     let idle: (() => void) | undefined;
@@ -321,9 +415,13 @@ export function createBroker(opts: BrokerOptions): Broker {
         clog.debug({ messageId: msg.properties.messageId }, 'delivery channel is gone; the broker redelivers');
         return;
       }
+      if (how === 'ack') {
+        current.acks.done(msg.fields.deliveryTag);
+        return;
+      }
+      current.acks.forget(msg.fields.deliveryTag);
       try {
-        if (how === 'ack') ch.ack(msg);
-        else ch.nack(msg, false, true);
+        ch.nack(msg, false, true);
       } catch (err) {
         clog.debug({ err: (err as Error).message }, 'settle on a closed channel');
       }
@@ -429,6 +527,10 @@ export function createBroker(opts: BrokerOptions): Broker {
         watch(ch, `consume:${c.queue}`, () => stopping);
         await applyTopology(ch, queueType);
         await ch.prefetch(c.prefetch);
+        const acks = new AckBatcher(ch, (err) => clog.debug({ err: err.message }, 'settle on a closed channel'));
+        // Deliveries can arrive before consume() resolves: they are tracked from the first one
+        // (the consumer counts as consuming once it has its tag).
+        current = { ch, tag: '', acks };
         const { consumerTag } = await ch.consume(c.queue, (msg) => {
           if (msg === null) {
             // Cancelled by the broker (queue deleted, or its node went away).
@@ -436,9 +538,10 @@ export function createBroker(opts: BrokerOptions): Broker {
             if (!stopping && !closing) connection.reconnect();
             return;
           }
+          current?.acks.delivered(msg.fields.deliveryTag);
           void onMessage(ch, msg);
         });
-        current = { ch, tag: consumerTag };
+        current = { ch, tag: consumerTag, acks };
         clog.info({ prefetch: c.prefetch }, 'consuming');
       },
     });
@@ -446,15 +549,17 @@ export function createBroker(opts: BrokerOptions): Broker {
     wrappers.add(wrapper);
 
     return {
-      isConsuming: () => current !== undefined && connection.isConnected(),
+      isConsuming: () => current !== undefined && current.tag !== '' && connection.isConnected(),
       async stop(timeoutMs = 10_000) {
         stopping = true;
         const cur = current;
-        if (cur) await cur.ch.cancel(cur.tag).catch(() => undefined);
+        if (cur?.tag) await cur.ch.cancel(cur.tag).catch(() => undefined);
         if (inFlight > 0) {
           await Promise.race([new Promise<void>((r) => (idle = r)), sleep(timeoutMs)]);
         }
-        // Unsettled deliveries go back to the queue when the channel closes.
+        // What was handled is acked now, before the channel closes; unsettled deliveries go back
+        // to the queue when it does.
+        cur?.acks.flush();
         current = undefined;
         wrappers.delete(wrapper);
         await wrapper.close().catch(() => undefined);
