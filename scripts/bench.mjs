@@ -230,27 +230,38 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
   result.redisSetNx = await redisSetNxRate({ redis, prefix: `bench:setnx:${tag}:`, durationMs: D / 2, inFlight: settings.redisInFlight });
   say(`${name}: ${result.redisSetNx.rate} SET NX/s`);
 
-  say(`${name}: least gateway (${settings.durationS} s, ${settings.connections} connections)`);
-  const least = startNode(`least-gateway-${name}`, 'scripts/bench/least-gateway.mjs', { BENCH_AMQP_URL: servers.rabbitUrls[0] ?? '', BENCH_QUEUE: scratch, PORT: '0' });
-  const leastPort = await new Promise((resolve, reject) => {
-    let buf = '';
-    least.child.stdout?.on('data', (d) => {
-      buf += String(d);
-      const m = /"port":(\d+)/.exec(buf);
-      if (m) resolve(Number(m[1]));
+  /**
+   * The least gateway (or, with Redis, the least gateway with idempotency) under the same load as
+   * the gateway: its own process, a warm-up with its own ids, then the measured run.
+   * @param {string} label
+   * @param {Record<string, string>} extraEnv
+   */
+  const leastGatewayRun = async (label, extraEnv) => {
+    say(`${name}: ${label} (${settings.durationS} s, ${settings.connections} connections)`);
+    const least = startNode(`least-gateway-${name}`, 'scripts/bench/least-gateway.mjs', { BENCH_AMQP_URL: servers.rabbitUrls[0] ?? '', BENCH_QUEUE: scratch, PORT: '0', ...extraEnv });
+    const leastPort = await new Promise((resolve, reject) => {
+      let buf = '';
+      least.child.stdout?.on('data', (d) => {
+        buf += String(d);
+        const m = /"port":(\d+)/.exec(buf);
+        if (m) resolve(Number(m[1]));
+      });
+      least.child.once('exit', () => reject(new Error(`least gateway exited:\n${least.tail()}`)));
     });
-    least.child.once('exit', () => reject(new Error(`least gateway exited:\n${least.tail()}`)));
-  });
-  const leastBody = orderBody(`${tag}-least`);
-  await cannon({ url: `http://127.0.0.1:${leastPort}`, body: (n) => leastBody(n).text, durationMs: 1000, connections: settings.connections });
-  const leastRss = sampleRss(least.pid);
-  const leastCpu = cpuSeconds(least.pid);
-  result.leastGateway = await cannon({ url: `http://127.0.0.1:${leastPort}`, body: (n) => leastBody(n + 1e6).text, durationMs: D, connections: settings.connections });
-  result.leastGateway.cpuUsPerRequest = cpuPerRequest(leastCpu, cpuSeconds(least.pid), result.leastGateway.requests);
-  result.leastGateway.rssMaxMiB = Math.max(0, ...leastRss.stop());
-  await least.stop();
-  await admin.purgeQueue(scratch);
-  say(`${name}: least gateway ${result.leastGateway.rate} req/s, p50 ${result.leastGateway.p50} ms, p99 ${result.leastGateway.p99} ms, ${result.leastGateway.cpuUsPerRequest} CPU µs/request`);
+    const leastBody = orderBody(`${tag}-${extraEnv.LEAST_REDIS_URL ? 'least-idem' : 'least'}`);
+    await cannon({ url: `http://127.0.0.1:${leastPort}`, body: (n) => leastBody(n).text, durationMs: 1000, connections: settings.connections });
+    const leastRss = sampleRss(least.pid);
+    const leastCpu = cpuSeconds(least.pid);
+    const run = await cannon({ url: `http://127.0.0.1:${leastPort}`, body: (n) => leastBody(n + 1e6).text, durationMs: D, connections: settings.connections });
+    run.cpuUsPerRequest = cpuPerRequest(leastCpu, cpuSeconds(least.pid), run.requests);
+    run.rssMaxMiB = Math.max(0, ...leastRss.stop());
+    await least.stop();
+    await admin.purgeQueue(scratch);
+    say(`${name}: ${label} ${run.rate} req/s, p50 ${run.p50} ms, p99 ${run.p99} ms, ${run.cpuUsPerRequest} CPU µs/request`);
+    return run;
+  };
+  result.leastGateway = await leastGatewayRun('least gateway', {});
+  result.leastGatewayIdempotent = await leastGatewayRun('least gateway with idempotency', { LEAST_REDIS_URL: servers.redisUrl });
 
   say(`${name}: gateway at saturation (${settings.durationS} s, ${settings.connections} connections)`);
   const gateway = await startService('api-gateway', servers);
@@ -403,6 +414,8 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
   await Promise.all([processor.stop(), notifier.stop()]);
   result.ratios = {
     gatewayToLeastGateway: ratio(result.gateway.rate, result.leastGateway.rate),
+    leastIdempotentToLeastGateway: ratio(result.leastGatewayIdempotent.rate, result.leastGateway.rate),
+    gatewayToLeastIdempotent: ratio(result.gateway.rate, result.leastGatewayIdempotent.rate),
     gatewayToBrokerCeiling: ratio(result.gateway.rate, result.brokerCeiling.rate),
     pipelineToGateway: ratio(sustainedRate, result.gateway.rate),
   };

@@ -72,15 +72,19 @@ export function tableRows(phases) {
   add('Redis SET NX/s', (p) => p.redisSetNx?.rate);
   add('least gateway req/s', (p) => p.leastGateway?.rate);
   add('least gateway p50/p99 ms', (p) => latencyPair(p.leastGateway));
+  add('least gateway with idempotency req/s', (p) => p.leastGatewayIdempotent?.rate);
   add('gateway accepted orders/s', (p) => p.gateway?.rate);
   add('gateway p50/p99 ms', (p) => latencyPair(p.gateway));
   add('gateway RSS under load MiB', (p) => p.gateway?.rssMaxMiB);
   // CPU per request of the process itself: steadier than rates when other work shares the machine.
   add('least gateway CPU µs/request', (p) => p.leastGateway?.cpuUsPerRequest);
+  add('least gateway with idempotency CPU µs/request', (p) => p.leastGatewayIdempotent?.cpuUsPerRequest);
   add('gateway CPU µs/request', (p) => p.gateway?.cpuUsPerRequest);
   add('pipeline sustained orders/s', (p) => p.pipeline?.sustainedRate);
   add('end-to-end p50/p99 ms at half', (p) => latencyPair(p.pipeline?.latency?.e2eMs));
   add('gateway / least gateway', (p) => p.ratios?.gatewayToLeastGateway);
+  add('least with idempotency / least gateway', (p) => p.ratios?.leastIdempotentToLeastGateway);
+  add('gateway / least with idempotency', (p) => p.ratios?.gatewayToLeastIdempotent);
   add('gateway / broker ceiling', (p) => p.ratios?.gatewayToBrokerCeiling);
   add('pipeline / gateway', (p) => p.ratios?.pipelineToGateway);
   return rows;
@@ -111,6 +115,7 @@ export function chartSvg({ title, subtitle, phases }) {
   const bars = [
     { key: 'broker ceiling (confirmed publishes/s)', get: (/** @type {any} */ p) => p.brokerCeiling?.rate, colour: '#9aa5b1' },
     { key: 'least gateway (req/s)', get: (/** @type {any} */ p) => p.leastGateway?.rate, colour: '#c9a227' },
+    { key: 'least gateway + idempotency (req/s)', get: (/** @type {any} */ p) => p.leastGatewayIdempotent?.rate, colour: '#e0b84c' },
     { key: 'gateway (accepted orders/s)', get: (/** @type {any} */ p) => p.gateway?.rate, colour: '#2b7bb9' },
     { key: 'pipeline sustained (orders/s)', get: (/** @type {any} */ p) => p.pipeline?.sustainedRate, colour: '#2f9e44' },
   ];
@@ -143,6 +148,7 @@ export function chartSvg({ title, subtitle, phases }) {
     const gw = p.gateway;
     const lines = [
       `gateway / least gateway ${cell(r.gatewayToLeastGateway)} · gateway / broker ceiling ${cell(r.gatewayToBrokerCeiling)} · pipeline / gateway ${cell(r.pipelineToGateway)}`,
+      `least gateway with idempotency / least gateway ${cell(r.leastIdempotentToLeastGateway)} · gateway / least gateway with idempotency ${cell(r.gatewayToLeastIdempotent)}`,
       `gateway p50/p99 ${cell(latencyPair(gw))} ms at saturation · end-to-end p50/p99 ${cell(latencyPair(e2e))} ms at half the sustained rate`,
     ];
     for (const line of lines) {
