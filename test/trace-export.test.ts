@@ -8,7 +8,8 @@ import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keys } from '@order-pipeline/shared';
 import { Redis } from 'ioredis';
-import { freePort, startService, waitFor, waitReady, type ServiceProcess } from './helpers/processes.js';
+import { startPipeline, type Pipeline } from './helpers/pipeline.js';
+import { waitFor } from './helpers/processes.js';
 import { resetAll, testServers } from './helpers/servers.js';
 
 const { redisUrl, rabbitmqUrls } = testServers();
@@ -34,7 +35,7 @@ const paths = new Set<string>();
 let collector: Server;
 let webhook: Server;
 const webhookTraceparents: string[] = [];
-let procs: ServiceProcess[] = [];
+let pipeline: Pipeline;
 let gateway = '';
 
 /** A server that answers 200 to everything and hands each request's (gunzipped) body to `onBody`. */
@@ -66,26 +67,17 @@ beforeAll(async () => {
   const w = await receiver((_path, headers) => webhookTraceparents.push(String(headers.traceparent)));
   webhook = w.server;
 
-  const ports = { GATEWAY_PORT: await freePort(), PROCESSOR_PORT: await freePort(), NOTIFIER_PORT: await freePort() };
-  const env = {
-    REDIS_URL: redisUrl,
-    RABBITMQ_URLS: rabbitmqUrls.join(','),
-    OTEL_EXPORTER_OTLP_ENDPOINT: c.url,
-    NOTIFY_WEBHOOK_URL: `${w.url}/hooks`,
-    ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])),
-  };
-  procs = (['api-gateway', 'order-processor', 'notifier'] as const).map((s) => startService(s, env));
-  gateway = `http://127.0.0.1:${ports.GATEWAY_PORT}`;
-  try {
-    await Promise.all(Object.values(ports).map((p) => waitReady(`http://127.0.0.1:${p}`, 60_000)));
-  } catch (err) {
-    for (const p of procs) console.error(`--- ${p.name}\n${p.output()}`);
-    throw err;
-  }
+  pipeline = await startPipeline({
+    redisUrl,
+    rabbitmqUrls,
+    services: ['api-gateway', 'order-processor', 'notifier'],
+    env: { OTEL_EXPORTER_OTLP_ENDPOINT: c.url, NOTIFY_WEBHOOK_URL: `${w.url}/hooks` },
+  });
+  gateway = pipeline.base['api-gateway'];
 });
 
 afterAll(async () => {
-  await Promise.all(procs.map((p) => p.stop()));
+  await pipeline?.stop();
   await new Promise<void>((resolve) => (collector ? collector.close(() => resolve()) : resolve()));
   await new Promise<void>((resolve) => (webhook ? webhook.close(() => resolve()) : resolve()));
 });
@@ -109,8 +101,7 @@ describe('exporting spans over OTLP/HTTP', () => {
     expect(webhookTraceparents[0]).toMatch(new RegExp(`^00-${traceId}-`));
 
     // The batch exporter waits up to 5 s; a stop (SIGTERM) exports what is left at once.
-    const codes = await Promise.all(procs.map((p) => p.stop()));
-    expect(codes).toEqual([0, 0, 0]);
+    expect(await pipeline.stop()).toEqual({ 'api-gateway': 0, 'order-processor': 0, notifier: 0 });
 
     expect([...paths]).toEqual(['/v1/traces']);
     const ours = spans.filter((s) => s.traceId === traceId);

@@ -439,6 +439,15 @@ export function createBroker(opts: BrokerOptions): Broker {
       await publish(exchanges.dlx, c.queue, msg.content, { ...msg.properties, headers });
     };
 
+    // A copy back to this queue only (default exchange) carrying the failed attempts before it;
+    // the original is acked once the copy is confirmed. The broker's own delivery count starts
+    // again with the copy.
+    const retryCopy = async (msg: ConsumeMessage, span: Span, failedAttempts: number) => {
+      const { 'x-delivery-count': _count, ...kept } = msg.properties.headers ?? {};
+      const headers = traceHeaders(span, { ...kept, [RETRY_COUNT_HEADER]: failedAttempts });
+      await publish('', c.queue, msg.content, { ...msg.properties, headers });
+    };
+
     // Each delivery is handled in its own CONSUMER span, the child of the publish span whose
     // context the message carries; the handler gets it (ctx.span), and retry copies and dead
     // letters are published as its children.
@@ -484,9 +493,7 @@ export function createBroker(opts: BrokerOptions): Broker {
             handled('retry');
             mlog.debug({ reason: err.message, retryInMs: err.delayMs }, 'not yet; retrying later without counting an attempt');
             await sleep(err.delayMs);
-            const { 'x-delivery-count': _count, ...kept } = msg.properties.headers ?? {};
-            const headers = traceHeaders(span, { ...kept, [RETRY_COUNT_HEADER]: attempt - 1 });
-            await publish('', c.queue, msg.content, { ...msg.properties, headers });
+            await retryCopy(msg, span, attempt - 1);
           } else if (attempt >= maxAttempts) {
             handled('dead_letter');
             mlog.error({ err: (err as Error).message }, 'attempts exhausted; dead-lettering');
@@ -497,11 +504,8 @@ export function createBroker(opts: BrokerOptions): Broker {
             const delay = backoff(attempt);
             mlog.warn({ err: (err as Error).message, retryInMs: delay }, 'handling failed; retrying later');
             await sleep(delay);
-            // The copy goes back to this queue only (default exchange) with its failure counted;
-            // the original is acked once the copy is confirmed.
-            const { 'x-delivery-count': _count, ...kept } = msg.properties.headers ?? {};
-            const headers = traceHeaders(span, { ...kept, [RETRY_COUNT_HEADER]: attempt });
-            await publish('', c.queue, msg.content, { ...msg.properties, headers });
+            // This attempt failed: the copy counts it.
+            await retryCopy(msg, span, attempt);
           }
           settle(ch, msg, 'ack');
         }
