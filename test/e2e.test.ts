@@ -4,7 +4,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keys, queues } from '@order-pipeline/shared';
-import { freePort, startService, waitFor, waitReady, type ServiceProcess } from './helpers/processes.js';
+import { startPipeline, type Pipeline } from './helpers/pipeline.js';
+import { freePort, startService, waitFor } from './helpers/processes.js';
 import { PROMETHEUS_ACCEPT } from './helpers/prometheus.js';
 import { resetAll, testServers } from './helpers/servers.js';
 
@@ -12,7 +13,7 @@ const { redisUrl, rabbitmqUrls } = testServers();
 const SKU = 'mag-safe-phone-case';
 
 let redis: Redis;
-let procs: ServiceProcess[] = [];
+let pipeline: Pipeline;
 let gateway = '';
 let dashboard = '';
 /** Replays answered so far (200): what the dashboard's duplicates figure must show. */
@@ -72,26 +73,16 @@ describe('the pipeline, end to end, as the README tells it', () => {
   beforeAll(async () => {
     await resetAll(redisUrl, rabbitmqUrls);
     redis = new Redis(redisUrl);
-    const ports = { GATEWAY_PORT: await freePort(), DASHBOARD_PORT: await freePort(), PROCESSOR_PORT: await freePort(), NOTIFIER_PORT: await freePort() };
-    const env = { REDIS_URL: redisUrl, RABBITMQ_URLS: rabbitmqUrls.join(','), ...Object.fromEntries(Object.entries(ports).map(([k, v]) => [k, String(v)])) };
-    procs = (['api-gateway', 'order-processor', 'notifier', 'dashboard'] as const).map((s) => startService(s, env));
-    gateway = `http://127.0.0.1:${ports.GATEWAY_PORT}`;
-    dashboard = `http://127.0.0.1:${ports.DASHBOARD_PORT}`;
-    try {
-      await Promise.all(
-        [ports.GATEWAY_PORT, ports.PROCESSOR_PORT, ports.NOTIFIER_PORT, ports.DASHBOARD_PORT].map((p) => waitReady(`http://127.0.0.1:${p}`, 60_000)),
-      );
-    } catch (err) {
-      for (const p of procs) console.error(`--- ${p.name}\n${p.output()}`);
-      throw err;
-    }
+    pipeline = await startPipeline({ redisUrl, rabbitmqUrls });
+    gateway = pipeline.base['api-gateway'];
+    dashboard = pipeline.base.dashboard;
   }, 90_000);
 
   afterAll(async () => {
     // Graceful shutdown: every service exits 0 on SIGTERM.
-    const codes = await Promise.all(procs.map((p) => p.stop('SIGTERM')));
+    const codes = await pipeline.stop();
     redis?.disconnect();
-    expect(codes).toEqual([0, 0, 0, 0]);
+    expect(codes).toEqual({ 'api-gateway': 0, 'order-processor': 0, notifier: 0, dashboard: 0 });
   }, 30_000);
 
   it('accepts an order once stock is seeded, and processes and notifies it', async () => {
