@@ -16,7 +16,7 @@ import {
   type RunningService,
   type ServiceDeps,
 } from '@order-pipeline/shared';
-import { createOrderMetrics, getOrder, placeOrder, resultOf, type OrderDeps } from './orders.js';
+import { createOrderMetrics, getOrder, idempotencySteps, placeOrder, resultOf, type OrderDeps } from './orders.js';
 
 export type GatewayDeps = ServiceDeps;
 /** `stop` stops taking requests and waits for those in progress. */
@@ -49,7 +49,7 @@ function refusalCounter(metrics: Metrics): (problem: HttpProblem | undefined) =>
 export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
   const { redis, broker, log } = deps;
   const metrics = deps.metrics ?? createMetrics(deps.config.service);
-  const orderDeps: OrderDeps = { ...deps, metrics: createOrderMetrics(metrics) };
+  const orderDeps: OrderDeps = { ...deps, metrics: createOrderMetrics(metrics), idempotency: idempotencySteps(redis, deps.config) };
   const refused = refusalCounter(metrics);
   const tracer = trace.getTracer(deps.config.service);
 

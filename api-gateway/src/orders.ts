@@ -3,7 +3,10 @@ import type { Context } from 'koa';
 import {
   HttpProblem,
   ID_REGEX,
+  acceptOrders,
   canonicalOrder,
+  claimOrders,
+  createBatcher,
   encodeEvent,
   exchanges,
   forOrder,
@@ -13,7 +16,10 @@ import {
   makeEvent,
   routingKeys,
   validateOrder,
+  type Acceptance,
   type Broker,
+  type Claim,
+  type ClaimReply,
   type Config,
   type Logger,
   type Metrics,
@@ -23,7 +29,8 @@ import {
 import { parseJson, readBody, requireJson } from './body.js';
 
 // POST /orders: validate, claim the id in Redis (one round trip), publish with a broker confirm,
-// record the acceptance (one round trip). Bad input is refused before anything is written.
+// record the acceptance (one round trip). Bad input is refused before anything is written. The
+// round trips are shared: claims (and acceptances) of one event-loop turn go as one script call.
 
 export const ORDER_RESULTS = ['accepted', 'replayed', 'in_flight', 'mismatch', 'invalid', 'unavailable'] as const;
 export type OrderResult = (typeof ORDER_RESULTS)[number];
@@ -55,6 +62,25 @@ export interface OrderDeps {
   broker: Broker;
   log: Logger;
   metrics: OrderMetrics;
+  idempotency: IdempotencySteps;
+}
+
+/** The two idempotency steps of one request; see idempotencySteps. */
+export interface IdempotencySteps {
+  claim(claim: Claim): Promise<ClaimReply>;
+  accept(acceptance: Acceptance): Promise<0 | 1>;
+}
+
+/**
+ * Claim and accept, each batched per event-loop turn (createBatcher): under load one script call
+ * carries every concurrent request's claim, with the same per-id outcome as one call each.
+ */
+export function idempotencySteps(redis: RedisClient, config: Config): IdempotencySteps {
+  const leaseMs = claimLeaseMs(config);
+  return {
+    claim: createBatcher((claims: Claim[]) => claimOrders(redis, leaseMs, claims)),
+    accept: createBatcher((acceptances: Acceptance[]) => acceptOrders(redis, config.idempotencyTtlSeconds, new Date(), acceptances)),
+  };
 }
 
 
@@ -102,7 +128,7 @@ export function resultOf(status: number): OrderResult | undefined {
 }
 
 export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
-  const { config, redis, broker, log, metrics } = deps;
+  const { config, redis, broker, log, metrics, idempotency } = deps;
 
   requireJson(ctx.req);
   const parsed = parseJson(await readBody(ctx.req));
@@ -122,9 +148,9 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
   const idempKey = keys.idempotency(order.id);
   const fp = fingerprint(order);
   const token = randomUUID();
-  let claim: Awaited<ReturnType<RedisClient['claim']>>;
+  let claim: ClaimReply;
   try {
-    claim = await redis.claim(idempKey, keys.stats.duplicates, JSON.stringify({ state: 'inflight', fp, token }), claimLeaseMs(config), fp, token);
+    claim = await idempotency.claim({ id: order.id, fingerprint: fp, token });
   } catch (err) {
     olog.warn({ err: (err as Error).message }, 'idempotency claim failed; answering 503');
     throw unavailable('The order store is not reachable; retry shortly');
@@ -182,20 +208,7 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
   };
   const response = JSON.stringify(body);
   try {
-    const ours = await redis.accept(
-      idempKey,
-      keys.order(order.id),
-      keys.stats.accepted,
-      keys.recentOrders,
-      token,
-      JSON.stringify({ state: 'accepted', fp, response }),
-      config.idempotencyTtlSeconds,
-      order.id,
-      order.sku,
-      order.qty,
-      order.email ?? '',
-      new Date().toISOString(),
-    );
+    const ours = await idempotency.accept({ id: order.id, sku: order.sku, qty: order.qty, email: order.email, token, fingerprint: fp, response });
     if (ours === 0) olog.debug('claim lapsed before the acceptance; the request that took it records it');
   } catch (err) {
     // The broker confirmed: the order is durable and the processor records it itself. The id stays

@@ -6,6 +6,7 @@ import {
   DEAD_LETTER_HEADERS,
   PublishError,
   RETRY_COUNT_HEADER,
+  acceptOrders,
   connectBroker,
   createLogger,
   createRedis,
@@ -341,22 +342,10 @@ describe('order processor', () => {
     const decided = await order('op-late-1');
     expect(decided.status).toBe('created');
 
-    const record = JSON.stringify({ state: 'accepted', fp: 'fp', response: '{}' });
-    const accepted = await redis.accept(
-      keys.idempotency('op-late-1'),
-      keys.order('op-late-1'),
-      keys.stats.accepted,
-      keys.recentOrders,
-      'token-1',
-      record,
-      60,
-      'op-late-1',
-      'sku-late',
-      2,
-      '',
-      new Date(Date.now() + 1000).toISOString(),
-    );
-    expect(accepted).toBe(1);
+    const accepted = await acceptOrders(redis, 60, new Date(Date.now() + 1000), [
+      { id: 'op-late-1', sku: 'sku-late', qty: 2, token: 'token-1', fingerprint: 'fp', response: '{}' },
+    ]);
+    expect(accepted).toEqual([1]);
     expect(await order('op-late-1')).toEqual(decided);
   });
 

@@ -21,7 +21,7 @@ if stock and not string.match(stock, '^%-?%d+$') then
 end
 local qty = tonumber(ARGV[3])
 -- The gateway may not have recorded the order yet: fill in what is missing. Status 'accepted'
--- means it has (accept-4.lua writes every field with it, in one script), so nothing is missing.
+-- means it has (accept-n.lua writes every field with it, in one script), so nothing is missing.
 if status ~= 'accepted' then
   redis.call('HSETNX', KEYS[1], 'id', ARGV[1])
   redis.call('HSETNX', KEYS[1], 'sku', ARGV[2])

@@ -5,6 +5,8 @@ export * from './errors.js';
 export * from './topology.js';
 export * from './messages.js';
 export * from './redis.js';
+export * from './batch.js';
+export * from './idempotency.js';
 export * from './broker.js';
 export * from './http.js';
 export * from './lifecycle.js';

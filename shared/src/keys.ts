@@ -12,7 +12,7 @@ export const keys = {
   order: (orderId: string) => `order:${orderId}`,
   /** hash: the notification's status, attempts, channel, sentAt, lastError, lease. */
   notification: (orderId: string) => `notifications:${orderId}`,
-  /** list: ids of the newest accepted orders, newest first, capped at 50 (accept-4.lua); the dashboard's recent orders. */
+  /** list: ids of the newest accepted orders, newest first, capped at 50 (accept-n.lua); the dashboard's recent orders. */
   recentOrders: 'orders:recent',
   /** string integer: orders whose stock was reserved. */
   processedCount: 'orders.processed.count',

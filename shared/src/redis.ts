@@ -3,13 +3,15 @@ import { Redis, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from './config.js';
 import type { Logger } from './logger.js';
 
-// Lua scripts live in ../lua as files named <command>-<number of KEYS>.lua; the same relative
-// path works from src/ (tests) and dist/ (built services).
+// Lua scripts live in ../lua as files named <command>-<number of KEYS>.lua, or <command>-n.lua for
+// a script that takes any number of keys (the caller passes the count first, as ioredis expects
+// when numberOfKeys is left out); the same relative path works from src/ (tests) and dist/.
 const LUA_DIR = new URL('../lua/', import.meta.url);
 
 export interface LuaScript {
   name: string;
-  numberOfKeys: number;
+  /** undefined: the script takes any number of keys, and each call passes the count first. */
+  numberOfKeys: number | undefined;
   lua: string;
 }
 
@@ -17,23 +19,25 @@ export function loadLuaScripts(): LuaScript[] {
   return readdirSync(LUA_DIR)
     .filter((f) => f.endsWith('.lua'))
     .map((file) => {
-      const m = /^(.+)-(\d+)\.lua$/.exec(file);
-      if (!m) throw new Error(`Lua file name must be <name>-<number of keys>.lua: ${file}`);
+      const m = /^(.+)-(\d+|n)\.lua$/.exec(file);
+      if (!m) throw new Error(`Lua file name must be <name>-<number of keys, or n>.lua: ${file}`);
       const name = (m[1] as string).replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
-      return { name, numberOfKeys: Number(m[2]), lua: readFileSync(new URL(file, LUA_DIR), 'utf8') };
+      return { name, numberOfKeys: m[2] === 'n' ? undefined : Number(m[2]), lua: readFileSync(new URL(file, LUA_DIR), 'utf8') };
     });
 }
 
 type Arg = string | number;
+
+/** One claim's answer: claimed; replay this response; other payload; in flight for this many ms. */
+export type ClaimReply = [0] | [1, string] | [2] | [3, number];
 type Reply<T> = Promise<T>;
 
 /** The commands defined from ../lua; see each file's header for KEYS, ARGV and replies. */
 export interface ScriptCommands {
-  claim(idemp: string, duplicates: string, record: string, leaseMs: Arg, fingerprint: string, token: string): Reply<[0] | [1, string] | [2] | [3, number]>;
-  accept(
-    idemp: string, order: string, accepted: string, recent: string,
-    token: string, record: string, ttlSeconds: number, id: string, sku: string, qty: number, email: string, now: string,
-  ): Reply<0 | 1>;
+  /** Any number of claims; call it through claimOrders (idempotency.ts), which lays out the arguments. */
+  claim(numberOfKeys: number, ...keysThenArgs: Arg[]): Reply<ClaimReply[]>;
+  /** Any number of acceptances; call it through acceptOrders (idempotency.ts). */
+  accept(numberOfKeys: number, ...keysThenArgs: Arg[]): Reply<(0 | 1)[]>;
   release(idemp: string, token: string): Reply<0 | 1>;
   reserve(
     order: string, inventory: string, processed: string, rejected: string,
@@ -71,7 +75,7 @@ export function createRedis(cfg: RedisConfig, { log, overrides }: RedisClientOpt
   const redis = cfg.sentinels
     ? new Redis({ ...common, sentinels: cfg.sentinels, name: cfg.sentinelName ?? 'mymaster' })
     : new Redis(cfg.url, common);
-  for (const s of loadLuaScripts()) redis.defineCommand(s.name, { numberOfKeys: s.numberOfKeys, lua: s.lua });
+  for (const s of loadLuaScripts()) redis.defineCommand(s.name, s.numberOfKeys === undefined ? { lua: s.lua } : { numberOfKeys: s.numberOfKeys, lua: s.lua });
   if (log) {
     let up = false;
     redis.on('ready', () => {

@@ -3,7 +3,7 @@
 // twice, and a bad inventory value must be refused before anything is written.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createRedis, keys, redisReady, type RedisClient } from '../src/index.js';
+import { acceptOrders, claimOrders, createRedis, keys, redisReady, type RedisClient } from '../src/index.js';
 import { resetRedis } from '../../test/helpers/servers.js';
 
 const redisUrl = inject('redisUrl');
@@ -21,15 +21,78 @@ const now = () => new Date().toISOString();
 
 describe('claim (gateway)', () => {
   it('treats the same claim sent twice as one: the second answer is still "claimed"', async () => {
-    const token = randomUUID();
-    const record = JSON.stringify({ state: 'inflight', fp: 'fp-1', token });
-    const args = [keys.idempotency('lua-claim-1'), keys.stats.duplicates, record, 5000, 'fp-1', token] as const;
-    expect(await redis.claim(...args)).toEqual([0]);
-    expect(await redis.claim(...args)).toEqual([0]);
+    const claim = { id: 'lua-claim-1', fingerprint: 'fp-1', token: randomUUID() };
+    expect(await claimOrders(redis, 5000, [claim])).toEqual([[0]]);
+    expect(await claimOrders(redis, 5000, [claim])).toEqual([[0]]);
+    expect(JSON.parse((await redis.get(keys.idempotency('lua-claim-1'))) ?? '')).toEqual({ state: 'inflight', fp: 'fp-1', token: claim.token });
     // Another request with the same payload is told the first is in flight.
-    const other = randomUUID();
-    const reply = await redis.claim(keys.idempotency('lua-claim-1'), keys.stats.duplicates, JSON.stringify({ state: 'inflight', fp: 'fp-1', token: other }), 5000, 'fp-1', other);
-    expect(reply[0]).toBe(3);
+    const [reply] = await claimOrders(redis, 5000, [{ ...claim, token: randomUUID() }]);
+    expect(reply?.[0]).toBe(3);
+  });
+
+  it('decides every claim of a batch as if each ran alone, in order', async () => {
+    const id = (n: number) => `lua-batch-${n}-${randomUUID()}`;
+    const [fresh, accepted, other, inFlight] = [id(1), id(2), id(3), id(4)];
+    const acceptedToken = randomUUID();
+    await claimOrders(redis, 5000, [{ id: accepted, fingerprint: 'fa', token: acceptedToken }]);
+    expect(await acceptOrders(redis, 60, new Date(), [{ id: accepted, sku: 's', qty: 1, token: acceptedToken, fingerprint: 'fa', response: '{"r":1}' }])).toEqual([1]);
+    await claimOrders(redis, 5000, [{ id: other, fingerprint: 'fo', token: randomUUID() }]);
+    const duplicatesBefore = Number(await redis.get(keys.stats.duplicates));
+
+    const replies = await claimOrders(redis, 5000, [
+      { id: fresh, fingerprint: 'ff', token: randomUUID() },
+      { id: accepted, fingerprint: 'fa', token: randomUUID() },
+      { id: other, fingerprint: 'not-fo', token: randomUUID() },
+      { id: inFlight, fingerprint: 'fi', token: randomUUID() },
+      // The same id twice in one batch: the second finds the first in flight.
+      { id: inFlight, fingerprint: 'fi', token: randomUUID() },
+    ]);
+    expect(replies[0]).toEqual([0]);
+    expect(replies[1]).toEqual([1, '{"r":1}']);
+    expect(replies[2]).toEqual([2]);
+    expect(replies[3]).toEqual([0]);
+    expect(replies[4]?.[0]).toBe(3);
+    expect(replies[4]?.[1]).toBeGreaterThan(4000);
+    expect(Number(await redis.get(keys.stats.duplicates))).toBe(duplicatesBefore + 1);
+  });
+
+  it('refuses a fingerprint or token that would break the record it builds', async () => {
+    await expect(claimOrders(redis, 5000, [{ id: 'lua-claim-bad', fingerprint: 'a"b', token: randomUUID() }])).rejects.toThrow(/fingerprint and token/);
+    expect(await redis.exists(keys.idempotency('lua-claim-bad'))).toBe(0);
+  });
+});
+
+describe('accept (gateway)', () => {
+  it('records only acceptances whose claim is still ours, and counts and lists those once', async () => {
+    const id = (n: number) => `lua-acc-${n}-${randomUUID()}`;
+    const [mine, taken, lapsed] = [id(1), id(2), id(3)];
+    const [tMine, tTaken] = [randomUUID(), randomUUID()];
+    await claimOrders(redis, 5000, [
+      { id: mine, fingerprint: 'f', token: tMine },
+      { id: taken, fingerprint: 'f', token: randomUUID() },
+    ]);
+    const acceptedBefore = Number(await redis.get(keys.stats.accepted));
+    const acceptance = (orderId: string, token: string) => ({ id: orderId, sku: 'sku-acc', qty: 2, email: 'a@example.com', token, fingerprint: 'f', response: `{"id":"${orderId}"}` });
+
+    const at = new Date();
+    // `lapsed` has no claim at all any more (its lease ran out): recorded as ours, like a first claim.
+    const replies = await acceptOrders(redis, 60, at, [acceptance(mine, tMine), acceptance(taken, tTaken), acceptance(lapsed, randomUUID())]);
+    expect(replies).toEqual([1, 0, 1]);
+    expect(Number(await redis.get(keys.stats.accepted))).toBe(acceptedBefore + 2);
+    expect(JSON.parse((await redis.get(keys.idempotency(mine))) ?? '')).toEqual({ state: 'accepted', fp: 'f', response: `{"id":"${mine}"}` });
+    expect(await redis.ttl(keys.idempotency(mine))).toBeGreaterThan(50);
+    expect(JSON.parse((await redis.get(keys.idempotency(taken))) ?? '')).toMatchObject({ state: 'inflight' });
+    // Newest first: the list gets the recorded ones in the order given.
+    expect(await redis.lrange(keys.recentOrders, 0, 1)).toEqual([lapsed, mine]);
+    // Every order hash is written, also the one whose record another claim holds.
+    for (const orderId of [mine, taken, lapsed]) {
+      expect(await redis.hgetall(keys.order(orderId))).toEqual({
+        id: orderId, sku: 'sku-acc', qty: '2', email: 'a@example.com', status: 'accepted', createdAt: at.toISOString(), updatedAt: at.toISOString(),
+      });
+    }
+    // Sent again (a client resend after a reconnect): nothing counts twice.
+    expect(await acceptOrders(redis, 60, at, [acceptance(mine, tMine)])).toEqual([0]);
+    expect(Number(await redis.get(keys.stats.accepted))).toBe(acceptedBefore + 2);
   });
 });
 
@@ -37,7 +100,7 @@ describe('release (gateway)', () => {
   it('deletes only a claim that is still ours', async () => {
     const key = keys.idempotency('lua-release-1');
     const mine = randomUUID();
-    await redis.claim(key, keys.stats.duplicates, JSON.stringify({ state: 'inflight', fp: 'f', token: mine }), 5000, 'f', mine);
+    await claimOrders(redis, 5000, [{ id: 'lua-release-1', fingerprint: 'f', token: mine }]);
     expect(await redis.release(key, randomUUID())).toBe(0);
     expect(await redis.exists(key)).toBe(1);
     expect(await redis.release(key, mine)).toBe(1);
