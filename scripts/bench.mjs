@@ -20,7 +20,8 @@
 // by URL must be throwaway ones too: the benchmark purges orders.queue and notifier.queue.
 //
 // Knobs (environment): BENCH_DURATION_S (8) seconds per saturation run, BENCH_STEP_S (6) seconds
-// per fixed-rate step, BENCH_PROBES (4) bisection steps, BENCH_CONNECTIONS (64) autocannon
+// per fixed-rate step, BENCH_PROBES (4) bisection steps, BENCH_ROUNDS (3) interleaved rounds of
+// the three saturation runs (least gateway, with idempotency, gateway), BENCH_CONNECTIONS (64) autocannon
 // connections, BENCH_CLUSTER (1; 0 skips the cluster), BENCH_OUTAGE_S (60; 0 skips the outage),
 // BENCH_OUTAGE_RATE (200 req/s during the outage), BENCH_QUEUE_TYPE (quorum), BENCH_LOG_LEVEL
 // (info, the services' LOG_LEVEL), BENCH_CPU_PROF (a folder: the services run with --cpu-prof into
@@ -38,7 +39,7 @@ import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { freePort, startRabbitCluster, startRedis } from './local-servers.mjs';
 import { brokerCeiling, cannon, cpuSeconds, histogramBetween, paced, redisSetNxRate, rssMiB, sampleRss, scrapeHistograms } from './bench/load.mjs';
-import { chartSvg, formatTable, percentile, ratio, summarize, tableRows } from './bench/report.mjs';
+import { chartSvg, formatTable, medianRound, percentile, ratio, summarize, tableRows } from './bench/report.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const env = process.env;
@@ -56,6 +57,7 @@ const settings = {
   durationS: num('BENCH_DURATION_S', 8),
   stepS: num('BENCH_STEP_S', 6),
   probes: num('BENCH_PROBES', 4),
+  rounds: Math.max(1, num('BENCH_ROUNDS', 3)),
   connections: num('BENCH_CONNECTIONS', 64),
   cluster: env.BENCH_CLUSTER !== '0',
   outageS: num('BENCH_OUTAGE_S', 60),
@@ -230,6 +232,7 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
   result.redisSetNx = await redisSetNxRate({ redis, prefix: `bench:setnx:${tag}:`, durationMs: D / 2, inFlight: settings.redisInFlight });
   say(`${name}: ${result.redisSetNx.rate} SET NX/s`);
 
+  let leastRuns = 0;
   /**
    * The least gateway (or, with Redis, the least gateway with idempotency) under the same load as
    * the gateway: its own process, a warm-up with its own ids, then the measured run.
@@ -248,7 +251,8 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
       });
       least.child.once('exit', () => reject(new Error(`least gateway exited:\n${least.tail()}`)));
     });
-    const leastBody = orderBody(`${tag}-${extraEnv.LEAST_REDIS_URL ? 'least-idem' : 'least'}`);
+    // Every run has its own ids: the idempotent variant would refuse a repeated one.
+    const leastBody = orderBody(`${tag}-${extraEnv.LEAST_REDIS_URL ? 'least-idem' : 'least'}-${(leastRuns += 1)}`);
     await cannon({ url: `http://127.0.0.1:${leastPort}`, body: (n) => leastBody(n).text, durationMs: 1000, connections: settings.connections });
     const leastRss = sampleRss(least.pid);
     const leastCpu = cpuSeconds(least.pid);
@@ -260,34 +264,51 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
     say(`${name}: ${label} ${run.rate} req/s, p50 ${run.p50} ms, p99 ${run.p99} ms, ${run.cpuUsPerRequest} CPU µs/request`);
     return run;
   };
-  result.leastGateway = await leastGatewayRun('least gateway', {});
-  result.leastGatewayIdempotent = await leastGatewayRun('least gateway with idempotency', { LEAST_REDIS_URL: servers.redisUrl });
-
-  say(`${name}: gateway at saturation (${settings.durationS} s, ${settings.connections} connections)`);
+  // The saturation runs move by a tenth or more from one run to the next on a shared machine, and
+  // more over minutes: the three gateways are measured in interleaved rounds, each ratio is taken
+  // within a round (runs seconds apart), and the median round is reported with the range.
+  say(`${name}: gateway started for ${settings.rounds} round(s) of least gateway, least gateway with idempotency, gateway`);
   const gateway = await startService('api-gateway', servers);
   const gwUrl = `http://127.0.0.1:${gateway.port}`;
   const gwBody = orderBody(`${tag}-gw`);
   // Warm-up (JIT, connections) with its own ids.
   await cannon({ url: gwUrl, body: (n) => gwBody(n).text, durationMs: 1000, connections: settings.connections });
-  const gwRss = sampleRss(gateway.pid);
-  const gwCpu = cpuSeconds(gateway.pid);
-  result.gateway = await cannon({ url: gwUrl, body: (n) => gwBody(n + 1e6).text, durationMs: D, connections: settings.connections });
-  result.gateway.cpuUsPerRequest = cpuPerRequest(gwCpu, cpuSeconds(gateway.pid), result.gateway.requests);
-  const rssSamples = gwRss.stop();
-  result.gateway.rssMaxMiB = Math.max(0, ...rssSamples);
-  result.gateway.rssAfterMiB = rssMiB(gateway.pid);
-  // Nobody consumed those orders: drop them so the pipeline starts from empty queues. autocannon
-  // stops with requests still in flight; each ends within the publish timeout (2 s by default), so
-  // wait until the queue stops growing before purging.
-  let last = -1;
-  await waitFor('orders.queue to settle', async () => {
-    const now = await depth(shared.queues.orders);
-    const settled = now === last;
-    last = now;
-    return settled;
-  }, 30_000, 1000);
-  await admin.purgeQueue(shared.queues.orders);
-  say(`${name}: gateway ${result.gateway.rate} orders/s, p50 ${result.gateway.p50} ms, p99 ${result.gateway.p99} ms, ${result.gateway.cpuUsPerRequest} CPU µs/request, RSS max ${result.gateway.rssMaxMiB} MiB`);
+  const gatewayRun = async (/** @type {number} */ round) => {
+    say(`${name}: gateway at saturation (${settings.durationS} s, ${settings.connections} connections)`);
+    const gwRss = sampleRss(gateway.pid);
+    const gwCpu = cpuSeconds(gateway.pid);
+    const run = await cannon({ url: gwUrl, body: (n) => gwBody(n + (round + 1) * 1e6).text, durationMs: D, connections: settings.connections });
+    run.cpuUsPerRequest = cpuPerRequest(gwCpu, cpuSeconds(gateway.pid), run.requests);
+    run.rssMaxMiB = Math.max(0, ...gwRss.stop());
+    run.rssAfterMiB = rssMiB(gateway.pid);
+    // Nobody consumed those orders: drop them so the next run and the pipeline start from empty
+    // queues. autocannon stops with requests still in flight; each ends within the publish timeout
+    // (2 s by default), so wait until the queue stops growing before purging.
+    let last = -1;
+    await waitFor('orders.queue to settle', async () => {
+      const now = await depth(shared.queues.orders);
+      const settled = now === last;
+      last = now;
+      return settled;
+    }, 30_000, 1000);
+    await admin.purgeQueue(shared.queues.orders);
+    say(`${name}: gateway ${run.rate} orders/s, p50 ${run.p50} ms, p99 ${run.p99} ms, ${run.cpuUsPerRequest} CPU µs/request, RSS max ${run.rssMaxMiB} MiB`);
+    return run;
+  };
+  /** @type {{ leastGateway: any, leastGatewayIdempotent: any, gateway: any }[]} */
+  const rounds = [];
+  for (let round = 0; round < settings.rounds; round++) {
+    rounds.push({
+      leastGateway: await leastGatewayRun('least gateway', {}),
+      leastGatewayIdempotent: await leastGatewayRun('least gateway with idempotency', { LEAST_REDIS_URL: servers.redisUrl }),
+      gateway: await gatewayRun(round),
+    });
+  }
+  const saturation = medianRound(rounds);
+  Object.assign(result, saturation.median);
+  result.rounds = saturation.rounds;
+  result.ratioRanges = saturation.ranges;
+  say(`${name}: median round: least gateway ${result.leastGateway.rate}, with idempotency ${result.leastGatewayIdempotent.rate}, gateway ${result.gateway.rate} req/s; gateway / least gateway ${JSON.stringify(saturation.ranges.gatewayToLeastGateway)} over the rounds`);
 
   say(`${name}: pipeline (order-processor, notifier)`);
   await redis.set(shared.keys.inventory(SKU), String(1e12));
@@ -413,9 +434,7 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
 
   await Promise.all([processor.stop(), notifier.stop()]);
   result.ratios = {
-    gatewayToLeastGateway: ratio(result.gateway.rate, result.leastGateway.rate),
-    leastIdempotentToLeastGateway: ratio(result.leastGatewayIdempotent.rate, result.leastGateway.rate),
-    gatewayToLeastIdempotent: ratio(result.gateway.rate, result.leastGatewayIdempotent.rate),
+    ...saturation.ratios,
     gatewayToBrokerCeiling: ratio(result.gateway.rate, result.brokerCeiling.rate),
     pipelineToGateway: ratio(sustainedRate, result.gateway.rate),
   };

@@ -1,7 +1,7 @@
 // The benchmark's pure parts (scripts/bench/report.mjs): the figures it prints and charts must be
 // computed right even though the benchmark itself is not part of the test run.
 import { describe, expect, it } from 'vitest';
-import { chartSvg, formatTable, percentile, ratio, summarize, tableRows } from '../scripts/bench/report.mjs';
+import { chartSvg, formatTable, medianRound, percentile, ratio, summarize, tableRows } from '../scripts/bench/report.mjs';
 
 describe('benchmark report', () => {
   it('takes percentiles by nearest rank', () => {
@@ -34,5 +34,23 @@ describe('benchmark report', () => {
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg).toContain('3-node cluster');
     expect(svg).toContain('t &lt;1&gt;');
+  });
+
+  it('reduces interleaved rounds to per-round ratios, their medians and ranges, and the median round', () => {
+    const round = (least: number, idem: number, gateway: number) => ({ leastGateway: { rate: least }, leastGatewayIdempotent: { rate: idem }, gateway: { rate: gateway } });
+    // The machine slows down over the rounds: rates fall, ratios within a round hold.
+    const rounds = [round(1000, 900, 450), round(600, 500, 240), round(800, 700, 440)];
+    const r = medianRound(rounds);
+    expect(r.rounds.map((x) => x.gatewayToLeastGateway)).toEqual([0.45, 0.4, 0.55]);
+    expect(r.ratios).toEqual({ gatewayToLeastGateway: 0.45, leastIdempotentToLeastGateway: 0.88, gatewayToLeastIdempotent: 0.5 });
+    expect(r.ranges.gatewayToLeastGateway).toEqual([0.4, 0.55]);
+    expect(r.median).toBe(rounds[0]);
+    // An even count takes the lower middle; one round is its own median.
+    expect(medianRound(rounds.slice(0, 2)).median).toBe(rounds[1]);
+    expect(medianRound(rounds.slice(2)).ratios.gatewayToLeastGateway).toBe(0.55);
+    expect(() => medianRound([])).toThrow(/at least one round/);
+    const table = formatTable(tableRows({ 'single node': { ...r.median, rounds: r.rounds, ratios: r.ratios, ratioRanges: r.ranges } }));
+    expect(table).toMatch(/saturation rounds\s+3/);
+    expect(table).toMatch(/range over the rounds\s+0\.40-0\.55/);
   });
 });

@@ -27,6 +27,37 @@ export function summarize(values: number[]): {
  */
 export function ratio(a: number | undefined, b: number | undefined): number;
 /**
+ * Interleaved rounds of the three saturation runs reduced to what is reported: within each round
+ * the ratios between the gateways (runs seconds apart, so slow drifts of the machine cancel); each
+ * ratio's median (nearest rank) and range over the rounds; and the round whose gateway / least
+ * gateway ratio is the median, whose runs stand for the rates.
+ * @template {{ leastGateway?: { rate?: number }, leastGatewayIdempotent?: { rate?: number }, gateway?: { rate?: number } }} R
+ * @param {R[]} rounds
+ */
+export function medianRound<R extends {
+    leastGateway?: {
+        rate?: number;
+    };
+    leastGatewayIdempotent?: {
+        rate?: number;
+    };
+    gateway?: {
+        rate?: number;
+    };
+}>(rounds: R[]): {
+    median: R;
+    ratios: Record<string, number>;
+    ranges: Record<string, [number, number]>;
+    rounds: {
+        gatewayToLeastGateway: number;
+        leastIdempotentToLeastGateway: number;
+        gatewayToLeastIdempotent: number;
+        leastGateway: number;
+        leastGatewayIdempotent: number;
+        gateway: number;
+    }[];
+};
+/**
  * A plain-text table: first row is the header.
  * @param {unknown[][]} rows
  */

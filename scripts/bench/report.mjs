@@ -40,6 +40,45 @@ export function ratio(a, b) {
   return Math.round((a / b) * 100) / 100;
 }
 
+/**
+ * Interleaved rounds of the three saturation runs reduced to what is reported: within each round
+ * the ratios between the gateways (runs seconds apart, so slow drifts of the machine cancel); each
+ * ratio's median (nearest rank) and range over the rounds; and the round whose gateway / least
+ * gateway ratio is the median, whose runs stand for the rates.
+ * @template {{ leastGateway?: { rate?: number }, leastGatewayIdempotent?: { rate?: number }, gateway?: { rate?: number } }} R
+ * @param {R[]} rounds
+ */
+export function medianRound(rounds) {
+  if (rounds.length === 0) throw new Error('medianRound needs at least one round');
+  const perRound = rounds.map((r) => ({
+    gatewayToLeastGateway: ratio(r.gateway?.rate, r.leastGateway?.rate),
+    leastIdempotentToLeastGateway: ratio(r.leastGatewayIdempotent?.rate, r.leastGateway?.rate),
+    gatewayToLeastIdempotent: ratio(r.gateway?.rate, r.leastGatewayIdempotent?.rate),
+  }));
+  /** @type {Record<string, number | undefined>} */
+  const ratios = {};
+  /** @type {Record<string, [number, number] | undefined>} */
+  const ranges = {};
+  for (const key of /** @type {(keyof (typeof perRound)[number])[]} */ (Object.keys(perRound[0] ?? {}))) {
+    const values = perRound.map((p) => p[key]).filter((v) => v !== undefined);
+    ratios[key] = percentile(values, 50);
+    ranges[key] = values.length > 0 ? [Math.min(...values), Math.max(...values)] : undefined;
+  }
+  const byRatio = rounds.map((_, i) => i).sort((a, b) => (perRound[a]?.gatewayToLeastGateway ?? 0) - (perRound[b]?.gatewayToLeastGateway ?? 0));
+  const mid = byRatio[Math.ceil(byRatio.length / 2) - 1] ?? 0;
+  return {
+    median: /** @type {R} */ (rounds[mid]),
+    ratios,
+    ranges,
+    rounds: rounds.map((r, i) => ({
+      leastGateway: r.leastGateway?.rate,
+      leastGatewayIdempotent: r.leastGatewayIdempotent?.rate,
+      gateway: r.gateway?.rate,
+      ...perRound[i],
+    })),
+  };
+}
+
 /** @param {unknown} v */
 function cell(v) {
   if (v === undefined || v === null) return '-';
@@ -82,12 +121,19 @@ export function tableRows(phases) {
   add('gateway CPU µs/request', (p) => p.gateway?.cpuUsPerRequest);
   add('pipeline sustained orders/s', (p) => p.pipeline?.sustainedRate);
   add('end-to-end p50/p99 ms at half', (p) => latencyPair(p.pipeline?.latency?.e2eMs));
+  add('saturation rounds', (p) => p.rounds?.length);
   add('gateway / least gateway', (p) => p.ratios?.gatewayToLeastGateway);
+  add('  range over the rounds', (p) => range(p.ratioRanges?.gatewayToLeastGateway));
   add('least with idempotency / least gateway', (p) => p.ratios?.leastIdempotentToLeastGateway);
   add('gateway / least with idempotency', (p) => p.ratios?.gatewayToLeastIdempotent);
   add('gateway / broker ceiling', (p) => p.ratios?.gatewayToBrokerCeiling);
   add('pipeline / gateway', (p) => p.ratios?.pipelineToGateway);
   return rows;
+}
+
+/** @param {[number, number] | undefined} r */
+function range(r) {
+  return r ? `${r[0].toFixed(2)}-${r[1].toFixed(2)}` : undefined;
 }
 
 /** @param {{p50?: number, p99?: number} | undefined} l */
