@@ -177,6 +177,11 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
         { 'Retry-After': String(retryAfter) },
       );
     }
+    case 4:
+      // Not JSON, or not a string: written by something other than this gateway. Not transient,
+      // so not a 503; the other requests of the same batch are unaffected.
+      olog.error({ key: idempKey }, 'idempotency record is unreadable; answering 500');
+      throw new HttpProblem(500, 'Internal Server Error', `The idempotency record of order ${order.id} is unreadable`);
     case 0:
       break;
   }

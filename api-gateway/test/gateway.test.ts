@@ -333,6 +333,21 @@ describe('POST /orders', () => {
     expect((await takeMessages()).map((m) => m.properties.messageId)).toEqual(['gw-concurrent-1:order.placed']);
   });
 
+  it('an unreadable idempotency record gives that order a 500 and publishes nothing; orders sent with it are taken', async () => {
+    await redis.set(keys.idempotency('gw-unreadable-1'), 'not json');
+    // Sent together, so the claims share a script call.
+    const [bad, ...good] = await Promise.all([
+      postOrder({ id: 'gw-unreadable-1', sku: 'sku-a', qty: 1 }),
+      postOrder({ id: 'gw-beside-unreadable-1', sku: 'sku-a', qty: 1 }),
+      postOrder({ id: 'gw-beside-unreadable-2', sku: 'sku-a', qty: 1 }),
+    ]);
+    expectProblem(bad as Reply, 500);
+    expect(bad?.body.detail).toContain('gw-unreadable-1');
+    expect(good.map((r) => r.status)).toEqual([202, 202]);
+    expect(await redis.get(keys.idempotency('gw-unreadable-1'))).toBe('not json');
+    expect((await takeMessages()).map((m) => m.properties.messageId).sort()).toEqual(['gw-beside-unreadable-1:order.placed', 'gw-beside-unreadable-2:order.placed']);
+  });
+
   it('a gateway that died between claim and publish locks the id only until its lease lapses', async () => {
     const order = { id: 'gw-crashed-1', sku: 'sku-a', qty: 1 };
     expect(await claimOrders(redis, 400, [{ id: order.id, fingerprint: fingerprint(order), token: 'dead-gateway' }])).toEqual([[0]]);

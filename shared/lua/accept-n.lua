@@ -11,7 +11,7 @@
 --            {"state":"accepted","fp":...,"response":...}, id, sku, qty, email ('' for none)
 -- Returns one reply per acceptance, in order: 1 when its claim recorded the acceptance, 0 when
 -- another claim holds the record (its lease ran out and another request took it; that request
--- records it instead).
+-- records it instead, or the record is unreadable: left alone, and it fails nothing else).
 local now = ARGV[2]
 local replies = {}
 local accepted = 0
@@ -19,11 +19,13 @@ for i = 1, (#KEYS - 2) / 2 do
   local idemp, order = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
   local a = 6 * i - 3
   local token, record, id, sku, qty, email = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
-  local cur = redis.call('GET', idemp)
-  local ours = true
-  if cur then
-    local rec = cjson.decode(cur)
-    ours = rec.state == 'inflight' and rec.token == token
+  -- No record at all (a nil reply is false here): the lease ran out and nobody claimed the id
+  -- since, so this is still ours. A record that is not a JSON string is not ours.
+  local raw = redis.pcall('GET', idemp)
+  local ours = raw == false
+  if type(raw) == 'string' then
+    local ok, rec = pcall(cjson.decode, raw)
+    ours = ok and type(rec) == 'table' and rec.state == 'inflight' and rec.token == token
   end
   if ours then
     redis.call('SET', idemp, record, 'EX', ARGV[1])
@@ -32,22 +34,23 @@ for i = 1, (#KEYS - 2) / 2 do
     redis.call('LPUSH', KEYS[2], id)
   end
   -- Usually the order is new here: write it whole in one command. A fast processor can decide the
-  -- order before this runs: then only fill what is missing, never touching its status.
+  -- order before this runs: then only fill what is missing, never touching its status. (pcall: an
+  -- order key of another type fails that order's hash, not the rest of the batch.)
   if redis.call('EXISTS', order) == 0 then
     if email ~= '' then
-      redis.call('HSET', order, 'status', 'accepted', 'updatedAt', now, 'id', id, 'sku', sku, 'qty', qty, 'email', email, 'createdAt', now)
+      redis.pcall('HSET', order, 'status', 'accepted', 'updatedAt', now, 'id', id, 'sku', sku, 'qty', qty, 'email', email, 'createdAt', now)
     else
-      redis.call('HSET', order, 'status', 'accepted', 'updatedAt', now, 'id', id, 'sku', sku, 'qty', qty, 'createdAt', now)
+      redis.pcall('HSET', order, 'status', 'accepted', 'updatedAt', now, 'id', id, 'sku', sku, 'qty', qty, 'createdAt', now)
     end
   else
-    if redis.call('HSETNX', order, 'status', 'accepted') == 1 then
-      redis.call('HSET', order, 'updatedAt', now)
+    if redis.pcall('HSETNX', order, 'status', 'accepted') == 1 then
+      redis.pcall('HSET', order, 'updatedAt', now)
     end
-    redis.call('HSETNX', order, 'id', id)
-    redis.call('HSETNX', order, 'sku', sku)
-    redis.call('HSETNX', order, 'qty', qty)
-    if email ~= '' then redis.call('HSETNX', order, 'email', email) end
-    redis.call('HSETNX', order, 'createdAt', now)
+    redis.pcall('HSETNX', order, 'id', id)
+    redis.pcall('HSETNX', order, 'sku', sku)
+    redis.pcall('HSETNX', order, 'qty', qty)
+    if email ~= '' then redis.pcall('HSETNX', order, 'email', email) end
+    redis.pcall('HSETNX', order, 'createdAt', now)
   end
   replies[i] = ours and 1 or 0
 end

@@ -12,6 +12,16 @@
 --   {1, response}  already accepted with the same payload: replay the stored response
 --   {2}            the id is taken by a different payload
 --   {3, pttl}      the first request is still in flight (pttl ms left on its lease)
+--   {4}            the record under the id is unreadable (not a JSON string): it fails only its
+--                  own claim, never the other claims of the batch
+local function read(key)
+  local raw = redis.pcall('GET', key)
+  if type(raw) ~= 'string' then return nil end
+  local ok, rec = pcall(cjson.decode, raw)
+  if ok and type(rec) == 'table' then return rec end
+  return nil
+end
+
 local replies = {}
 for i = 1, #KEYS - 1 do
   local key, fp, token = KEYS[i + 1], ARGV[2 * i], ARGV[2 * i + 1]
@@ -19,8 +29,10 @@ for i = 1, #KEYS - 1 do
   if redis.call('SET', key, record, 'NX', 'PX', ARGV[1]) then
     replies[i] = {0}
   else
-    local rec = cjson.decode(redis.call('GET', key))
-    if rec.state == 'inflight' and rec.token == token then
+    local rec = read(key)
+    if rec == nil then
+      replies[i] = {4}
+    elseif rec.state == 'inflight' and rec.token == token then
       -- Our own claim: the client resent the script after a reconnect.
       replies[i] = {0}
     elseif rec.fp ~= fp then

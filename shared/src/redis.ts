@@ -28,8 +28,8 @@ export function loadLuaScripts(): LuaScript[] {
 
 type Arg = string | number;
 
-/** One claim's answer: claimed; replay this response; other payload; in flight for this many ms. */
-export type ClaimReply = [0] | [1, string] | [2] | [3, number];
+/** One claim's answer: claimed; replay this response; other payload; in flight for this many ms; unreadable record. */
+export type ClaimReply = [0] | [1, string] | [2] | [3, number] | [4];
 type Reply<T> = Promise<T>;
 
 /** The commands defined from ../lua; see each file's header for KEYS, ARGV and replies. */

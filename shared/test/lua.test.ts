@@ -56,6 +56,31 @@ describe('claim (gateway)', () => {
     expect(Number(await redis.get(keys.stats.duplicates))).toBe(duplicatesBefore + 1);
   });
 
+  it('an unreadable record fails only its own claim and acceptance, not the rest of the batch', async () => {
+    const [notJson, aHash, fresh] = ['lua-bad-json', 'lua-bad-type', `lua-beside-bad-${randomUUID()}`];
+    await redis.set(keys.idempotency(notJson), 'not json');
+    await redis.del(keys.idempotency(aHash));
+    await redis.hset(keys.idempotency(aHash), 'state', 'inflight');
+    const freshToken = randomUUID();
+    const claims = await claimOrders(redis, 5000, [
+      { id: notJson, fingerprint: 'f', token: randomUUID() },
+      { id: aHash, fingerprint: 'f', token: randomUUID() },
+      { id: fresh, fingerprint: 'f', token: freshToken },
+    ]);
+    expect(claims).toEqual([[4], [4], [0]]);
+
+    await redis.del(keys.order(notJson));
+    await redis.set(keys.order(aHash), 'a string where a hash belongs');
+    const acceptance = (id: string, token: string) => ({ id, sku: 's', qty: 1, token, fingerprint: 'f', response: '{}' });
+    const accepts = await acceptOrders(redis, 60, new Date(), [acceptance(notJson, randomUUID()), acceptance(aHash, randomUUID()), acceptance(fresh, freshToken)]);
+    expect(accepts).toEqual([0, 0, 1]);
+    expect(await redis.get(keys.idempotency(notJson))).toBe('not json');
+    expect(await redis.hgetall(keys.idempotency(aHash))).toEqual({ state: 'inflight' });
+    expect(await redis.get(keys.order(aHash))).toBe('a string where a hash belongs');
+    expect(JSON.parse((await redis.get(keys.idempotency(fresh))) ?? '')).toMatchObject({ state: 'accepted' });
+    expect(await redis.hget(keys.order(fresh), 'status')).toBe('accepted');
+  });
+
   it('refuses a fingerprint or token that would break the record it builds', async () => {
     await expect(claimOrders(redis, 5000, [{ id: 'lua-claim-bad', fingerprint: 'a"b', token: randomUUID() }])).rejects.toThrow(/fingerprint and token/);
     expect(await redis.exists(keys.idempotency('lua-claim-bad'))).toBe(0);
