@@ -38,6 +38,7 @@ import { fileURLToPath } from 'node:url';
 import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { freePort, startRabbitCluster, startRedis } from './local-servers.mjs';
+import { waitFor } from './poll.mjs';
 import { brokerCeiling, cannon, cpuSeconds, histogramBetween, paced, redisSetNxRate, rssMiB, sampleRss, scrapeHistograms } from './bench/load.mjs';
 import { chartSvg, formatTable, medianRound, percentile, ratio, summarize, tableRows } from './bench/report.mjs';
 
@@ -141,26 +142,9 @@ function startNode(name, script, extraEnv) {
   };
 }
 
-/**
- * Polls until `check` resolves truthy.
- * @param {string} what
- * @param {() => Promise<unknown>} check
- */
-async function waitFor(what, check, timeoutMs = 60_000, everyMs = 200) {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      if (await check()) return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
 
 /** @param {number} port */
-const ready = (port) => waitFor(`:${port}/readyz`, async () => (await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200);
+const ready = (port) => waitFor(`:${port}/readyz`, async () => ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined), 60_000, 200);
 
 /**
  * @param {'api-gateway' | 'order-processor' | 'notifier'} service
@@ -289,7 +273,7 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
       const now = await depth(shared.queues.orders);
       const settled = now === last;
       last = now;
-      return settled;
+      return settled ? true : undefined;
     }, 30_000, 1000);
     await admin.purgeQueue(shared.queues.orders);
     say(`${name}: gateway ${run.rate} orders/s, p50 ${run.p50} ms, p99 ${run.p99} ms, ${run.cpuUsPerRequest} CPU µs/request, RSS max ${run.rssMaxMiB} MiB`);
@@ -352,7 +336,7 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
     const drainStart = performance.now();
     let drained = true;
     try {
-      await waitFor('notifications', async () => (await notified()) - before >= accepted.length, 15_000, 100);
+      await waitFor('notifications', async () => ((await notified()) - before >= accepted.length ? true : undefined), 15_000, 100);
     } catch {
       drained = false;
     }
@@ -443,7 +427,7 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
     const amount = Math.round(settings.outageRate * settings.outageS);
     say(`${name}: every broker node down; ${amount} requests at ${settings.outageRate}/s for ${settings.outageS} s`);
     await killBrokers();
-    await waitFor('gateway not ready', async () => (await fetch(`${gwUrl}/readyz`)).status === 503, 30_000);
+    await waitFor('gateway not ready', async () => ((await fetch(`${gwUrl}/readyz`)).status === 503 ? true : undefined), 30_000, 200);
     const rssStart = rssMiB(gateway.pid);
     const outRss = sampleRss(gateway.pid, 1000);
     const outBody = orderBody(`${tag}-down`);

@@ -20,6 +20,7 @@ import { Redis } from 'ioredis';
 import { chromium } from 'playwright-core';
 import { keys } from '@order-pipeline/shared';
 import { freePort, startLocalServers } from './local-servers.mjs';
+import { waitFor } from './poll.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -31,28 +32,6 @@ const [WIDTH, HEIGHT] = (process.env.SCREENSHOT_SIZE || '1440x900').split('x').m
 const say = (message) => process.stdout.write(`[screenshot] ${message}\n`);
 const sleep = (/** @type {number} */ ms) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * Polls `check` until it returns something other than undefined, or throws after `timeoutMs`.
- * @template T
- * @param {string} what
- * @param {() => Promise<T | undefined>} check
- * @param {number} timeoutMs
- * @returns {Promise<T>}
- */
-async function waitFor(what, check, timeoutMs) {
-  const deadline = Date.now() + timeoutMs;
-  let last;
-  while (Date.now() < deadline) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${what}${last ? `: ${last}` : ''}`);
-}
 
 /** @param {string} base */
 const ready = (base) => waitFor(`${base}/readyz`, async () => ((await fetch(`${base}/readyz`)).ok ? true : undefined), 90_000);

@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import amqp from 'amqplib';
 import { freePort, startRabbitCluster, startRedis } from '../local-servers.mjs';
+import { waitFor } from '../poll.mjs';
 import { cpuSeconds } from './load.mjs';
 
 const shared = await import(new URL('../../shared/dist/index.js', import.meta.url).href);
@@ -56,13 +57,7 @@ try {
       services.push({ child, port });
     }
     for (const { port } of services) {
-      const deadline = Date.now() + 60_000;
-      for (;;) {
-        const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status === 200, () => false);
-        if (ok) break;
-        if (Date.now() > deadline) throw new Error(`service on :${port} not ready`);
-        await sleep(100);
-      }
+      await waitFor(`service on :${port} ready`, async () => ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined), 60_000);
     }
     const sentKey = shared.keys.stats.notificationsSent;
     const before = Number((await redis.get(sentKey)) ?? 0);

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { freePort as localFreePort } from '../../scripts/local-servers.mjs';
+import { waitFor } from '../../scripts/poll.mjs';
 
 // Starts the real, built services as child processes, as `npm start` does.
 
@@ -50,20 +50,7 @@ export function startService(name: Service, env: Record<string, string>): Servic
 }
 
 /** Polls `check` until it returns a value other than undefined, or throws after `timeoutMs`. */
-export async function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000, everyMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < deadline) {
-    try {
-      const v = await check();
-      if (v !== undefined) return v;
-    } catch (err) {
-      last = err;
-    }
-    await sleep(everyMs);
-  }
-  throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-}
+export { waitFor };
 
 /** Waits until GET url/readyz answers 200. */
 export function waitReady(baseUrl: string, timeoutMs = 30_000): Promise<true> {
