@@ -39,7 +39,17 @@ import amqp from 'amqplib';
 import { Redis } from 'ioredis';
 import { freePort, startRabbitCluster, startRedis } from './local-servers.mjs';
 import { waitFor } from './poll.mjs';
-import { brokerCeiling, cannon, cpuSeconds, histogramBetween, paced, redisSetNxRate, rssMiB, sampleRss, scrapeHistograms } from './bench/load.mjs';
+import {
+  brokerCeiling,
+  cannon,
+  cpuSeconds,
+  histogramBetween,
+  paced,
+  redisSetNxRate,
+  rssMiB,
+  sampleRss,
+  scrapeHistograms,
+} from './bench/load.mjs';
 import { chartSvg, formatTable, medianRound, percentile, ratio, summarize, tableRows } from './bench/report.mjs';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -78,7 +88,8 @@ const t0 = performance.now();
 // Other work on the machine skews every figure; the load average says how much there was.
 const loadAverageAtStart = os.loadavg().map((v) => Math.round(v * 100) / 100);
 
-const say = (/** @type {string} */ m) => process.stdout.write(`[bench ${((performance.now() - t0) / 1000).toFixed(0).padStart(3)}s] ${m}\n`);
+const say = (/** @type {string} */ m) =>
+  process.stdout.write(`[bench ${((performance.now() - t0) / 1000).toFixed(0).padStart(3)}s] ${m}\n`);
 
 // ---------------------------------------------------------------------------------------------
 // Cleanup: every child and server this run started goes away, however it ends.
@@ -121,7 +132,9 @@ setTimeout(() => {
  */
 function startNode(name, script, extraEnv) {
   const out = createWriteStream(path.join(logDir, `${name}.log`));
-  const prof = settings.cpuProf ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProf}`, `--cpu-prof-name=${name}-${runId}-${process.hrtime.bigint()}.cpuprofile`] : [];
+  const prof = settings.cpuProf
+    ? ['--cpu-prof', `--cpu-prof-dir=${settings.cpuProf}`, `--cpu-prof-name=${name}-${runId}-${process.hrtime.bigint()}.cpuprofile`]
+    : [];
   const child = spawn(process.execPath, [...prof, script], { cwd: ROOT, env: { ...env, ...extraEnv }, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   child.stdout?.pipe(out);
@@ -138,13 +151,17 @@ function startNode(name, script, extraEnv) {
       clearTimeout(timer);
       children.delete(child);
     },
-    tail: () => readFileSync(path.join(logDir, `${name}.log`), 'utf8').split('\n').slice(-15).join('\n'),
+    tail: () =>
+      readFileSync(path.join(logDir, `${name}.log`), 'utf8')
+        .split('\n')
+        .slice(-15)
+        .join('\n'),
   };
 }
 
-
 /** @param {number} port */
-const ready = (port) => waitFor(`:${port}/readyz`, async () => ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined), 60_000, 200);
+const ready = (port) =>
+  waitFor(`:${port}/readyz`, async () => ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined), 60_000, 200);
 
 /**
  * @param {'api-gateway' | 'order-processor' | 'notifier'} service
@@ -173,8 +190,11 @@ async function startService(service, servers) {
 // One setup: references, gateway, pipeline
 
 /** CPU microseconds per request between two cpuSeconds readings. */
-const cpuPerRequest = (/** @type {number | undefined} */ before, /** @type {number | undefined} */ after, /** @type {number} */ requests) =>
-  before === undefined || after === undefined || requests === 0 ? undefined : Math.round(((after - before) / requests) * 1e6);
+const cpuPerRequest = (
+  /** @type {number | undefined} */ before,
+  /** @type {number | undefined} */ after,
+  /** @type {number} */ requests,
+) => (before === undefined || after === undefined || requests === 0 ? undefined : Math.round(((after - before) / requests) * 1e6));
 
 const SKU = 'bench-sku';
 /** @param {string} prefix */
@@ -208,7 +228,14 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
   const sample = shared.encodeEvent(shared.makeEvent(shared.routingKeys.placed, { id: `${tag}-ceiling-000000`, sku: SKU, qty: 1 }));
 
   say(`${name}: broker confirmed-publish ceiling (${settings.durationS} s)`);
-  result.brokerCeiling = await brokerCeiling({ url: servers.rabbitUrls[0] ?? '', queue: scratch, content: sample.content, options: sample.options, durationMs: D, inFlight: settings.brokerCeilingInFlight });
+  result.brokerCeiling = await brokerCeiling({
+    url: servers.rabbitUrls[0] ?? '',
+    queue: scratch,
+    content: sample.content,
+    options: sample.options,
+    durationMs: D,
+    inFlight: settings.brokerCeilingInFlight,
+  });
   await admin.purgeQueue(scratch);
   say(`${name}: ${result.brokerCeiling.rate} confirmed publishes/s`);
 
@@ -225,7 +252,12 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
    */
   const leastGatewayRun = async (label, extraEnv) => {
     say(`${name}: ${label} (${settings.durationS} s, ${settings.connections} connections)`);
-    const least = startNode(`least-gateway-${name}`, 'scripts/bench/least-gateway.mjs', { BENCH_AMQP_URL: servers.rabbitUrls[0] ?? '', BENCH_QUEUE: scratch, PORT: '0', ...extraEnv });
+    const least = startNode(`least-gateway-${name}`, 'scripts/bench/least-gateway.mjs', {
+      BENCH_AMQP_URL: servers.rabbitUrls[0] ?? '',
+      BENCH_QUEUE: scratch,
+      PORT: '0',
+      ...extraEnv,
+    });
     const leastPort = await new Promise((resolve, reject) => {
       let buf = '';
       least.child.stdout?.on('data', (d) => {
@@ -237,10 +269,20 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
     });
     // Every run has its own ids: the idempotent variant would refuse a repeated one.
     const leastBody = orderBody(`${tag}-${extraEnv.LEAST_REDIS_URL ? 'least-idem' : 'least'}-${(leastRuns += 1)}`);
-    await cannon({ url: `http://127.0.0.1:${leastPort}`, body: (n) => leastBody(n).text, durationMs: 1000, connections: settings.connections });
+    await cannon({
+      url: `http://127.0.0.1:${leastPort}`,
+      body: (n) => leastBody(n).text,
+      durationMs: 1000,
+      connections: settings.connections,
+    });
     const leastRss = sampleRss(least.pid);
     const leastCpu = cpuSeconds(least.pid);
-    const run = await cannon({ url: `http://127.0.0.1:${leastPort}`, body: (n) => leastBody(n + 1e6).text, durationMs: D, connections: settings.connections });
+    const run = await cannon({
+      url: `http://127.0.0.1:${leastPort}`,
+      body: (n) => leastBody(n + 1e6).text,
+      durationMs: D,
+      connections: settings.connections,
+    });
     run.cpuUsPerRequest = cpuPerRequest(leastCpu, cpuSeconds(least.pid), run.requests);
     run.rssMaxMiB = Math.max(0, ...leastRss.stop());
     await least.stop();
@@ -261,7 +303,12 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
     say(`${name}: gateway at saturation (${settings.durationS} s, ${settings.connections} connections)`);
     const gwRss = sampleRss(gateway.pid);
     const gwCpu = cpuSeconds(gateway.pid);
-    const run = await cannon({ url: gwUrl, body: (n) => gwBody(n + (round + 1) * 1e6).text, durationMs: D, connections: settings.connections });
+    const run = await cannon({
+      url: gwUrl,
+      body: (n) => gwBody(n + (round + 1) * 1e6).text,
+      durationMs: D,
+      connections: settings.connections,
+    });
     run.cpuUsPerRequest = cpuPerRequest(gwCpu, cpuSeconds(gateway.pid), run.requests);
     run.rssMaxMiB = Math.max(0, ...gwRss.stop());
     run.rssAfterMiB = rssMiB(gateway.pid);
@@ -269,14 +316,21 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
     // queues. autocannon stops with requests still in flight; each ends within the publish timeout
     // (2 s by default), so wait until the queue stops growing before purging.
     let last = -1;
-    await waitFor('orders.queue to settle', async () => {
-      const now = await depth(shared.queues.orders);
-      const settled = now === last;
-      last = now;
-      return settled ? true : undefined;
-    }, 30_000, 1000);
+    await waitFor(
+      'orders.queue to settle',
+      async () => {
+        const now = await depth(shared.queues.orders);
+        const settled = now === last;
+        last = now;
+        return settled ? true : undefined;
+      },
+      30_000,
+      1000,
+    );
     await admin.purgeQueue(shared.queues.orders);
-    say(`${name}: gateway ${run.rate} orders/s, p50 ${run.p50} ms, p99 ${run.p99} ms, ${run.cpuUsPerRequest} CPU µs/request, RSS max ${run.rssMaxMiB} MiB`);
+    say(
+      `${name}: gateway ${run.rate} orders/s, p50 ${run.p50} ms, p99 ${run.p99} ms, ${run.cpuUsPerRequest} CPU µs/request, RSS max ${run.rssMaxMiB} MiB`,
+    );
     return run;
   };
   /** @type {{ leastGateway: any, leastGatewayIdempotent: any, gateway: any }[]} */
@@ -292,7 +346,9 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
   Object.assign(result, saturation.median);
   result.rounds = saturation.rounds;
   result.ratioRanges = saturation.ranges;
-  say(`${name}: median round: least gateway ${result.leastGateway.rate}, with idempotency ${result.leastGatewayIdempotent.rate}, gateway ${result.gateway.rate} req/s; gateway / least gateway ${JSON.stringify(saturation.ranges.gatewayToLeastGateway)} over the rounds`);
+  say(
+    `${name}: median round: least gateway ${result.leastGateway.rate}, with idempotency ${result.leastGatewayIdempotent.rate}, gateway ${result.gateway.rate} req/s; gateway / least gateway ${JSON.stringify(saturation.ranges.gatewayToLeastGateway)} over the rounds`,
+  );
 
   say(`${name}: pipeline (order-processor, notifier)`);
   await redis.set(shared.keys.inventory(SKU), String(1e12));
@@ -341,7 +397,9 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
       drained = false;
     }
     const drainMs = Math.round(performance.now() - drainStart);
-    const [gwUs, procUs, notUs] = [gateway, processor, notifier].map((x, i) => cpuPerRequest(cpuBefore[i], cpuSeconds(x.pid), accepted.length));
+    const [gwUs, procUs, notUs] = [gateway, processor, notifier].map((x, i) =>
+      cpuPerRequest(cpuBefore[i], cpuSeconds(x.pid), accepted.length),
+    );
     const ok = {
       allAccepted: accepted.length >= 0.99 * sent.length,
       // No queue at the door either: the last answer comes soon after the last request.
@@ -377,7 +435,9 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
     const s = await step(rate, `p${i}`);
     const { sent: _sent, ...kept } = s;
     probes.push(kept);
-    say(`${name}:   ${s.sustained ? 'sustained' : 'NOT sustained'} (accepted ${s.accepted}/${s.requests}, backlog at end ${s.backlogAtEnd}, drained in ${s.drainMs} ms, responses p99 ${s.responseMs.p99} ms, CPU µs/order ${JSON.stringify(s.cpuUsPerOrder)})`);
+    say(
+      `${name}:   ${s.sustained ? 'sustained' : 'NOT sustained'} (accepted ${s.accepted}/${s.requests}, backlog at end ${s.backlogAtEnd}, drained in ${s.drainMs} ms, responses p99 ${s.responseMs.p99} ms, CPU µs/order ${JSON.stringify(s.cpuUsPerOrder)})`,
+    );
     if (s.sustained) lo = rate;
     else hi = rate;
   }
@@ -390,7 +450,8 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
   const histBefore = await scrape();
   const half = await step(halfRate, 'lat');
   const histAfter = await scrape();
-  const stage = (/** @type {number} */ i, /** @type {string} */ key) => histogramBetween(histBefore[i] ?? new Map(), histAfter[i] ?? new Map(), key);
+  const stage = (/** @type {number} */ i, /** @type {string} */ key) =>
+    histogramBetween(histBefore[i] ?? new Map(), histAfter[i] ?? new Map(), key);
   const stages = {
     gatewayRequest: stage(0, 'http_request_duration_seconds{method="POST",route="/orders",status="202"}'),
     gatewayPublishConfirm: stage(0, 'gateway_publish_confirm_seconds{outcome="confirmed"}'),
@@ -413,8 +474,14 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
     latency: { ...halfKept, notifiedWithSentAt: e2e.length, e2eMs: summarize(e2e), stages },
   };
   const fmt = (/** @type {any} */ h) => (h?.count ? `mean ${h.meanMs} p50 ${h.p50Ms} p99 ${h.p99Ms}` : 'none');
-  say(`${name}: stages (ms) at ${halfRate}/s: ${Object.entries(stages).map(([k, v]) => `${k} ${fmt(v)}`).join('; ')}; client-side response p50 ${half.responseMs.p50} p99 ${half.responseMs.p99}`);
-  say(`${name}: sustained ${sustainedRate} orders/s; end-to-end p50 ${percentile(e2e, 50)} ms, p99 ${percentile(e2e, 99)} ms at ${halfRate}/s`);
+  say(
+    `${name}: stages (ms) at ${halfRate}/s: ${Object.entries(stages)
+      .map(([k, v]) => `${k} ${fmt(v)}`)
+      .join('; ')}; client-side response p50 ${half.responseMs.p50} p99 ${half.responseMs.p99}`,
+  );
+  say(
+    `${name}: sustained ${sustainedRate} orders/s; end-to-end p50 ${percentile(e2e, 50)} ms, p99 ${percentile(e2e, 99)} ms at ${halfRate}/s`,
+  );
 
   await Promise.all([processor.stop(), notifier.stop()]);
   result.ratios = {
@@ -431,7 +498,14 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
     const rssStart = rssMiB(gateway.pid);
     const outRss = sampleRss(gateway.pid, 1000);
     const outBody = orderBody(`${tag}-down`);
-    const load = await cannon({ url: gwUrl, body: (n) => outBody(n).text, durationMs: settings.outageS * 1000, connections: 16, overallRate: settings.outageRate, amount });
+    const load = await cannon({
+      url: gwUrl,
+      body: (n) => outBody(n).text,
+      durationMs: settings.outageS * 1000,
+      connections: 16,
+      overallRate: settings.outageRate,
+      amount,
+    });
     const samples = outRss.stop();
     const rssEnd = rssMiB(gateway.pid);
     result.outage = {
@@ -444,7 +518,9 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
       rssMaxMiB: Math.max(0, ...samples),
       rssGrowthMiB: rssStart !== undefined && rssEnd !== undefined ? Math.round((rssEnd - rssStart) * 10) / 10 : undefined,
     };
-    say(`${name}: outage RSS ${rssStart} -> ${rssEnd} MiB (max ${result.outage.rssMaxMiB}) over ${load.requests} requests ${JSON.stringify(load.statusCodes)}`);
+    say(
+      `${name}: outage RSS ${rssStart} -> ${rssEnd} MiB (max ${result.outage.rssMaxMiB}) over ${load.requests} requests ${JSON.stringify(load.statusCodes)}`,
+    );
   } else {
     await admin.deleteQueue(scratch).catch(() => undefined);
   }
@@ -507,7 +583,13 @@ async function main() {
     }
     if (!versions.redis) versions = await serverVersions(redisUrl, urls[0] ?? '');
     const owned = cluster;
-    phases[setup.name] = await runSetup(setup.name, { redisUrl, rabbitUrls: urls }, shared, last, owned ? async () => void (await Promise.all(owned.nodes.map((n) => n.kill()))) : undefined);
+    phases[setup.name] = await runSetup(
+      setup.name,
+      { redisUrl, rabbitUrls: urls },
+      shared,
+      last,
+      owned ? async () => void (await Promise.all(owned.nodes.map((n) => n.kill()))) : undefined,
+    );
     if (owned) {
       await owned.stop();
       serverStops.splice(serverStops.indexOf(owned.stop), 1);
@@ -536,7 +618,8 @@ async function main() {
     settings,
     notes: {
       rates: 'per second; gateway rate counts 2xx answers only; each request has its own order id',
-      pipelineSustained: 'highest fixed rate (bisection between 0 and the gateway rate) at which every request got a 202, the last answer came within 0.5 s of the last request, the backlog between 202 and notification when the last request went out was under 0.5 s of work, and every accepted order was notified within 5 s after',
+      pipelineSustained:
+        'highest fixed rate (bisection between 0 and the gateway rate) at which every request got a 202, the last answer came within 0.5 s of the last request, the backlog between 202 and notification when the last request went out was under 0.5 s of work, and every accepted order was notified within 5 s after',
       e2e: 'request start (client clock) to notifications:<id> sentAt (ms resolution, same machine)',
     },
     phases,
@@ -555,7 +638,10 @@ async function main() {
 
   process.stdout.write(`\n${formatTable(tableRows(phases))}\n\n`);
   const outage = Object.values(phases).find((p) => p.outage)?.outage;
-  if (outage) process.stdout.write(`gateway RSS with every broker node down: ${outage.rssStartMiB} -> ${outage.rssEndMiB} MiB over ${outage.requests} requests (${outage.seconds} s)\n`);
+  if (outage)
+    process.stdout.write(
+      `gateway RSS with every broker node down: ${outage.rssStartMiB} -> ${outage.rssEndMiB} MiB over ${outage.requests} requests (${outage.seconds} s)\n`,
+    );
   say(`wrote ${path.relative(ROOT, jsonPath)} and ${path.relative(ROOT, path.join(OUT, 'latest.svg'))}`);
 }
 

@@ -6,7 +6,16 @@
 // Exit codes: 0 done, 1 the broker could not be reached or refused, 2 bad arguments or settings.
 
 import { connect } from 'amqplib';
-import { ConfigError, DLQ_USAGE, DlqUsageError, applyTopology, brokerConfig, parseDlqArgs, redactUrl, runDlqCommand } from '@order-pipeline/shared';
+import {
+  ConfigError,
+  DLQ_USAGE,
+  DlqUsageError,
+  applyTopology,
+  brokerConfig,
+  parseDlqArgs,
+  redactUrl,
+  runDlqCommand,
+} from '@order-pipeline/shared';
 
 /** @param {string} message */
 const fail = (message, code = 1) => {

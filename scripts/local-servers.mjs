@@ -400,15 +400,22 @@ export async function startRedis({ port, appendonly = false, dir, log } = {}) {
   const url = `redis://127.0.0.1:${redisPort}`;
   const logFile = path.join(workDir, 'redis.log');
   const args = [
-    '--port', String(redisPort),
-    '--bind', '127.0.0.1',
-    '--save', '',
-    '--appendonly', appendonly ? 'yes' : 'no',
+    '--port',
+    String(redisPort),
+    '--bind',
+    '127.0.0.1',
+    '--save',
+    '',
+    '--appendonly',
+    appendonly ? 'yes' : 'no',
     // With the default (fsync every second) a SIGKILL loses the last second of writes; a server
     // started with its AOF on is one whose data must survive a crash.
-    '--appendfsync', appendonly ? 'always' : 'everysec',
-    '--dir', workDir,
-    '--daemonize', 'no',
+    '--appendfsync',
+    appendonly ? 'always' : 'everysec',
+    '--dir',
+    workDir,
+    '--daemonize',
+    'no',
   ];
 
   /** @type {import('node:child_process').ChildProcess | undefined} */
@@ -642,7 +649,9 @@ export async function startRabbitCluster({ nodes: count = 1, log } = {}) {
         }
         if (await amqpAnswers(url, 1000)) break;
         if (Date.now() > deadline) {
-          throw new Error(`RabbitMQ node ${name} did not answer AMQP on port ${port} within ${RABBIT_READY_DEADLINE_MS} ms\n${await logTail()}`);
+          throw new Error(
+            `RabbitMQ node ${name} did not answer AMQP on port ${port} within ${RABBIT_READY_DEADLINE_MS} ms\n${await logTail()}`,
+          );
         }
         await sleep(250);
       }
@@ -692,7 +701,9 @@ export async function startRabbitCluster({ nodes: count = 1, log } = {}) {
           const running = await runningNodes().catch(() => /** @type {string[]} */ ([]));
           if (expected.every((n) => running.includes(n))) break;
           if (Date.now() > deadline) {
-            throw new Error(`${name} is not back in the cluster: running nodes ${JSON.stringify(running)}, expected ${JSON.stringify(expected)}`);
+            throw new Error(
+              `${name} is not back in the cluster: running nodes ${JSON.stringify(running)}, expected ${JSON.stringify(expected)}`,
+            );
           }
           await sleep(500);
         }
@@ -756,10 +767,7 @@ export async function startRabbitCluster({ nodes: count = 1, log } = {}) {
  * @returns {Promise<LocalServers>}
  */
 export async function startLocalServers({ rabbitNodes = 1, log } = {}) {
-  const [redisResult, rabbitResult] = await Promise.allSettled([
-    startRedis({ log }),
-    startRabbitCluster({ nodes: rabbitNodes, log }),
-  ]);
+  const [redisResult, rabbitResult] = await Promise.allSettled([startRedis({ log }), startRabbitCluster({ nodes: rabbitNodes, log })]);
   if (redisResult.status === 'rejected' || rabbitResult.status === 'rejected') {
     if (redisResult.status === 'fulfilled') await redisResult.value.stop().catch(() => undefined);
     if (rabbitResult.status === 'fulfilled') await rabbitResult.value.stop().catch(() => undefined);

@@ -12,4 +12,9 @@
  * @param {number} [everyMs]
  * @returns {Promise<T>}
  */
-export function waitFor<T>(what: string, check: () => Promise<T | undefined> | T | undefined, timeoutMs?: number, everyMs?: number): Promise<T>;
+export function waitFor<T>(
+  what: string,
+  check: () => Promise<T | undefined> | T | undefined,
+  timeoutMs?: number,
+  everyMs?: number,
+): Promise<T>;

@@ -32,7 +32,6 @@ const [WIDTH, HEIGHT] = (process.env.SCREENSHOT_SIZE || '1440x900').split('x').m
 const say = (message) => process.stdout.write(`[screenshot] ${message}\n`);
 const sleep = (/** @type {number} */ ms) => new Promise((r) => setTimeout(r, ms));
 
-
 /** @param {string} base */
 const ready = (base) => waitFor(`${base}/readyz`, async () => ((await fetch(`${base}/readyz`)).ok ? true : undefined), 90_000);
 
@@ -60,8 +59,18 @@ function orders(prefix) {
   const wave = Array.from({ length: 30 }, good);
   const odd = (/** @type {string} */ sku, /** @type {number} */ qty) => ({ id: `${prefix}${n++}`, sku, qty });
   const trickle = [
-    good(), odd('wireless-charger', 12), good(), good(), odd('gift-card-50', 1), good(),
-    odd('laptop-stand', 1), good(), odd('wireless-charger', 2), good(), good(), good(),
+    good(),
+    odd('wireless-charger', 12),
+    good(),
+    good(),
+    odd('gift-card-50', 1),
+    good(),
+    odd('laptop-stand', 1),
+    good(),
+    odd('wireless-charger', 2),
+    good(),
+    good(),
+    good(),
   ];
   return { wave, trickle };
 }
@@ -77,7 +86,12 @@ async function startPipeline() {
   say(`starting throwaway Redis and a ${NODES}-node RabbitMQ cluster (this takes a while)…`);
   const servers = await startLocalServers({ rabbitNodes: NODES });
   cleanups.push(() => servers.stop());
-  const ports = { GATEWAY_PORT: await freePort(), DASHBOARD_PORT: await freePort(), PROCESSOR_PORT: await freePort(), NOTIFIER_PORT: await freePort() };
+  const ports = {
+    GATEWAY_PORT: await freePort(),
+    DASHBOARD_PORT: await freePort(),
+    PROCESSOR_PORT: await freePort(),
+    NOTIFIER_PORT: await freePort(),
+  };
   const env = {
     ...process.env,
     REDIS_URL: servers.redisUrl,
@@ -97,7 +111,12 @@ async function startPipeline() {
   const gateway = `http://127.0.0.1:${ports.GATEWAY_PORT}`;
   const dashboard = `http://127.0.0.1:${ports.DASHBOARD_PORT}`;
   try {
-    await Promise.all([ready(gateway), ready(dashboard), ready(`http://127.0.0.1:${ports.PROCESSOR_PORT}`), ready(`http://127.0.0.1:${ports.NOTIFIER_PORT}`)]);
+    await Promise.all([
+      ready(gateway),
+      ready(dashboard),
+      ready(`http://127.0.0.1:${ports.PROCESSOR_PORT}`),
+      ready(`http://127.0.0.1:${ports.NOTIFIER_PORT}`),
+    ]);
   } catch (err) {
     process.stderr.write(output);
     throw err;
@@ -125,7 +144,16 @@ async function main() {
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
     viewport: { width: WIDTH, height: HEIGHT },
     colorScheme: 'light',
   });
@@ -138,7 +166,9 @@ async function main() {
   const { wave, trickle } = orders(prefix);
   say(`placing ${wave.length + trickle.length} orders through ${gateway}…`);
   const post = (/** @type {{id: string, sku: string, qty: number}} */ o) =>
-    fetch(`${gateway}/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(o) }).then((r) => r.status);
+    fetch(`${gateway}/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(o) }).then(
+      (r) => r.status,
+    );
   const bursts = [2, 4, 7, 5, 3, 6, 3];
   let placed = 0;
   for (const size of bursts) {

@@ -81,9 +81,7 @@ async function shutdown(code) {
   if (phase === 'stopping') return;
   phase = 'stopping';
   for (const child of running.values()) child.kill('SIGTERM');
-  const allExited = Promise.all(
-    [...running.values()].map((child) => new Promise((resolve) => child.once('exit', resolve))),
-  );
+  const allExited = Promise.all([...running.values()].map((child) => new Promise((resolve) => child.once('exit', resolve))));
   /** @type {NodeJS.Timeout | undefined} */
   let timer;
   const timedOut = await Promise.race([
@@ -142,10 +140,7 @@ async function resolveServers() {
     process.exit(1);
   }
 
-  const [redis, rabbit] = await Promise.all([
-    redisUp ? undefined : startRedis(),
-    rabbitUp ? undefined : startRabbitCluster({ nodes: 1 }),
-  ]);
+  const [redis, rabbit] = await Promise.all([redisUp ? undefined : startRedis(), rabbitUp ? undefined : startRabbitCluster({ nodes: 1 })]);
   if (redis) {
     throwawayStops.push(() => redis.stop());
     say(`no Redis at ${redact(redisUrl)}; started a throwaway one at ${redis.url} (data is not kept)`);

@@ -23,7 +23,13 @@ describe('benchmark report', () => {
 
   it('prints one column per setup and charts every setup', () => {
     const phases = {
-      'single node': { gateway: { rate: 800, p50: 5, p99: 20 }, leastGateway: { rate: 1000 }, brokerCeiling: { rate: 4000 }, pipeline: { sustainedRate: 400 }, ratios: { gatewayToLeastGateway: 0.8 } },
+      'single node': {
+        gateway: { rate: 800, p50: 5, p99: 20 },
+        leastGateway: { rate: 1000 },
+        brokerCeiling: { rate: 4000 },
+        pipeline: { sustainedRate: 400 },
+        ratios: { gatewayToLeastGateway: 0.8 },
+      },
       '3-node cluster': { gateway: { rate: 500 } },
     };
     const table = formatTable(tableRows(phases));
@@ -37,7 +43,11 @@ describe('benchmark report', () => {
   });
 
   it('reduces interleaved rounds to per-round ratios, their medians and ranges, and the median round', () => {
-    const round = (least: number, idem: number, gateway: number) => ({ leastGateway: { rate: least }, leastGatewayIdempotent: { rate: idem }, gateway: { rate: gateway } });
+    const round = (least: number, idem: number, gateway: number) => ({
+      leastGateway: { rate: least },
+      leastGatewayIdempotent: { rate: idem },
+      gateway: { rate: gateway },
+    });
     // The machine slows down over the rounds: rates fall, ratios within a round hold.
     const rounds = [round(1000, 900, 450), round(600, 500, 240), round(800, 700, 440)];
     const r = medianRound(rounds);

@@ -62,7 +62,14 @@ function readRepoFile(relativePath: string): string | undefined {
 function interpolate(value: string, vars: Record<string, string | undefined> = {}): string {
   return value.replace(
     /\$(?:(\$)|\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*))/g,
-    (_m, dollar: string | undefined, braced: string | undefined, op: string | undefined, arg: string | undefined, bare: string | undefined) => {
+    (
+      _m,
+      dollar: string | undefined,
+      braced: string | undefined,
+      op: string | undefined,
+      arg: string | undefined,
+      bare: string | undefined,
+    ) => {
       if (dollar) return '$';
       const name = (braced ?? bare) as string;
       const v = vars[name];
@@ -175,7 +182,9 @@ function dependsOf(s: ComposeService): Map<string, string> {
 function portsOf(s: ComposeService): { host: number | undefined; container: number }[] {
   return (s.ports ?? []).map((p) => {
     if (typeof p === 'object') return { host: p.published === undefined ? undefined : Number(p.published), container: p.target };
-    const parts = String(p).replace(/\/(tcp|udp)$/, '').split(':');
+    const parts = String(p)
+      .replace(/\/(tcp|udp)$/, '')
+      .split(':');
     const container = Number(parts.at(-1));
     return { host: parts.length > 1 ? Number(parts.at(-2)) : undefined, container };
   });
@@ -223,15 +232,19 @@ function checkRabbitCluster({ compose, read }: Files): string[] {
   const cookies = new Set<string>();
   for (const [name, s] of nodes) {
     if (!/^rabbitmq:3\.13(-|$)/.test(s.image ?? '')) problems.push(`${name}: image ${s.image} is not RabbitMQ 3.13`);
-    if (s.hostname !== name) problems.push(`${name}: hostname must be "${name}" (the node name rabbit@<hostname> is what the cluster config lists)`);
+    if (s.hostname !== name)
+      problems.push(`${name}: hostname must be "${name}" (the node name rabbit@<hostname> is what the cluster config lists)`);
     const cookieFile = mountsOf(s).find((m) => m.target.endsWith('/.erlang.cookie'));
     const cookie = envOf(s).RABBITMQ_ERLANG_COOKIE ?? (cookieFile ? `file:${cookieFile.source}` : undefined);
     if (!cookie) problems.push(`${name}: no Erlang cookie (RABBITMQ_ERLANG_COOKIE or a mounted .erlang.cookie): it cannot join the others`);
     else cookies.add(cookie);
-    if (!mountsOf(s).some((m) => m.target === '/var/lib/rabbitmq' && m.source !== '')) problems.push(`${name}: no volume for /var/lib/rabbitmq`);
+    if (!mountsOf(s).some((m) => m.target === '/var/lib/rabbitmq' && m.source !== ''))
+      problems.push(`${name}: no volume for /var/lib/rabbitmq`);
     if (!/rabbitmq-diagnostics/.test(healthTest(s))) problems.push(`${name}: no rabbitmq-diagnostics healthcheck`);
 
-    const confMount = mountsOf(s).find((m) => m.target === '/etc/rabbitmq/rabbitmq.conf' || /^\/etc\/rabbitmq\/conf\.d\/.+\.conf$/.test(m.target));
+    const confMount = mountsOf(s).find(
+      (m) => m.target === '/etc/rabbitmq/rabbitmq.conf' || /^\/etc\/rabbitmq\/conf\.d\/.+\.conf$/.test(m.target),
+    );
     const confText = confMount ? read(path.normalize(confMount.source)) : undefined;
     if (confText === undefined) {
       problems.push(`${name}: mounts no rabbitmq.conf from the repository`);
@@ -256,7 +269,9 @@ function checkRabbitCluster({ compose, read }: Files): string[] {
     const reconcile = conf.get('quorum_queue.continuous_membership_reconciliation.enabled');
     const target = conf.get('quorum_queue.continuous_membership_reconciliation.target_group_size');
     if (reconcile !== 'true' || target !== String(nodes.length)) {
-      problems.push(`${name}: quorum_queue.continuous_membership_reconciliation is ${reconcile ?? 'off'} with target_group_size ${target}, not on with ${nodes.length}`);
+      problems.push(
+        `${name}: quorum_queue.continuous_membership_reconciliation is ${reconcile ?? 'off'} with target_group_size ${target}, not on with ${nodes.length}`,
+      );
     }
   }
   if (cookies.size > 1) problems.push(`the RabbitMQ nodes have different Erlang cookies: they would not form one cluster`);
@@ -270,10 +285,12 @@ function checkRedis({ compose }: Files): string[] {
   const redis = compose.services.redis;
   if (!redis || !/^redis:7(\.|-|$)/.test(redis.image ?? '')) return ['no "redis" service with a redis:7 image'];
   if (!/--appendonly\s+yes/.test(commandOf(redis).join(' '))) problems.push('redis: appendonly is not on');
-  if (!/--appendfsync\s+always/.test(commandOf(redis).join(' '))) problems.push('redis: appendfsync is not always (a crash could lose the last second of once-only markers)');
+  if (!/--appendfsync\s+always/.test(commandOf(redis).join(' ')))
+    problems.push('redis: appendfsync is not always (a crash could lose the last second of once-only markers)');
   if (!mountsOf(redis).some((m) => m.target === '/data' && m.source !== '')) problems.push('redis: no volume for /data');
   if (!/redis-cli\s+ping/.test(healthTest(redis))) problems.push('redis: no redis-cli ping healthcheck');
-  if (!portsOf(redis).some((p) => p.container === 6379 && p.host !== undefined)) problems.push('redis: 6379 is not published (the README uses redis-cli)');
+  if (!portsOf(redis).some((p) => p.container === 6379 && p.host !== undefined))
+    problems.push('redis: 6379 is not published (the README uses redis-cli)');
   return problems;
 }
 
@@ -303,7 +320,8 @@ function checkService(files: Files, service: ServiceName): string[] {
       problems.push(`${service}: RABBITMQ_URLS host ${u.hostname} is not a RabbitMQ service of the compose file`);
       continue;
     }
-    if ((u.port || '5672') !== '5672') problems.push(`${service}: RABBITMQ_URLS uses port ${u.port} of ${u.hostname}, the node listens on 5672`);
+    if ((u.port || '5672') !== '5672')
+      problems.push(`${service}: RABBITMQ_URLS uses port ${u.port} of ${u.hostname}, the node listens on 5672`);
     const nodeEnv = envOf(node as ComposeService);
     const user = nodeEnv.RABBITMQ_DEFAULT_USER ?? 'guest';
     const pass = nodeEnv.RABBITMQ_DEFAULT_PASS ?? 'guest';
@@ -313,10 +331,12 @@ function checkService(files: Files, service: ServiceName): string[] {
   }
   const missingNodes = rabbits.map(([n]) => n).filter((n) => !hosts.has(n));
   if (missingNodes.length > 0) problems.push(`${service}: RABBITMQ_URLS leaves out ${missingNodes.join(', ')}: no failover there`);
-  if (config.queueType !== 'quorum') problems.push(`${service}: QUEUE_TYPE is ${config.queueType}; a cluster wants replicated (quorum) queues`);
+  if (config.queueType !== 'quorum')
+    problems.push(`${service}: QUEUE_TYPE is ${config.queueType}; a cluster wants replicated (quorum) queues`);
 
   const redisUrl = new URL(config.redis.url);
-  if (!isRedis(compose.services[redisUrl.hostname])) problems.push(`${service}: REDIS_URL host ${redisUrl.hostname} is not the redis service`);
+  if (!isRedis(compose.services[redisUrl.hostname]))
+    problems.push(`${service}: REDIS_URL host ${redisUrl.hostname} is not the redis service`);
   else if ((redisUrl.port || '6379') !== '6379') problems.push(`${service}: REDIS_URL port ${redisUrl.port} is not 6379`);
 
   const deps = dependsOf(s);
@@ -331,7 +351,8 @@ function checkService(files: Files, service: ServiceName): string[] {
     problems.push(`${service}: not built from the repository's Dockerfile`);
   }
   const cmd = commandOf(s);
-  if (cmd[0] !== 'node' || cmd[1] !== `${service}/dist/main.js`) problems.push(`${service}: command is "${cmd.join(' ')}", not node ${service}/dist/main.js`);
+  if (cmd[0] !== 'node' || cmd[1] !== `${service}/dist/main.js`)
+    problems.push(`${service}: command is "${cmd.join(' ')}", not node ${service}/dist/main.js`);
 
   if (!new RegExp(`https?://(127\\.0\\.0\\.1|localhost):${config.port}/healthz`).test(healthTest(s))) {
     problems.push(`${service}: healthcheck does not fetch /healthz on its port ${config.port}`);
@@ -410,7 +431,8 @@ function checkDockerfile(files: Files): string[] {
   const problems: string[] = [];
   const final = stages.at(-1);
   if (!final || stages.length < 2) return ['the Dockerfile is not multi-stage (build, then runtime)'];
-  for (const st of stages) if (st.image !== 'node:20-bookworm-slim') problems.push(`stage ${st.name ?? '?'} is based on ${st.image}, not node:20-bookworm-slim`);
+  for (const st of stages)
+    if (st.image !== 'node:20-bookworm-slim') problems.push(`stage ${st.name ?? '?'} is based on ${st.image}, not node:20-bookworm-slim`);
 
   const finalCopies = copiesOf(final);
   const buildName = finalCopies.find((c) => c.from !== undefined)?.from;
@@ -425,7 +447,9 @@ function checkDockerfile(files: Files): string[] {
   if (npmCi < 0) problems.push('build stage: no npm ci');
   if (tscB < 0 || tscB < npmCi) problems.push('build stage: no npm run build after npm ci');
   for (const dir of ['shared', ...SERVICES]) {
-    const src = buildCopies.find((c) => c.dest === `${buildWd}/${dir}/src` || (c.sources.includes(`${dir}/`) && c.dest === `${buildWd}/${dir}`));
+    const src = buildCopies.find(
+      (c) => c.dest === `${buildWd}/${dir}/src` || (c.sources.includes(`${dir}/`) && c.dest === `${buildWd}/${dir}`),
+    );
     if (!src || src.index > tscB) problems.push(`build stage: ${dir}/src is not copied before the build`);
   }
   const luaIn = buildCopies.find((c) => c.dest === `${buildWd}/shared/lua`);
@@ -435,17 +459,21 @@ function checkDockerfile(files: Files): string[] {
   const wd = workdirOf(final);
   const ciProd = runIndex(final, /\bnpm ci\b.*--omit=dev|--omit=dev.*\bnpm ci\b/);
   if (ciProd < 0) problems.push('runtime stage: no npm ci --omit=dev');
-  if (runIndex(final, /\bnpm (run build|install)\b|\btsc\b/) >= 0) problems.push('runtime stage: builds or installs beyond npm ci --omit=dev');
+  if (runIndex(final, /\bnpm (run build|install)\b|\btsc\b/) >= 0)
+    problems.push('runtime stage: builds or installs beyond npm ci --omit=dev');
   for (const dir of ['', 'shared/', ...SERVICES.map((s) => `${s}/`)]) {
     const copied = finalCopies.some((c) => c.index < ciProd && c.sources.includes(`${dir}package.json`));
     if (!copied) problems.push(`runtime stage: ${dir}package.json is not copied before npm ci (npm ci needs every workspace)`);
   }
   const user = final.instructions.filter((i) => i.op === 'USER').at(-1)?.args;
   if (!user || user === 'root' || user === '0') problems.push('runtime stage: runs as root (want USER node)');
-  if (!final.instructions.some((i) => i.op === 'ENV' && /\bNODE_ENV[= ]production\b/.test(i.args))) problems.push('runtime stage: NODE_ENV=production is not set');
+  if (!final.instructions.some((i) => i.op === 'ENV' && /\bNODE_ENV[= ]production\b/.test(i.args)))
+    problems.push('runtime stage: NODE_ENV=production is not set');
 
   const copiedFromBuild = (dir: string) =>
-    finalCopies.some((c) => c.from === buildName && c.dest === `${wd}/${dir}` && c.sources.some((s) => absolute(buildWd, s) === `${buildWd}/${dir}`));
+    finalCopies.some(
+      (c) => c.from === buildName && c.dest === `${wd}/${dir}` && c.sources.some((s) => absolute(buildWd, s) === `${buildWd}/${dir}`),
+    );
   if (!copiedFromBuild('shared/dist')) problems.push('runtime stage: shared/dist is not copied from the build');
   // redis.ts reads ../lua relative to shared/dist.
   if (!copiedFromBuild('shared/lua')) problems.push('runtime stage: shared/lua is not copied next to shared/dist');
@@ -456,7 +484,8 @@ function checkDockerfile(files: Files): string[] {
     if (!script) continue; // checkService reports it
     const dir = path.posix.dirname(absolute(wd, script));
     const rel = path.posix.relative(wd, dir);
-    if (!copiedFromBuild(rel)) problems.push(`${service}: its command runs ${script}, but the runtime stage does not copy ${rel} from the build`);
+    if (!copiedFromBuild(rel))
+      problems.push(`${service}: its command runs ${script}, but the runtime stage does not copy ${rel} from the build`);
     // tsc -b turns <service>/src/main.ts into <service>/dist/main.js.
     const tsconfig = JSON.parse(read(`${service}/tsconfig.json`) ?? '{}') as { compilerOptions?: { rootDir?: string; outDir?: string } };
     if (tsconfig.compilerOptions?.outDir !== path.posix.basename(dir) || tsconfig.compilerOptions.rootDir !== 'src') {
@@ -479,7 +508,8 @@ function checkDockerfile(files: Files): string[] {
     if (!ignored(must)) problems.push(`.dockerignore does not exclude ${must}`);
   }
   for (const c of [...buildCopies, ...finalCopies].filter((x) => x.from === undefined)) {
-    for (const src of c.sources) if (ignored(src.replace(/\/$/, ''))) problems.push(`.dockerignore excludes ${src}, which the Dockerfile copies`);
+    for (const src of c.sources)
+      if (ignored(src.replace(/\/$/, ''))) problems.push(`.dockerignore excludes ${src}, which the Dockerfile copies`);
   }
   return problems;
 }
@@ -569,7 +599,8 @@ describe('the compose checks notice a broken file', () => {
       expect: /continuous_membership_reconciliation is off/,
       breakIt: (f) => {
         const read = f.read;
-        f.read = (p) => (p.endsWith('rabbitmq.conf') ? conf.replace(/^quorum_queue\.continuous_membership_reconciliation\.enabled.*$/m, '') : read(p));
+        f.read = (p) =>
+          p.endsWith('rabbitmq.conf') ? conf.replace(/^quorum_queue\.continuous_membership_reconciliation\.enabled.*$/m, '') : read(p);
       },
     },
     {
@@ -577,7 +608,8 @@ describe('the compose checks notice a broken file', () => {
       expect: /cluster_partition_handling is autoheal/,
       breakIt: (f) => {
         const read = f.read;
-        f.read = (p) => (p.endsWith('rabbitmq.conf') ? conf.replace(/^cluster_partition_handling.*$/m, 'cluster_partition_handling = autoheal') : read(p));
+        f.read = (p) =>
+          p.endsWith('rabbitmq.conf') ? conf.replace(/^cluster_partition_handling.*$/m, 'cluster_partition_handling = autoheal') : read(p);
       },
     },
     {
@@ -656,7 +688,10 @@ describe('the compose checks notice a broken file', () => {
   ];
 
   it.each(cases)('$name', ({ expect: problem, breakIt }) => {
-    const broken: Files = { ...structuredClone({ compose: pristine.compose, stages: pristine.stages, dockerignore: pristine.dockerignore }), read: pristine.read };
+    const broken: Files = {
+      ...structuredClone({ compose: pristine.compose, stages: pristine.stages, dockerignore: pristine.dockerignore }),
+      read: pristine.read,
+    };
     breakIt(broken);
     expect(allProblems(broken).join('\n')).toMatch(problem);
   });

@@ -30,7 +30,11 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('crash anywhere (needs the local 
   let sink: WebhookSink;
 
   beforeAll(async () => {
-    [redisServer, rabbit, sink] = await Promise.all([startRedis({ appendonly: true }), startRabbitCluster({ nodes: 1 }), startWebhookSink()]);
+    [redisServer, rabbit, sink] = await Promise.all([
+      startRedis({ appendonly: true }),
+      startRabbitCluster({ nodes: 1 }),
+      startWebhookSink(),
+    ]);
     redis = new Redis(redisServer.url, { maxRetriesPerRequest: 1, retryStrategy: () => 200 });
     redis.on('error', () => undefined);
     for (const sku of SKUS) await redis.set(keys.inventory(sku), STOCK);
@@ -94,7 +98,13 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('crash anywhere (needs the local 
       console.log(`crash schedule: ${events.join('; ')}`);
     }
     const report = await load.stop();
-    const audit = await auditOrders({ redis, report, initialStock: Object.fromEntries(SKUS.map((s) => [s, STOCK])), webhook: sink, settleTimeoutMs: 60_000 });
+    const audit = await auditOrders({
+      redis,
+      report,
+      initialStock: Object.fromEntries(SKUS.map((s) => [s, STOCK])),
+      webhook: sink,
+      settleTimeoutMs: 60_000,
+    });
 
     // Duplicates the processor publishes on a redelivery may still be on their way: wait for the
     // work queues to drain, then nothing may be left, unacked or dead-lettered.

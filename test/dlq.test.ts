@@ -111,7 +111,8 @@ describe('dlq list', () => {
       retries: 4,
     });
     // Listed again (and again): nothing lost, nothing reordered.
-    for (let i = 0; i < 3; i++) expect((await listDeadLetters(ch, queues.ordersDlq)).map((d) => d.orderId)).toEqual(['dlq-1', 'dlq-2', 'dlq-3']);
+    for (let i = 0; i < 3; i++)
+      expect((await listDeadLetters(ch, queues.ordersDlq)).map((d) => d.orderId)).toEqual(['dlq-1', 'dlq-2', 'dlq-3']);
     expect(await depth(queues.ordersDlq)).toBe(3);
     expect((await listDeadLetters(ch, queues.ordersDlq, 2)).map((d) => d.orderId)).toEqual(['dlq-1', 'dlq-2']);
     expect(await depth(queues.ordersDlq)).toBe(3);
@@ -144,7 +145,11 @@ describe('dlq list', () => {
       fields: {},
       properties: {
         messageId: 'a:b:order.placed',
-        headers: { 'x-first-death-queue': 'orders.queue', 'x-first-death-reason': 'delivery_limit', 'x-death': [{ queue: 'orders.queue', reason: 'delivery_limit', time: { '!': 'timestamp', value: 1_767_225_600 } }] },
+        headers: {
+          'x-first-death-queue': 'orders.queue',
+          'x-first-death-reason': 'delivery_limit',
+          'x-death': [{ queue: 'orders.queue', reason: 'delivery_limit', time: { '!': 'timestamp', value: 1_767_225_600 } }],
+        },
       },
     } as unknown as GetMessage;
     expect(describeDeadLetter(queues.ordersDlq, msg)).toEqual({
@@ -185,7 +190,10 @@ describe('dlq replay', () => {
     const { code, stdout } = await cli('replay', '--queue', queues.notifierDlq, '--limit', '2');
     expect(code).toBe(0);
     expect(stdout).toContain('notifier.queue.dlq: replayed 2');
-    expect((await drainQueue(plain, queues.notifier)).map((m) => m.properties.messageId)).toEqual(['dlq-l1:order.created', 'dlq-l2:order.created']);
+    expect((await drainQueue(plain, queues.notifier)).map((m) => m.properties.messageId)).toEqual([
+      'dlq-l1:order.created',
+      'dlq-l2:order.created',
+    ]);
     expect((await listDeadLetters(ch, queues.notifierDlq)).map((d) => d.orderId)).toEqual(['dlq-l3']);
   });
 
@@ -225,8 +233,15 @@ describe('dlq arguments', () => {
   });
 
   it('accepts --name=value and a repeated --queue', () => {
-    expect(parseDlqArgs(['purge', `--queue=${queues.notifierDlq}`, '--limit=5'])).toEqual({ command: 'purge', queues: [queues.notifierDlq], limit: 5 });
-    expect(parseDlqArgs(['list', '--queue', queues.ordersDlq, '--queue', queues.notifierDlq]).queues).toEqual([queues.ordersDlq, queues.notifierDlq]);
+    expect(parseDlqArgs(['purge', `--queue=${queues.notifierDlq}`, '--limit=5'])).toEqual({
+      command: 'purge',
+      queues: [queues.notifierDlq],
+      limit: 5,
+    });
+    expect(parseDlqArgs(['list', '--queue', queues.ordersDlq, '--queue', queues.notifierDlq]).queues).toEqual([
+      queues.ordersDlq,
+      queues.notifierDlq,
+    ]);
     expect(parseDlqArgs(['list'])).toEqual({ command: 'list', queues: [queues.ordersDlq, queues.notifierDlq] });
   });
 
@@ -242,8 +257,11 @@ describe('dlq arguments', () => {
 
   it('exits 1 naming the node when no broker answers', async () => {
     const { code, stderr } = await new Promise<{ code: number; stderr: string }>((resolve) =>
-      execFile(process.execPath, ['scripts/dlq.mjs', 'list'], { cwd: ROOT, env: { ...process.env, RABBITMQ_URLS: 'amqp://guest:guest@127.0.0.1:1' } }, (err, _out, stderr) =>
-        resolve({ code: Number((err as { code?: number } | null)?.code ?? 0), stderr }),
+      execFile(
+        process.execPath,
+        ['scripts/dlq.mjs', 'list'],
+        { cwd: ROOT, env: { ...process.env, RABBITMQ_URLS: 'amqp://guest:guest@127.0.0.1:1' } },
+        (err, _out, stderr) => resolve({ code: Number((err as { code?: number } | null)?.code ?? 0), stderr }),
       ),
     );
     expect(code).toBe(1);

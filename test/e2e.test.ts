@@ -178,7 +178,11 @@ describe('the pipeline, end to end, as the README tells it', () => {
     const processed = Number(await redis.get(keys.processedCount));
     const res = await fetch(`${dashboard}/metrics?sku=${SKU}&order_id=order123`);
     expect(res.status).toBe(200);
-    const m = (await res.json()) as Record<string, unknown> & { orders: Record<string, number>; inventory: Record<string, number>; queues: Record<string, { messages: number; consumers: number }> };
+    const m = (await res.json()) as Record<string, unknown> & {
+      orders: Record<string, number>;
+      inventory: Record<string, number>;
+      queues: Record<string, { messages: number; consumers: number }>;
+    };
     expect(m.processed_orders_count).toBe(processed);
     expect(m.inventory_level).toBe(98);
     expect(m.notification_status).toBe('sent');
@@ -209,7 +213,12 @@ describe('the pipeline, end to end, as the README tells it', () => {
   });
 
   it('stops a service at start with one line naming a malformed variable', async () => {
-    const p = startService('api-gateway', { REDIS_URL: redisUrl, RABBITMQ_URLS: rabbitmqUrls.join(','), PUBLISH_TIMEOUT_MS: 'soon', GATEWAY_PORT: String(await freePort()) });
+    const p = startService('api-gateway', {
+      REDIS_URL: redisUrl,
+      RABBITMQ_URLS: rabbitmqUrls.join(','),
+      PUBLISH_TIMEOUT_MS: 'soon',
+      GATEWAY_PORT: String(await freePort()),
+    });
     expect(await p.exited).toBe(1);
     const lines = p.output().trim().split('\n');
     expect(lines).toHaveLength(1);

@@ -43,7 +43,14 @@ afterAll(async () => {
 
 describe('graceful shutdown', () => {
   it('a rolling restart under load (SIGTERM, start, one service after another) loses and duplicates nothing', async () => {
-    const load = startLoad({ gatewayUrl: pipeline.base['api-gateway'], idPrefix: 'roll', skus: SKUS, concurrency: 8, ratePerSecond: 30, retryDelayMs: 150 });
+    const load = startLoad({
+      gatewayUrl: pipeline.base['api-gateway'],
+      idPrefix: 'roll',
+      skus: SKUS,
+      concurrency: 8,
+      ratePerSecond: 30,
+      retryDelayMs: 150,
+    });
     const exits: Record<string, number | null> = {};
     const shutdownMs: Record<string, number> = {};
     let report: LoadReport;
@@ -60,7 +67,13 @@ describe('graceful shutdown', () => {
     } finally {
       report = await load.stop();
     }
-    const audit = await auditOrders({ redis, report, initialStock: Object.fromEntries(SKUS.map((s) => [s, STOCK])), webhook: sink, settleTimeoutMs: 30_000 });
+    const audit = await auditOrders({
+      redis,
+      report,
+      initialStock: Object.fromEntries(SKUS.map((s) => [s, STOCK])),
+      webhook: sink,
+      settleTimeoutMs: 30_000,
+    });
     const left = await waitFor(
       'work queues drained',
       async () => {
@@ -121,7 +134,9 @@ describe('order expiry', () => {
       const got = await drainQueue(ch, queues.ordersDlq);
       return got.length > 0 ? got : undefined;
     });
-    expect(dead.map((m) => [m.properties.messageId, m.properties.headers?.[DEAD_LETTER_HEADERS.reason]])).toEqual([['life-exp-1:order.placed', 'expired']]);
+    expect(dead.map((m) => [m.properties.messageId, m.properties.headers?.[DEAD_LETTER_HEADERS.reason]])).toEqual([
+      ['life-exp-1:order.placed', 'expired'],
+    ]);
     expect(await redis.get(keys.inventory('life-a'))).toBe(stockBefore);
     expect(await redis.exists(keys.notification('life-exp-1'))).toBe(0);
     await pipeline.allReady();

@@ -3,14 +3,7 @@
 import { connect } from 'amqplib';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  amqpAnswers,
-  haveBinaries,
-  pingRedis,
-  startRabbitCluster,
-  startRedis,
-  type RabbitCluster,
-} from '../scripts/local-servers.mjs';
+import { amqpAnswers, haveBinaries, pingRedis, startRabbitCluster, startRedis, type RabbitCluster } from '../scripts/local-servers.mjs';
 
 const bins = haveBinaries();
 
@@ -52,7 +45,9 @@ describe.skipIf(!bins.rabbitmq)('startRabbitCluster with 3 nodes (needs rabbitmq
   }, 30_000);
 
   it('forms one cluster: every node lists the same 3 running nodes', async () => {
-    const names = nodes().map((n) => n.name).sort();
+    const names = nodes()
+      .map((n) => n.name)
+      .sort();
     const views = await Promise.all(nodes().map((n) => n.runningNodes()));
     for (const view of views) expect([...view].sort()).toEqual(names);
     expect(cluster?.urls).toHaveLength(3);
@@ -81,7 +76,9 @@ describe.skipIf(!bins.rabbitmq)('startRabbitCluster with 3 nodes (needs rabbitmq
 
     await n3.start();
     expect(await amqpAnswers(n3.url)).toBe(true);
-    const names = nodes().map((n) => n.name).sort();
+    const names = nodes()
+      .map((n) => n.name)
+      .sort();
     expect((await n1.runningNodes()).sort()).toEqual(names);
     expect((await n3.runningNodes()).sort()).toEqual(names);
   }, 60_000);

@@ -112,7 +112,8 @@ describe('/metrics of each service after real work', () => {
       expect(v(m, 'process_cpu_seconds_total'), service).toBeDefined();
     }
     const p = await scrape('order-processor');
-    for (const outcome of ['ack', 'retry', 'dead_letter']) expect(v(p, 'consumer_handle_seconds_count', { queue: 'orders.queue', outcome })).toBe(0);
+    for (const outcome of ['ack', 'retry', 'dead_letter'])
+      expect(v(p, 'consumer_handle_seconds_count', { queue: 'orders.queue', outcome })).toBe(0);
     expect(v(p, 'consumer_redeliveries_total', { queue: 'orders.queue' })).toBe(0);
     expect(v(p, 'consumer_dead_lettered_total', { queue: 'orders.queue', reason: 'attempts_exhausted' })).toBe(0);
     const n = await scrape('notifier');
@@ -129,7 +130,11 @@ describe('/metrics of each service after real work', () => {
     expect((await post('{', 'application/json')).status).toBe(400);
     expect((await post('id=1', 'application/x-www-form-urlencoded')).status).toBe(415);
 
-    const g = await until('api-gateway', 'the requests timed', (m) => (v(m, 'http_request_duration_seconds_count', { route: '/orders', status: '422' }) ?? 0) >= 1);
+    const g = await until(
+      'api-gateway',
+      'the requests timed',
+      (m) => (v(m, 'http_request_duration_seconds_count', { route: '/orders', status: '422' }) ?? 0) >= 1,
+    );
     expect(v(g, 'gateway_orders_total', { result: 'accepted' })).toBe(1);
     expect(v(g, 'gateway_orders_total', { result: 'replayed' })).toBe(1);
     expect(v(g, 'gateway_orders_total', { result: 'mismatch' })).toBe(1);
@@ -151,13 +156,21 @@ describe('/metrics of each service after real work', () => {
     ]) {
       expect((await post({ id, sku, qty: 1 })).status).toBe(202);
     }
-    const p = await until('order-processor', 'three orders decided', (m) => (v(m, 'consumer_handle_seconds_count', { queue: 'orders.queue', outcome: 'ack' }) ?? 0) >= 3);
+    const p = await until(
+      'order-processor',
+      'three orders decided',
+      (m) => (v(m, 'consumer_handle_seconds_count', { queue: 'orders.queue', outcome: 'ack' }) ?? 0) >= 3,
+    );
     expect(v(p, 'processor_orders_total', { outcome: 'created' })).toBe(2);
     expect(v(p, 'processor_orders_total', { outcome: 'rejected_unknown_sku' })).toBe(1);
     expect(v(p, 'broker_publish_confirm_seconds_count', { exchange: 'orders.topic', outcome: 'confirmed' })).toBe(3);
     expect(v(p, 'http_request_duration_seconds_count', { method: 'GET', route: '/metrics', status: '200' })).toBeGreaterThanOrEqual(1);
 
-    const n = await until('notifier', 'three notifications sent', (m) => (v(m, 'consumer_handle_seconds_count', { queue: 'notifier.queue', outcome: 'ack' }) ?? 0) >= 3);
+    const n = await until(
+      'notifier',
+      'three notifications sent',
+      (m) => (v(m, 'consumer_handle_seconds_count', { queue: 'notifier.queue', outcome: 'ack' }) ?? 0) >= 3,
+    );
     expect(v(n, 'notifier_notifications_total', { result: 'sent' })).toBe(3);
     expect(v(n, 'http_request_duration_seconds_count', { method: 'GET', route: '/metrics', status: '200' })).toBeGreaterThanOrEqual(1);
   });
@@ -169,12 +182,17 @@ describe('/metrics of each service after real work', () => {
     // Poison for each consumer, straight onto their exchanges.
     const poison = { persistent: true, contentType: 'application/json' };
     ch.publish(exchanges.direct, routingKeys.placed, Buffer.from('not json'), { ...poison, messageId: 'm-p1:order.placed' });
-    ch.publish(exchanges.topic, routingKeys.created, Buffer.from('{"type":"order.created"}'), { ...poison, messageId: 'm-p2:order.created' });
+    ch.publish(exchanges.topic, routingKeys.created, Buffer.from('{"type":"order.created"}'), {
+      ...poison,
+      messageId: 'm-p2:order.created',
+    });
 
     const p = await until(
       'order-processor',
       'two dead letters',
-      (m) => (v(m, 'consumer_dead_lettered_total', { queue: 'orders.queue', reason: 'attempts_exhausted' }) ?? 0) >= 1 && (v(m, 'consumer_dead_lettered_total', { queue: 'orders.queue', reason: 'unparseable' }) ?? 0) >= 1,
+      (m) =>
+        (v(m, 'consumer_dead_lettered_total', { queue: 'orders.queue', reason: 'attempts_exhausted' }) ?? 0) >= 1 &&
+        (v(m, 'consumer_dead_lettered_total', { queue: 'orders.queue', reason: 'unparseable' }) ?? 0) >= 1,
     );
     expect(v(p, 'consumer_handle_seconds_count', { queue: 'orders.queue', outcome: 'retry' })).toBe(1);
     expect(v(p, 'consumer_handle_seconds_count', { queue: 'orders.queue', outcome: 'dead_letter' })).toBe(2);
@@ -183,14 +201,22 @@ describe('/metrics of each service after real work', () => {
     expect(v(p, 'broker_publish_confirm_seconds_count', { exchange: '(default)', outcome: 'confirmed' })).toBe(1);
     expect(v(p, 'broker_publish_confirm_seconds_count', { exchange: 'orders.dlx', outcome: 'confirmed' })).toBe(2);
 
-    const n = await until('notifier', 'the poison dead-lettered', (m) => (v(m, 'consumer_dead_lettered_total', { queue: 'notifier.queue', reason: 'invalid' }) ?? 0) >= 1);
+    const n = await until(
+      'notifier',
+      'the poison dead-lettered',
+      (m) => (v(m, 'consumer_dead_lettered_total', { queue: 'notifier.queue', reason: 'invalid' }) ?? 0) >= 1,
+    );
     expect(v(n, 'consumer_handle_seconds_count', { queue: 'notifier.queue', outcome: 'dead_letter' })).toBe(1);
     expect(v(n, 'broker_publish_confirm_seconds_count', { exchange: 'orders.dlx', outcome: 'confirmed' })).toBe(1);
   });
 
   it('shows a broker reconnect as a failover to the node, and the connection back up', async () => {
     brokers['api-gateway']?.connection.reconnect();
-    const g = await until('api-gateway', 'one failover', (m) => v(m, 'broker_failovers_total', { node }) === 1 && v(m, 'broker_connected') === 1);
+    const g = await until(
+      'api-gateway',
+      'one failover',
+      (m) => v(m, 'broker_failovers_total', { node }) === 1 && v(m, 'broker_connected') === 1,
+    );
     expect(v(g, 'broker_connected')).toBe(1);
   });
 

@@ -20,7 +20,11 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('recovery after Redis or the brok
   const accepted: { id: string; qty: number }[] = [];
 
   const post = (id: string, qty: number) =>
-    fetch(`${pipeline.base['api-gateway']}/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id, sku: SKU, qty }) });
+    fetch(`${pipeline.base['api-gateway']}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ id, sku: SKU, qty }),
+    });
 
   const readiness = () => pipeline.readiness();
   const allReady = () => pipeline.allReady();
@@ -29,10 +33,17 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('recovery after Redis or the brok
     const res = await post(id, qty);
     expect(res.status).toBe(202);
     accepted.push({ id, qty });
-    await waitFor(`order ${id} created and notified`, async () => {
-      const o = (await (await fetch(`${pipeline.base['api-gateway']}/orders/${id}`)).json()) as { status?: string; notification?: { status: string } };
-      return o.status === 'created' && o.notification?.status === 'sent' ? true : undefined;
-    }, 30_000);
+    await waitFor(
+      `order ${id} created and notified`,
+      async () => {
+        const o = (await (await fetch(`${pipeline.base['api-gateway']}/orders/${id}`)).json()) as {
+          status?: string;
+          notification?: { status: string };
+        };
+        return o.status === 'created' && o.notification?.status === 'sent' ? true : undefined;
+      },
+      30_000,
+    );
   }
 
   function expectAlive(): void {

@@ -39,7 +39,9 @@ let pipeline: Pipeline;
 let gateway = '';
 
 /** A server that answers 200 to everything and hands each request's (gunzipped) body to `onBody`. */
-async function receiver(onBody: (path: string, headers: Record<string, unknown>, body: Buffer) => void): Promise<{ server: Server; url: string }> {
+async function receiver(
+  onBody: (path: string, headers: Record<string, unknown>, body: Buffer) => void,
+): Promise<{ server: Server; url: string }> {
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -105,7 +107,11 @@ describe('exporting spans over OTLP/HTTP', () => {
 
     expect([...paths]).toEqual(['/v1/traces']);
     const ours = spans.filter((s) => s.traceId === traceId);
-    const names = (service: string) => ours.filter((s) => s.service === service).map((s) => s.name).sort();
+    const names = (service: string) =>
+      ours
+        .filter((s) => s.service === service)
+        .map((s) => s.name)
+        .sort();
     expect(names('api-gateway')).toEqual(['POST /orders', 'orders.direct publish']);
     expect(names('order-processor')).toEqual(['orders.queue process', 'orders.topic publish']);
     expect(names('notifier')).toEqual(['POST', 'notifier.queue process']);

@@ -122,7 +122,10 @@ async function placeAndFollow(id: string, headers: Record<string, string> = {}):
 /** The one span of the trace with this name and kind, checking which service made it. */
 function spanOf(spans: ReadableSpan[], name: string, kind: SpanKind, service: string): ReadableSpan {
   const found = spans.filter((s) => s.name === name && s.kind === kind);
-  expect(found.map((s) => s.name), `one ${name} span`).toEqual([name]);
+  expect(
+    found.map((s) => s.name),
+    `one ${name} span`,
+  ).toEqual([name]);
   const span = found[0] as ReadableSpan;
   expect(span.instrumentationScope.name, `${name} comes from ${service}`).toBe(service);
   return span;
@@ -158,9 +161,16 @@ describe('tracing one order through the pipeline', () => {
     expect(hook.tracestate).toBe('shop=checkout');
 
     for (const s of [server, placed, processed, outcome, notified, webhook]) expect(s.attributes['order.id'], s.name).toBe('trace-1');
-    expect(placed.attributes).toMatchObject({ 'messaging.system': 'rabbitmq', 'messaging.destination.name': 'orders.direct', 'messaging.rabbitmq.destination.routing_key': 'order.placed' });
+    expect(placed.attributes).toMatchObject({
+      'messaging.system': 'rabbitmq',
+      'messaging.destination.name': 'orders.direct',
+      'messaging.rabbitmq.destination.routing_key': 'order.placed',
+    });
     expect(processed.attributes).toMatchObject({ 'messaging.destination.name': 'orders.queue', 'messaging.consume.outcome': 'ack' });
-    expect(outcome.attributes).toMatchObject({ 'messaging.destination.name': 'orders.topic', 'messaging.rabbitmq.destination.routing_key': 'order.created' });
+    expect(outcome.attributes).toMatchObject({
+      'messaging.destination.name': 'orders.topic',
+      'messaging.rabbitmq.destination.routing_key': 'order.created',
+    });
     expect(server.attributes['http.response.status_code']).toBe(202);
     expect(webhook.attributes['http.response.status_code']).toBe(200);
     expect(server.resource.attributes['service.name']).toBe('order-pipeline-test');

@@ -37,7 +37,9 @@ const REFUSALS = [
 
 /** gateway_order_refusals_total{reason}: POST /orders answered with a problem, by its type (a fixed set). */
 function refusalCounter(metrics: Metrics): (problem: HttpProblem | undefined) => void {
-  const refusals = metrics.counter('gateway_order_refusals_total', 'POST /orders answered with a problem, by problem type', ['reason'] as const);
+  const refusals = metrics.counter('gateway_order_refusals_total', 'POST /orders answered with a problem, by problem type', [
+    'reason',
+  ] as const);
   for (const reason of REFUSALS) refusals.inc({ reason }, 0);
   const known = new Set<string>(REFUSALS);
   return (problem) => {

@@ -31,11 +31,19 @@ export function isJsonContentType(header: string | undefined): boolean {
 export function requireJson(req: IncomingMessage): void {
   const type = req.headers['content-type'];
   if (!isJsonContentType(type)) {
-    throw new HttpProblem(415, 'Unsupported Media Type', `Content-Type must be application/json, got ${type === undefined ? 'none' : JSON.stringify(type)}`);
+    throw new HttpProblem(
+      415,
+      'Unsupported Media Type',
+      `Content-Type must be application/json, got ${type === undefined ? 'none' : JSON.stringify(type)}`,
+    );
   }
   const encoding = req.headers['content-encoding'];
   if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
-    throw new HttpProblem(415, 'Unsupported Media Type', `Content-Encoding ${JSON.stringify(encoding)} is not supported; send the JSON uncompressed`);
+    throw new HttpProblem(
+      415,
+      'Unsupported Media Type',
+      `Content-Encoding ${JSON.stringify(encoding)} is not supported; send the JSON uncompressed`,
+    );
   }
 }
 

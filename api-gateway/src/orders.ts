@@ -83,10 +83,11 @@ export function idempotencySteps(redis: RedisClient, config: Config): Idempotenc
   };
 }
 
-
 /** sha256 (hex) of the canonical order: the same payload gives the same fingerprint whatever its key order. */
 export function fingerprint(order: Order): string {
-  return createHash('sha256').update(JSON.stringify(canonicalOrder(order))).digest('hex');
+  return createHash('sha256')
+    .update(JSON.stringify(canonicalOrder(order)))
+    .digest('hex');
 }
 
 /**
@@ -213,7 +214,15 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
   };
   const response = JSON.stringify(body);
   try {
-    const ours = await idempotency.accept({ id: order.id, sku: order.sku, qty: order.qty, email: order.email, token, fingerprint: fp, response });
+    const ours = await idempotency.accept({
+      id: order.id,
+      sku: order.sku,
+      qty: order.qty,
+      email: order.email,
+      token,
+      fingerprint: fp,
+      response,
+    });
     if (ours === 0) olog.debug('claim lapsed before the acceptance; the request that took it records it');
   } catch (err) {
     // The broker confirmed: the order is durable and the processor records it itself. The id stays

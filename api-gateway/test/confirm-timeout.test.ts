@@ -3,7 +3,17 @@
 // demand: the publish leaves, and no confirm comes back in time.
 import net from 'node:net';
 import { connect, type ChannelModel } from 'amqplib';
-import { createLogger, createRedis, keys, loadConfig, queues, redisReady, waitForBroker, type Broker, type RedisClient } from '@order-pipeline/shared';
+import {
+  createLogger,
+  createRedis,
+  keys,
+  loadConfig,
+  queues,
+  redisReady,
+  waitForBroker,
+  type Broker,
+  type RedisClient,
+} from '@order-pipeline/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { drainQueue, newBroker } from '../../test/helpers/broker.js';
 import { resetAll, testServers } from '../../test/helpers/servers.js';
@@ -76,7 +86,11 @@ describe('a publish the broker does not confirm in time', () => {
     link = await relay(target);
     const viaRelay = new URL(target.href);
     viaRelay.port = String(link.port);
-    const config = loadConfig('api-gateway', { REDIS_URL: redisUrl, RABBITMQ_URLS: viaRelay.href, PUBLISH_TIMEOUT_MS: String(PUBLISH_TIMEOUT_MS) });
+    const config = loadConfig('api-gateway', {
+      REDIS_URL: redisUrl,
+      RABBITMQ_URLS: viaRelay.href,
+      PUBLISH_TIMEOUT_MS: String(PUBLISH_TIMEOUT_MS),
+    });
     redis = createRedis(config.redis);
     broker = newBroker(config, log, 'confirm-timeout-test');
     await Promise.all([redisReady(redis), waitForBroker(broker, 20_000)]);

@@ -76,7 +76,12 @@ async function request(path: string, init: RequestInit = {}, base = gw.address):
   const started = Date.now();
   const res = await fetch(base + path, init);
   const text = await res.text();
-  return { status: res.status, headers: res.headers, body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>), ms: Date.now() - started };
+  return {
+    status: res.status,
+    headers: res.headers,
+    body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>),
+    ms: Date.now() - started,
+  };
 }
 
 function postOrder(body: unknown, opts: { base?: string; headers?: Record<string, string> } = {}): Promise<Reply> {
@@ -94,7 +99,12 @@ function postOrder(body: unknown, opts: { base?: string; headers?: Record<string
 function expectProblem(r: Reply, status: number): void {
   expect(r.status).toBe(status);
   expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
-  expect(r.body).toMatchObject({ status, type: expect.stringMatching(/^urn:order-pipeline:problem:[a-z-]+$/), title: expect.any(String), detail: expect.any(String) });
+  expect(r.body).toMatchObject({
+    status,
+    type: expect.stringMatching(/^urn:order-pipeline:problem:[a-z-]+$/),
+    title: expect.any(String),
+    detail: expect.any(String),
+  });
 }
 
 async function idempRecord(id: string): Promise<Record<string, unknown> | null> {
@@ -345,7 +355,10 @@ describe('POST /orders', () => {
     expect(bad?.body.detail).toContain('gw-unreadable-1');
     expect(good.map((r) => r.status)).toEqual([202, 202]);
     expect(await redis.get(keys.idempotency('gw-unreadable-1'))).toBe('not json');
-    expect((await takeMessages()).map((m) => m.properties.messageId).sort()).toEqual(['gw-beside-unreadable-1:order.placed', 'gw-beside-unreadable-2:order.placed']);
+    expect((await takeMessages()).map((m) => m.properties.messageId).sort()).toEqual([
+      'gw-beside-unreadable-1:order.placed',
+      'gw-beside-unreadable-2:order.placed',
+    ]);
   });
 
   it('a gateway that died between claim and publish locks the id only until its lease lapses', async () => {
@@ -419,7 +432,15 @@ describe('GET /orders/{id}', () => {
 
   it('shows the reason of a rejected order and its notification', async () => {
     const at = '2026-01-01T00:00:00.000Z';
-    await redis.hset(keys.order('gw-get-2'), { id: 'gw-get-2', sku: 'sku-b', qty: '3', status: 'rejected', reason: 'out_of_stock', createdAt: at, updatedAt: at });
+    await redis.hset(keys.order('gw-get-2'), {
+      id: 'gw-get-2',
+      sku: 'sku-b',
+      qty: '3',
+      status: 'rejected',
+      reason: 'out_of_stock',
+      createdAt: at,
+      updatedAt: at,
+    });
     await redis.hset(keys.notification('gw-get-2'), { status: 'sent', attempts: '2', channel: 'log', sentAt: at });
     const r = await request('/orders/gw-get-2');
     expect(r.status).toBe(200);
@@ -456,7 +477,8 @@ describe('operations endpoints', () => {
     const res = await fetch(`${gw.address}/metrics`);
     expect(res.status).toBe(200);
     const text = await res.text();
-    const count = (result: string) => Number(new RegExp(`^gateway_orders_total\\{[^}]*result="${result}"[^}]*\\} (\\d+)`, 'm').exec(text)?.[1]);
+    const count = (result: string) =>
+      Number(new RegExp(`^gateway_orders_total\\{[^}]*result="${result}"[^}]*\\} (\\d+)`, 'm').exec(text)?.[1]);
     expect(count('accepted')).toBeGreaterThanOrEqual(5);
     expect(count('replayed')).toBeGreaterThanOrEqual(1);
     expect(count('mismatch')).toBe(1);

@@ -30,10 +30,15 @@ describe('isJsonContentType', () => {
     (header) => expect(isJsonContentType(header)).toBe(true),
   );
 
-  it.each([undefined, '', 'text/plain', 'application/jsonx', 'application/x-www-form-urlencoded', 'application/json; charset=iso-8859-1', 'text/json'])(
-    'refuses %j',
-    (header) => expect(isJsonContentType(header)).toBe(false),
-  );
+  it.each([
+    undefined,
+    '',
+    'text/plain',
+    'application/jsonx',
+    'application/x-www-form-urlencoded',
+    'application/json; charset=iso-8859-1',
+    'text/json',
+  ])('refuses %j', (header) => expect(isJsonContentType(header)).toBe(false));
 });
 
 describe('outcome labels', () => {

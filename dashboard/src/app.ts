@@ -91,7 +91,13 @@ export async function start(deps: DashboardDeps & DashboardOptions): Promise<Das
   // The live page's stream: a snapshot about every second while the page is open.
   router.get('/events', (ctx) => {
     if (!feed.canAccept()) {
-      throw new HttpProblem(503, 'Service Unavailable', 'Too many live page connections, or the dashboard is stopping', {}, { 'Retry-After': '5' });
+      throw new HttpProblem(
+        503,
+        'Service Unavailable',
+        'Too many live page connections, or the dashboard is stopping',
+        {},
+        { 'Retry-After': '5' },
+      );
     }
     // Koa leaves the response alone from here; the feed writes and ends it.
     ctx.respond = false;

@@ -171,7 +171,14 @@ function qualityOf(ranges: MediaRange[], mediaType: string): number {
   let best = -1;
   let q = 0;
   for (const r of ranges) {
-    const specificity = r.type === type && r.subtype === subtype ? 2 : r.type === type && r.subtype === '*' ? 1 : r.type === '*' && r.subtype === '*' ? 0 : -1;
+    const specificity =
+      r.type === type && r.subtype === subtype
+        ? 2
+        : r.type === type && r.subtype === '*'
+          ? 1
+          : r.type === '*' && r.subtype === '*'
+            ? 0
+            : -1;
     if (specificity > best) {
       best = specificity;
       q = r.q;
@@ -202,7 +209,11 @@ export async function toPrometheus(figures: Figures, also: Registry[] = []): Pro
   const gauge = <L extends string>(name: string, help: string, labelNames: readonly L[]) =>
     new Gauge<L>({ name, help, labelNames, registers: [registry] });
 
-  const orders = gauge('pipeline_orders', 'Orders by state: accepted by the gateway, duplicate requests, created (stock reserved), rejected', ['state']);
+  const orders = gauge(
+    'pipeline_orders',
+    'Orders by state: accepted by the gateway, duplicate requests, created (stock reserved), rejected',
+    ['state'],
+  );
   for (const [state, n] of Object.entries(figures.orders)) orders.set({ state }, n);
 
   const notifications = gauge('pipeline_notifications', 'Notifications by final status', ['status']);
@@ -211,7 +222,9 @@ export async function toPrometheus(figures: Figures, also: Registry[] = []): Pro
   const inventory = gauge('pipeline_inventory_units', 'Units in stock by SKU', ['sku']);
   for (const [sku, n] of Object.entries(figures.inventory)) inventory.set({ sku }, n);
 
-  gauge('pipeline_inventory_invalid_keys', 'Inventory keys whose value is not a whole number', []).set(Object.keys(figures.inventory_invalid ?? {}).length);
+  gauge('pipeline_inventory_invalid_keys', 'Inventory keys whose value is not a whole number', []).set(
+    Object.keys(figures.inventory_invalid ?? {}).length,
+  );
 
   // Absent queue series mean "unknown", not zero: the up gauge says which.
   gauge('pipeline_queues_up', '1 when the queue figures could be read from the broker, else 0', []).set(figures.queues ? 1 : 0);

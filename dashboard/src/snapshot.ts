@@ -127,7 +127,15 @@ export function snapshotter(sources: SnapshotSources) {
       } catch (err) {
         // The rates restart after an outage: a delta across it would be an average, not a rate.
         recentFigures = [];
-        return { generatedAt, redis: { up: false, error: (err as Error).message }, figures: null, rates: null, history: [...history], recent: [], brokers };
+        return {
+          generatedAt,
+          redis: { up: false, error: (err as Error).message },
+          figures: null,
+          rates: null,
+          history: [...history],
+          recent: [],
+          brokers,
+        };
       }
       const prev = recentFigures[recentFigures.length - 1];
       const oldest = recentFigures[0];

@@ -40,7 +40,11 @@ let dash: Dashboard;
 let amqp: ChannelModel | undefined;
 const cleanups: (() => Promise<unknown>)[] = [];
 
-async function getJson(base: string, path: string, headers: Record<string, string> = {}): Promise<{ res: Response; body: Record<string, unknown> }> {
+async function getJson(
+  base: string,
+  path: string,
+  headers: Record<string, string> = {},
+): Promise<{ res: Response; body: Record<string, unknown> }> {
   const res = await fetch(base + path, { headers: { Accept: 'application/json', ...headers } });
   return { res, body: (await res.json()) as Record<string, unknown> };
 }
@@ -78,14 +82,22 @@ beforeAll(async () => {
   await Promise.all([redisReady(seed), redisReady(dashRedis), broker.connection.connect({ timeout: 20_000 })]);
 
   await seed.mset(
-    keys.stats.accepted, '3',
-    keys.stats.duplicates, '1',
-    keys.processedCount, '2',
-    keys.stats.rejected, '1',
-    keys.stats.notificationsSent, '2',
-    keys.stats.notificationsFailed, '1',
-    keys.inventory('mag-safe-phone-case'), '98',
-    keys.inventory('usb-c-cable'), '0',
+    keys.stats.accepted,
+    '3',
+    keys.stats.duplicates,
+    '1',
+    keys.processedCount,
+    '2',
+    keys.stats.rejected,
+    '1',
+    keys.stats.notificationsSent,
+    '2',
+    keys.stats.notificationsFailed,
+    '1',
+    keys.inventory('mag-safe-phone-case'),
+    '98',
+    keys.inventory('usb-c-cable'),
+    '0',
   );
   await seed.hset(keys.notification('dash-1'), { status: 'sent', attempts: '1', channel: 'log', sentAt: new Date().toISOString() });
   await seed.hset(keys.notification('dash-2'), { status: 'failed', attempts: '5', channel: 'log', lastError: 'webhook answered 500' });

@@ -1,7 +1,17 @@
 // GET /events, the live page's stream, against real Redis and RabbitMQ: what a snapshot holds, one
 // shared poll for every watcher and none without watchers, broker nodes up and down, Redis down,
 // and a stop that does not wait on open streams.
-import { createLogger, createRedis, keys, loadConfig, redisReady, waitForBroker, type Broker, type Config, type RedisClient } from '@order-pipeline/shared';
+import {
+  createLogger,
+  createRedis,
+  keys,
+  loadConfig,
+  redisReady,
+  waitForBroker,
+  type Broker,
+  type Config,
+  type RedisClient,
+} from '@order-pipeline/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newBroker } from '../../test/helpers/broker.js';
 import { freePort, waitFor } from '../../test/helpers/processes.js';
@@ -89,7 +99,13 @@ beforeAll(async () => {
   broker = newBroker(config, log, 'live-test');
   await Promise.all([redisReady(seed), redisReady(dashRedis), waitForBroker(broker, 20_000)]);
   await seed.mset(keys.stats.accepted, '5', keys.processedCount, '4', keys.inventory('live-sku'), '9');
-  await seed.hset(keys.order('live-o1'), { id: 'live-o1', sku: 'live-sku', qty: '2', status: 'created', createdAt: new Date().toISOString() });
+  await seed.hset(keys.order('live-o1'), {
+    id: 'live-o1',
+    sku: 'live-sku',
+    qty: '2',
+    status: 'created',
+    createdAt: new Date().toISOString(),
+  });
   await seed.hset(keys.notification('live-o1'), { status: 'sent', attempts: '1' });
   await seed.hset(keys.order('live-o2'), { id: 'live-o2', sku: 'nope', qty: '1', status: 'rejected', reason: 'unknown_sku' });
   await seed.lpush(keys.recentOrders, 'live-o1', 'live-o2');
@@ -110,7 +126,11 @@ describe('GET /events', () => {
     cleanups.push(async () => s.close());
     expect(s.headers.get('content-type')).toMatch(/^text\/event-stream/);
     expect(s.headers.get('cache-control')).toBe('no-store');
-    const snap = await snapshotWhen(s, 'a snapshot with queues and probed nodes', (x) => x.figures?.queues != null && x.brokers.nodes.every((n) => n.checkedAt));
+    const snap = await snapshotWhen(
+      s,
+      'a snapshot with queues and probed nodes',
+      (x) => x.figures?.queues != null && x.brokers.nodes.every((n) => n.checkedAt),
+    );
     expect(s.raw.startsWith('retry: ')).toBe(true);
     expect(snap.redis).toEqual({ up: true });
     expect(snap.figures?.orders.accepted).toBe(5);
@@ -156,9 +176,16 @@ describe('GET /events', () => {
 
     const a = await open(dash.address);
     const b = await open(dash.address);
-    cleanups.push(async () => a.close(), async () => b.close());
+    cleanups.push(
+      async () => a.close(),
+      async () => b.close(),
+    );
     const lrangeBefore = await calls('lrange');
-    await waitFor('both watchers got 5 more snapshots', () => (snapshots(a).length >= 6 && snapshots(b).length >= 6 ? true : undefined), 15_000);
+    await waitFor(
+      'both watchers got 5 more snapshots',
+      () => (snapshots(a).length >= 6 && snapshots(b).length >= 6 ? true : undefined),
+      15_000,
+    );
     a.close();
     b.close();
     const polled = (await calls('lrange')) - lrangeBefore;
@@ -195,7 +222,11 @@ describe('GET /events', () => {
     cleanups.push(() => d.stop());
     const s = await open(d.address);
     cleanups.push(async () => s.close());
-    await waitFor('two snapshots saying Redis is down', () => (snapshots(s).filter((x) => !x.redis.up).length >= 2 ? true : undefined), 15_000);
+    await waitFor(
+      'two snapshots saying Redis is down',
+      () => (snapshots(s).filter((x) => !x.redis.up).length >= 2 ? true : undefined),
+      15_000,
+    );
     const snap = snapshots(s)[0] as Snapshot;
     expect(snap.figures).toBeNull();
     expect(snap.redis.error).toMatch(/Redis/);

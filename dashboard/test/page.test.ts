@@ -6,7 +6,17 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
-import { createLogger, createRedis, keys, loadConfig, redisReady, waitForBroker, type Broker, type RedisClient, type RunningService } from '@order-pipeline/shared';
+import {
+  createLogger,
+  createRedis,
+  keys,
+  loadConfig,
+  redisReady,
+  waitForBroker,
+  type Broker,
+  type RedisClient,
+  type RunningService,
+} from '@order-pipeline/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { start as startGateway } from '../../api-gateway/src/app.js';
 import { start as startNotifier } from '../../notifier/src/app.js';
@@ -49,7 +59,11 @@ async function startDash(port: number): Promise<RunningService> {
 }
 
 async function post(id: string, sku: string, qty: number): Promise<number> {
-  const res = await fetch(`${gateway}/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ id, sku, qty }) });
+  const res = await fetch(`${gateway}/orders`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ id, sku, qty }),
+  });
   return res.status;
 }
 
@@ -81,7 +95,16 @@ describe.skipIf(!haveChromium)('the live page in Chromium', () => {
     context = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM,
       headless: true,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
       viewport: { width: 1366, height: 768 },
     });
     page = context.pages()[0] ?? (await context.newPage());
@@ -120,7 +143,9 @@ describe.skipIf(!haveChromium)('the live page in Chromium', () => {
     expect(await post('live-1', SKU, 3)).toBe(200);
 
     await page.waitForFunction(() => document.getElementById('accepted')?.textContent === '3', undefined, { timeout: PAGE_WAIT_MS });
-    await page.waitForFunction((sku) => document.querySelector(`#inventory tr[data-sku="${sku}"] td.num`)?.textContent === '7', SKU, { timeout: PAGE_WAIT_MS });
+    await page.waitForFunction((sku) => document.querySelector(`#inventory tr[data-sku="${sku}"] td.num`)?.textContent === '7', SKU, {
+      timeout: PAGE_WAIT_MS,
+    });
     const row = (id: string) => page.locator(`#recent tr[data-id="${id}"]`);
     await row('live-1').locator('td.status', { hasText: 'created' }).waitFor({ timeout: PAGE_WAIT_MS });
     await row('live-1').locator('td.notification', { hasText: 'sent' }).waitFor({ timeout: PAGE_WAIT_MS });
@@ -129,7 +154,11 @@ describe.skipIf(!haveChromium)('the live page in Chromium', () => {
     await page.waitForFunction(() => document.getElementById('duplicates')?.textContent === '1', undefined, { timeout: PAGE_WAIT_MS });
     expect(await count('#rejected')).toBe(2);
     // Newest first.
-    expect(await page.locator('#recent tr').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.id))).toEqual(['live-3', 'live-2', 'live-1']);
+    expect(await page.locator('#recent tr').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.id))).toEqual([
+      'live-3',
+      'live-2',
+      'live-1',
+    ]);
 
     expect(await page.evaluate(() => (window as unknown as { mark?: number }).mark)).toBe(42);
     expect(errors).toEqual([]);

@@ -37,9 +37,12 @@ export async function start(deps: NotifierAppDeps): Promise<RunningNotifier> {
   const metrics = deps.metrics ?? createMetrics(config.service);
   const notifications = metrics.counter('notifier_notifications_total', 'Notification messages handled, by result', ['result'] as const);
   for (const result of RESULTS) notifications.inc({ result }, 0);
-  const sendSeconds = metrics.histogram('notifier_send_seconds', 'Time the sender took per attempt', ['channel'] as const, [
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-  ]);
+  const sendSeconds = metrics.histogram(
+    'notifier_send_seconds',
+    'Time the sender took per attempt',
+    ['channel'] as const,
+    [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+  );
 
   const base = deps.sender ?? defaultSender(config, log);
   const sender: Sender = {

@@ -106,7 +106,10 @@ async function claim(deps: NotifierDeps, orderId: string, token: string, log: Lo
       return 'already_sent';
     case ClaimCode.Leased:
       log.debug({ leaseLeftMs: value }, 'another sender holds the notification; looking again later');
-      throw new RetryLaterError(`another sender holds the notification for ${value} ms more`, Math.max(10, Math.min(value, LEASE_RECHECK_MS)));
+      throw new RetryLaterError(
+        `another sender holds the notification for ${value} ms more`,
+        Math.max(10, Math.min(value, LEASE_RECHECK_MS)),
+      );
     default:
       throw new Error(`unexpected reply from notifyClaim: ${JSON.stringify(reply)}`);
   }
@@ -125,7 +128,10 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
     // Sent by this process on an earlier attempt whose record failed: record it, never resend.
     await redisCall('notifySent', () => deps.redis.notifySent(keys.notification(orderId), keys.stats.notificationsSent, sentBefore));
     deps.unrecorded?.delete(orderId);
-    log.info({ type: event.type, channel: deps.sender.channel, sentAt: sentBefore }, 'notification sent on an earlier attempt; recorded as sent now');
+    log.info(
+      { type: event.type, channel: deps.sender.channel, sentAt: sentBefore },
+      'notification sent on an earlier attempt; recorded as sent now',
+    );
     return 'sent';
   }
 
@@ -145,7 +151,10 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
     const recorded = await redisCall('notifyFail', () =>
       deps.redis.notifyFail(keys.notification(orderId), keys.stats.notificationsFailed, token, error, last ? '1' : '0'),
     );
-    log.warn({ channel: deps.sender.channel, attempts: claimed.attempts, last, recorded: recorded === 1, err: error }, 'notification failed');
+    log.warn(
+      { channel: deps.sender.channel, attempts: claimed.attempts, last, recorded: recorded === 1, err: error },
+      'notification failed',
+    );
     throw new SendFailedError(`sending the notification failed: ${error}`, { cause: err });
   }
 

@@ -128,7 +128,13 @@ beforeAll(async () => {
   const config = configFor(receiver.url);
   redis = createRedis(config.redis);
   await redisReady(redis);
-  broker = await connectBroker({ urls: config.rabbitmqUrls, queueType: config.queueType, log, publishTimeoutMs: 5000, name: 'notifier-test' });
+  broker = await connectBroker({
+    urls: config.rabbitmqUrls,
+    queueType: config.queueType,
+    log,
+    publishTimeoutMs: 5000,
+    name: 'notifier-test',
+  });
   ({ amqp, ch } = await openTopologyChannel(rabbitmqUrls[0] as string, config.queueType));
   app = await startApp(receiver.url);
 });
@@ -175,7 +181,13 @@ describe('notifier', () => {
     await waitStatus('nt-rejected-1', 'sent');
 
     expect(receiver.of('nt-rejected-1').map((r) => r.body)).toEqual([
-      { orderId: 'nt-rejected-1', type: 'order.rejected', status: 'rejected', reason: 'out_of_stock', message: 'Order nt-rejected-1 rejected: out_of_stock' },
+      {
+        orderId: 'nt-rejected-1',
+        type: 'order.rejected',
+        status: 'rejected',
+        reason: 'out_of_stock',
+        message: 'Order nt-rejected-1 rejected: out_of_stock',
+      },
     ]);
   });
 
@@ -185,7 +197,11 @@ describe('notifier', () => {
     await broker.publish(exchanges.topic, routingKeys.created, content, options);
     await broker.publish(exchanges.topic, routingKeys.created, content, options);
 
-    await waitFor('the second copy absorbed', async () => ((await results('already_sent')) === alreadyBefore + 1 ? true : undefined), 15_000);
+    await waitFor(
+      'the second copy absorbed',
+      async () => ((await results('already_sent')) === alreadyBefore + 1 ? true : undefined),
+      15_000,
+    );
     expect(receiver.of('nt-dup-1')).toHaveLength(1);
     expect(await notification('nt-dup-1')).toMatchObject({ status: 'sent', attempts: '1' });
     expect(await redis.get(keys.stats.notificationsSent)).toBe('1');
@@ -226,7 +242,13 @@ describe('notifier', () => {
     const leaseMs = 1000;
     const claimedAt = Date.now();
     // A sender that claimed the notification and died before recording anything.
-    const claim = await redis.notifyClaim(keys.notification('nt-crash-1'), keys.stats.notificationsFailed, 'dead-sender', leaseMs, 'webhook');
+    const claim = await redis.notifyClaim(
+      keys.notification('nt-crash-1'),
+      keys.stats.notificationsFailed,
+      'dead-sender',
+      leaseMs,
+      'webhook',
+    );
     expect(claim).toEqual([0, 1]);
     await publishOutcome({ id: 'nt-crash-1', sku: 'sku-a', qty: 1 });
     const n = await waitStatus('nt-crash-1', 'sent');
@@ -287,7 +309,11 @@ describe('notifier', () => {
     const before = receiver.received.length;
     const good = makeEvent(routingKeys.created, { id: 'nt-poison-ok', sku: 'sku-a', qty: 1 });
     const poison = (messageId: string, body: unknown) =>
-      broker.publish(exchanges.topic, routingKeys.created, Buffer.from(JSON.stringify(body)), { messageId, persistent: true, contentType: 'application/json' });
+      broker.publish(exchanges.topic, routingKeys.created, Buffer.from(JSON.stringify(body)), {
+        messageId,
+        persistent: true,
+        contentType: 'application/json',
+      });
     await poison('nt-poison-2:order.created', { ...good, order: { id: 'nt-poison-2', sku: 'sku-a', qty: 0 } });
     await poison('nt-poison-3:order.created', { ...good, version: 7, order: { ...good.order, id: 'nt-poison-3' } });
     await publishOutcome(good.order);
@@ -361,7 +387,12 @@ describe('notifier', () => {
       expect(receiver.of('nt-log-1')).toHaveLength(0);
       const sent = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'notification sent');
       expect(sent).toEqual([
-        expect.objectContaining({ orderId: 'nt-log-1', type: 'order.created', email: 'c@example.com', text: 'Order nt-log-1 confirmed: 5 x sku-c' }),
+        expect.objectContaining({
+          orderId: 'nt-log-1',
+          type: 'order.created',
+          email: 'c@example.com',
+          text: 'Order nt-log-1 confirmed: 5 x sku-c',
+        }),
       ]);
     } finally {
       await app.stop();

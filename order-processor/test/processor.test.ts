@@ -70,7 +70,11 @@ async function publishPlaced(order: Order): Promise<void> {
 async function placeAndWait(publishes: (() => Promise<void>)[]): Promise<void> {
   const before = await handled();
   await Promise.all(publishes.map((p) => p()));
-  await waitFor(`${publishes.length} orders handled`, async () => ((await handled()) >= before + publishes.length ? true : undefined), 15_000);
+  await waitFor(
+    `${publishes.length} orders handled`,
+    async () => ((await handled()) >= before + publishes.length ? true : undefined),
+    15_000,
+  );
 }
 
 /** Takes every message now in the queue. */
@@ -83,7 +87,13 @@ beforeAll(async () => {
   await resetAll(redisUrl, rabbitmqUrls);
   redis = createRedis(config.redis);
   await redisReady(redis);
-  broker = await connectBroker({ urls: config.rabbitmqUrls, queueType: config.queueType, log, publishTimeoutMs: 5000, name: 'processor-test' });
+  broker = await connectBroker({
+    urls: config.rabbitmqUrls,
+    queueType: config.queueType,
+    log,
+    publishTimeoutMs: 5000,
+    name: 'processor-test',
+  });
   ({ amqp, ch } = await openTopologyChannel(rabbitmqUrls[0] as string, config.queueType));
   app = await startApp();
 });
@@ -116,7 +126,10 @@ describe('order processor', () => {
     const [msg] = out as [GetMessage];
     expect(msg.properties.deliveryMode).toBe(2);
     expect(msg.properties.headers?.['x-event-version']).toBe(1);
-    expect(bodyOf(msg)).toMatchObject({ type: 'order.created', order: { id: 'op-created-1', sku: 'sku-a', qty: 3, email: 'a@example.com' } });
+    expect(bodyOf(msg)).toMatchObject({
+      type: 'order.created',
+      order: { id: 'op-created-1', sku: 'sku-a', qty: 3, email: 'a@example.com' },
+    });
     expect(await handled('created')).toBe(1);
   });
 
@@ -174,7 +187,11 @@ describe('order processor', () => {
     try {
       await redis.set(keys.inventory('sku-crash'), '5');
       await publishPlaced({ id: 'op-crash-1', sku: 'sku-crash', qty: 1 });
-      const first = await waitFor('the order on orders.queue', async () => (await ch.get(queues.orders, { noAck: false })) || undefined, 15_000);
+      const first = await waitFor(
+        'the order on orders.queue',
+        async () => (await ch.get(queues.orders, { noAck: false })) || undefined,
+        15_000,
+      );
 
       // A fake broker only to inject the fault: the decision is stored, then the publish fails.
       const dying = {
@@ -215,7 +232,11 @@ describe('order processor', () => {
 
   it('dead-letters poison messages at once and keeps processing the next good one', async () => {
     const poison = async (messageId: string, body: string) =>
-      broker.publish(exchanges.direct, routingKeys.placed, Buffer.from(body), { messageId, persistent: true, contentType: 'application/json' });
+      broker.publish(exchanges.direct, routingKeys.placed, Buffer.from(body), {
+        messageId,
+        persistent: true,
+        contentType: 'application/json',
+      });
     const good = makeEvent(routingKeys.placed, { id: 'op-poison-ok', sku: 'sku-p', qty: 1 });
     await redis.set(keys.inventory('sku-p'), '1');
     await poison('op-poison-1:order.placed', 'this is not json');
@@ -266,7 +287,16 @@ describe('order processor', () => {
       return 150 * 2 ** (attempt - 1);
     };
     const attempts = 4;
-    const outage = await start({ config, redis: down, broker, log, port: 0, host: '127.0.0.1', maxAttempts: attempts, backoffMs: recording });
+    const outage = await start({
+      config,
+      redis: down,
+      broker,
+      log,
+      port: 0,
+      host: '127.0.0.1',
+      maxAttempts: attempts,
+      backoffMs: recording,
+    });
     try {
       await publishPlaced({ id: 'op-down-1', sku: 'sku-down', qty: 1 });
       const [dead] = (await takeAtLeast(ch, queues.ordersDlq, 1)) as [GetMessage];
@@ -325,7 +355,10 @@ describe('order processor', () => {
       await placeAndWait([() => publishAged({ id: 'op-exp-2', sku: 'sku-exp2', qty: 1 })]);
       expect(await order('op-exp-2')).toMatchObject({ status: 'created' });
       expect(await redis.get(keys.inventory('sku-exp2'))).toBe('4');
-      expect((await takeAll(queues.notifier)).map((m) => m.properties.messageId)).toEqual(['op-exp-2:order.created', 'op-exp-2:order.created']);
+      expect((await takeAll(queues.notifier)).map((m) => m.properties.messageId)).toEqual([
+        'op-exp-2:order.created',
+        'op-exp-2:order.created',
+      ]);
       expect(await drainQueue(ch, queues.ordersDlq)).toEqual([]);
     });
 

@@ -44,20 +44,38 @@ const beamPid = Number((await rabbit.nodes[0].ctl('eval', 'list_to_integer(os:ge
 const devNull = openSync('/dev/null', 'w');
 const conn = await amqp.connect(rabbit.urls[0] ?? '');
 const ch = await conn.createConfirmChannel();
-const perOrder = (/** @type {number} */ before, /** @type {number | undefined} */ after) => (after === undefined ? undefined : Math.round(((after - before) / N) * 1e6));
+const perOrder = (/** @type {number} */ before, /** @type {number | undefined} */ after) =>
+  after === undefined ? undefined : Math.round(((after - before) / N) * 1e6);
 
 let seq = 0;
 try {
   for (let round = 1; round <= ROUNDS; round++) {
-    const env = { ...process.env, REDIS_URL: redisServer.url, RABBITMQ_URLS: rabbit.urls.join(','), QUEUE_TYPE: queueType, LOG_LEVEL: 'info' };
+    const env = {
+      ...process.env,
+      REDIS_URL: redisServer.url,
+      RABBITMQ_URLS: rabbit.urls.join(','),
+      QUEUE_TYPE: queueType,
+      LOG_LEVEL: 'info',
+    };
     const services = [];
-    for (const [svc, portVar] of [['order-processor', 'PROCESSOR_PORT'], ['notifier', 'NOTIFIER_PORT']]) {
+    for (const [svc, portVar] of [
+      ['order-processor', 'PROCESSOR_PORT'],
+      ['notifier', 'NOTIFIER_PORT'],
+    ]) {
       const port = await freePort();
-      const child = spawn(process.execPath, [`${svc}/dist/main.js`], { cwd: ROOT, env: { ...env, [portVar]: String(port) }, stdio: ['ignore', devNull, devNull] });
+      const child = spawn(process.execPath, [`${svc}/dist/main.js`], {
+        cwd: ROOT,
+        env: { ...env, [portVar]: String(port) },
+        stdio: ['ignore', devNull, devNull],
+      });
       services.push({ child, port });
     }
     for (const { port } of services) {
-      await waitFor(`service on :${port} ready`, async () => ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined), 60_000);
+      await waitFor(
+        `service on :${port} ready`,
+        async () => ((await fetch(`http://127.0.0.1:${port}/readyz`)).status === 200 ? true : undefined),
+        60_000,
+      );
     }
     const sentKey = shared.keys.stats.notificationsSent;
     const before = Number((await redis.get(sentKey)) ?? 0);
@@ -65,7 +83,9 @@ try {
     const t0 = performance.now();
     let inFlight = 0;
     for (let i = 0; i < N; i++) {
-      const { content, options } = shared.encodeEvent(shared.makeEvent(shared.routingKeys.placed, { id: `drain-${seq++}`, sku: 'drain-sku', qty: 1 }));
+      const { content, options } = shared.encodeEvent(
+        shared.makeEvent(shared.routingKeys.placed, { id: `drain-${seq++}`, sku: 'drain-sku', qty: 1 }),
+      );
       while (inFlight >= 300) await sleep(1);
       inFlight++;
       ch.publish(shared.exchanges.direct, shared.routingKeys.placed, content, options, () => inFlight--);
@@ -76,8 +96,12 @@ try {
       await sleep(20);
     }
     const seconds = (performance.now() - t0) / 1000;
-    const [proc, notif, red, beam] = [...services.map((s) => s.child.pid), redisPid, beamPid].map((pid, i) => perOrder(cpu0[i] ?? 0, cpuSeconds(pid)));
-    console.log(`round ${round}: ${Math.round(N / seconds)} orders/s; CPU µs per order: processor ${proc}, notifier ${notif}, redis ${red}, rabbitmq ${beam}`);
+    const [proc, notif, red, beam] = [...services.map((s) => s.child.pid), redisPid, beamPid].map((pid, i) =>
+      perOrder(cpu0[i] ?? 0, cpuSeconds(pid)),
+    );
+    console.log(
+      `round ${round}: ${Math.round(N / seconds)} orders/s; CPU µs per order: processor ${proc}, notifier ${notif}, redis ${red}, rabbitmq ${beam}`,
+    );
     for (const { child } of services) {
       child.kill('SIGTERM');
       await new Promise((resolve) => child.once('exit', resolve));

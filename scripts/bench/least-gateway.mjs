@@ -32,7 +32,9 @@ app.use(async (ctx) => {
     return;
   }
   await new Promise((resolve, reject) => {
-    channel.publish('', queue, body, { persistent: true, contentType: 'application/json' }, (err) => (err ? reject(err) : resolve(undefined)));
+    channel.publish('', queue, body, { persistent: true, contentType: 'application/json' }, (err) =>
+      err ? reject(err) : resolve(undefined),
+    );
   });
   if (redis) await redis.set(key, 'accepted', 'EX', 3600);
   ctx.status = 202;

@@ -127,14 +127,24 @@ export async function paced({ host, port, rate, durationMs, body, maxSockets = 2
     const rec = { id, start: performance.timeOrigin + wallOffset + start, status: 0, ms: 0 };
     sent.push(rec);
     const p = new Promise((resolve) => {
-      const req = http.request({ host, port, method: 'POST', path: '/orders', agent: sockets, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) } }, (res) => {
-        res.resume();
-        res.on('end', () => {
-          rec.status = res.statusCode ?? 0;
-          rec.ms = performance.now() - start;
-          resolve(undefined);
-        });
-      });
+      const req = http.request(
+        {
+          host,
+          port,
+          method: 'POST',
+          path: '/orders',
+          agent: sockets,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            rec.status = res.statusCode ?? 0;
+            rec.ms = performance.now() - start;
+            resolve(undefined);
+          });
+        },
+      );
       req.on('error', () => resolve(undefined));
       req.end(text);
     });

@@ -13,12 +13,12 @@ export function percentile(values: number[], q: number): number | undefined;
  * @param {number[]} values
  */
 export function summarize(values: number[]): {
-    count: number;
-    min: number;
-    p50: number;
-    p90: number;
-    p99: number;
-    max: number;
+  count: number;
+  min: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
 };
 /**
  * a / b rounded to 0.01, or undefined when either is missing or b is 0.
@@ -34,28 +34,32 @@ export function ratio(a: number | undefined, b: number | undefined): number;
  * @template {{ leastGateway?: { rate?: number }, leastGatewayIdempotent?: { rate?: number }, gateway?: { rate?: number } }} R
  * @param {R[]} rounds
  */
-export function medianRound<R extends {
+export function medianRound<
+  R extends {
     leastGateway?: {
-        rate?: number;
+      rate?: number;
     };
     leastGatewayIdempotent?: {
-        rate?: number;
+      rate?: number;
     };
     gateway?: {
-        rate?: number;
+      rate?: number;
     };
-}>(rounds: R[]): {
-    median: R;
-    ratios: Record<string, number>;
-    ranges: Record<string, [number, number]>;
-    rounds: {
-        gatewayToLeastGateway: number;
-        leastIdempotentToLeastGateway: number;
-        gatewayToLeastIdempotent: number;
-        leastGateway: number;
-        leastGatewayIdempotent: number;
-        gateway: number;
-    }[];
+  },
+>(
+  rounds: R[],
+): {
+  median: R;
+  ratios: Record<string, number>;
+  ranges: Record<string, [number, number]>;
+  rounds: {
+    gatewayToLeastGateway: number;
+    leastIdempotentToLeastGateway: number;
+    gatewayToLeastIdempotent: number;
+    leastGateway: number;
+    leastGatewayIdempotent: number;
+    gateway: number;
+  }[];
 };
 /**
  * A plain-text table: first row is the header.
@@ -72,8 +76,4 @@ export function tableRows(phases: Record<string, object>): unknown[][];
  * latencies as text.
  * @param {{ title: string, subtitle: string, phases: Record<string, object> }} input
  */
-export function chartSvg({ title, subtitle, phases }: {
-    title: string;
-    subtitle: string;
-    phases: Record<string, object>;
-}): string;
+export function chartSvg({ title, subtitle, phases }: { title: string; subtitle: string; phases: Record<string, object> }): string;

@@ -64,7 +64,9 @@ export function medianRound(rounds) {
     ratios[key] = percentile(values, 50);
     ranges[key] = values.length > 0 ? [Math.min(...values), Math.max(...values)] : undefined;
   }
-  const byRatio = rounds.map((_, i) => i).sort((a, b) => (perRound[a]?.gatewayToLeastGateway ?? 0) - (perRound[b]?.gatewayToLeastGateway ?? 0));
+  const byRatio = rounds
+    .map((_, i) => i)
+    .sort((a, b) => (perRound[a]?.gatewayToLeastGateway ?? 0) - (perRound[b]?.gatewayToLeastGateway ?? 0));
   const mid = byRatio[Math.ceil(byRatio.length / 2) - 1] ?? 0;
   return {
     median: /** @type {R} */ (rounds[mid]),
@@ -93,7 +95,8 @@ function cell(v) {
 export function formatTable(rows) {
   const text = rows.map((row) => row.map(cell));
   const widths = text[0]?.map((_, i) => Math.max(...text.map((row) => (row[i] ?? '').length))) ?? [];
-  const line = (/** @type {string[]} */ row) => row.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
+  const line = (/** @type {string[]} */ row) =>
+    row.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join('  ');
   const [head, ...body] = text;
   if (!head) return '';
   return [line(head), widths.map((w) => '-'.repeat(w)).join('  '), ...body.map(line)].join('\n');
@@ -106,7 +109,8 @@ export function formatTable(rows) {
 export function tableRows(phases) {
   /** @type {unknown[][]} */
   const rows = [['figure', ...Object.keys(phases)]];
-  const add = (/** @type {string} */ label, /** @type {(p: any) => unknown} */ get) => rows.push([label, ...Object.values(phases).map((p) => get(p))]);
+  const add = (/** @type {string} */ label, /** @type {(p: any) => unknown} */ get) =>
+    rows.push([label, ...Object.values(phases).map((p) => get(p))]);
   add('broker confirmed publishes/s', (p) => p.brokerCeiling?.rate);
   add('Redis SET NX/s', (p) => p.redisSetNx?.rate);
   add('least gateway req/s', (p) => p.leastGateway?.rate);

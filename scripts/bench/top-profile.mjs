@@ -24,10 +24,18 @@ const byFunction = new Map();
 const byPackage = new Map();
 for (const [id, us] of hits) {
   const cf = nodes.get(id)?.callFrame ?? {};
-  const where = cf.url ? `${cf.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/([^/]+\/(src|dist)\/)/, '$1')}:${cf.lineNumber + 1}` : '';
+  const where = cf.url
+    ? `${cf.url.replace(/^.*node_modules\//, '').replace(/^file:\/\/.*?\/([^/]+\/(src|dist)\/)/, '$1')}:${cf.lineNumber + 1}`
+    : '';
   const key = `${cf.functionName || '(anonymous)'} ${where}`.trim();
   byFunction.set(key, (byFunction.get(key) ?? 0) + us);
-  const pkg = !cf.url ? cf.functionName || '(native)' : cf.url.includes('node_modules/') ? cf.url.replace(/^.*node_modules\/((@[^/]+\/)?[^/]+).*$/, '$1') : cf.url.startsWith('node:') ? 'node:' + cf.url.slice(5).split('/')[0] : 'project';
+  const pkg = !cf.url
+    ? cf.functionName || '(native)'
+    : cf.url.includes('node_modules/')
+      ? cf.url.replace(/^.*node_modules\/((@[^/]+\/)?[^/]+).*$/, '$1')
+      : cf.url.startsWith('node:')
+        ? 'node:' + cf.url.slice(5).split('/')[0]
+        : 'project';
   byPackage.set(pkg, (byPackage.get(pkg) ?? 0) + us);
 }
 const pct = (/** @type {number} */ us) => `${((us / total) * 100).toFixed(1).padStart(5)}%`;

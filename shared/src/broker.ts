@@ -337,7 +337,13 @@ export function createBroker(opts: BrokerOptions): Broker {
   // Every publish is a PRODUCER span, the child of the context the caller put in the headers;
   // the message then carries the publish span's own context, so the consumer's span is its
   // child. And its confirm is timed.
-  async function publish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish, timeoutMs = opts.publishTimeoutMs): Promise<void> {
+  async function publish(
+    exchange: string,
+    routingKey: string,
+    content: Buffer,
+    options: Options.Publish,
+    timeoutMs = opts.publishTimeoutMs,
+  ): Promise<void> {
     const messageId = options.messageId === undefined ? undefined : String(options.messageId);
     const span = tracer.startSpan(
       `${exchange || routingKey} publish`,
@@ -351,13 +357,20 @@ export function createBroker(opts: BrokerOptions): Broker {
       observer?.published(exchange, 'confirmed', (performance.now() - started) / 1000);
       span.end();
     } catch (err) {
-      if (err instanceof PublishError && err.reason !== 'disconnected') observer?.published(exchange, err.reason, (performance.now() - started) / 1000);
+      if (err instanceof PublishError && err.reason !== 'disconnected')
+        observer?.published(exchange, err.reason, (performance.now() - started) / 1000);
       endWithError(span, err);
       throw err;
     }
   }
 
-  async function confirmedPublish(exchange: string, routingKey: string, content: Buffer, options: Options.Publish, timeoutMs: number): Promise<void> {
+  async function confirmedPublish(
+    exchange: string,
+    routingKey: string,
+    content: Buffer,
+    options: Options.Publish,
+    timeoutMs: number,
+  ): Promise<void> {
     // amqp-connection-manager would buffer without bound while disconnected: refuse instead.
     if (!isConnected()) throw new PublishError('no broker node is connected', 'disconnected');
     const id = String(options.messageId ?? '');
@@ -456,14 +469,24 @@ export function createBroker(opts: BrokerOptions): Broker {
       const orderId = orderIdOfMessageId(messageId);
       // The headers name the parent: the publish span of whoever sent the message.
       const parent = extractContext(msg.properties.headers);
-      const span = tracer.startSpan(`${c.queue} process`, { kind: SpanKind.CONSUMER, attributes: processAttributes(c.queue, messageId, orderId) }, parent);
+      const span = tracer.startSpan(
+        `${c.queue} process`,
+        { kind: SpanKind.CONSUMER, attributes: processAttributes(c.queue, messageId, orderId) },
+        parent,
+      );
       return handleDelivery(ch, msg, span, messageId, orderId).then(
         () => span.end(),
         (err: unknown) => endWithError(span, err),
       );
     };
 
-    const handleDelivery = async (ch: Channel, msg: ConsumeMessage, span: Span, messageId: string | undefined, orderId: string | undefined) => {
+    const handleDelivery = async (
+      ch: Channel,
+      msg: ConsumeMessage,
+      span: Span,
+      messageId: string | undefined,
+      orderId: string | undefined,
+    ) => {
       inFlight++;
       const attempt = attemptOf(msg);
       observer?.delivered(c.queue, attempt > 1 || msg.fields.redelivered);

@@ -120,7 +120,11 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
   const sentinelsRaw = raw(env, 'REDIS_SENTINELS');
   const sentinelName = raw(env, 'REDIS_SENTINEL_NAME');
   const redis: RedisConfig = {
-    url: url('REDIS_URL', sentinelsRaw ? (raw(env, 'REDIS_URL') ?? DEV_REDIS_URL) : secretful(env, 'REDIS_URL', DEV_REDIS_URL, production), ['redis:', 'rediss:']),
+    url: url(
+      'REDIS_URL',
+      sentinelsRaw ? (raw(env, 'REDIS_URL') ?? DEV_REDIS_URL) : secretful(env, 'REDIS_URL', DEV_REDIS_URL, production),
+      ['redis:', 'rediss:'],
+    ),
   };
   if (sentinelsRaw) {
     if (!sentinelName) throw new ConfigError('REDIS_SENTINEL_NAME', 'is required when REDIS_SENTINELS is set');

@@ -149,7 +149,8 @@ export async function replayDeadLetters(ch: ConfirmChannel, queue: string, limit
         ch.publish('', target, msg.content, { ...msg.properties, headers, mandatory: true }, (err) => (err ? reject(err) : resolve())),
       );
       // basic.return precedes the confirm: an unroutable copy (its queue is gone) is not replayed.
-      if (returned !== undefined) throw new Error(`queue ${target} does not exist; ${described.messageId ?? 'the message'} stays in ${queue}`);
+      if (returned !== undefined)
+        throw new Error(`queue ${target} does not exist; ${described.messageId ?? 'the message'} stays in ${queue}`);
       ch.ack(msg);
       result.replayed.push(described);
     }
@@ -202,7 +203,8 @@ export function parseDlqArgs(argv: readonly string[]): DlqArgs {
   let queueGiven = false;
   for (let i = 0; i < rest.length; i++) {
     const arg = rest[i] as string;
-    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    const [flag, inline] =
+      arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
     if (flag !== '--queue' && flag !== '--limit') throw new DlqUsageError(`unknown argument "${arg}"`);
     const value = inline ?? rest[++i];
     if (value === undefined || value === '') throw new DlqUsageError(`${flag} needs a value`);
@@ -213,7 +215,8 @@ export function parseDlqArgs(argv: readonly string[]): DlqArgs {
       args.queues = queueGiven ? [...args.queues, value] : [value];
       queueGiven = true;
     } else {
-      if (!/^\d+$/.test(value) || Number(value) < 1) throw new DlqUsageError(`--limit must be a whole number of at least 1, got "${value}"`);
+      if (!/^\d+$/.test(value) || Number(value) < 1)
+        throw new DlqUsageError(`--limit must be a whole number of at least 1, got "${value}"`);
       args.limit = Number(value);
     }
   }
@@ -241,11 +244,15 @@ export async function runDlqCommand(ch: ConfirmChannel, args: DlqArgs): Promise<
     if (args.command === 'list') {
       const dead = await listDeadLetters(ch, queue);
       const shown = dead.slice(0, args.limit);
-      lines.push(`${queue}: ${dead.length} dead letter${dead.length === 1 ? '' : 's'}${shown.length < dead.length ? `, the oldest ${shown.length} shown` : ''}`);
+      lines.push(
+        `${queue}: ${dead.length} dead letter${dead.length === 1 ? '' : 's'}${shown.length < dead.length ? `, the oldest ${shown.length} shown` : ''}`,
+      );
       lines.push(...shown.map(formatDeadLetter));
     } else if (args.command === 'replay') {
       const { replayed, skipped } = await replayDeadLetters(ch, queue, args.limit);
-      lines.push(`${queue}: replayed ${replayed.length}${skipped.length ? `, left ${skipped.length} whose original queue is unknown` : ''}`);
+      lines.push(
+        `${queue}: replayed ${replayed.length}${skipped.length ? `, left ${skipped.length} whose original queue is unknown` : ''}`,
+      );
       lines.push(...replayed.map((d) => `  -> ${d.originalQueue}  order ${d.orderId ?? '?'}  type ${d.type ?? '?'}`));
       lines.push(...skipped.map((d) => `  kept ${formatDeadLetter(d)}`));
     } else {

@@ -25,7 +25,10 @@ export class HttpProblem extends Error {
 }
 
 export function slug(title: string): string {
-  return title.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
+  return title
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '');
 }
 
 export function sendProblem(ctx: Context, p: HttpProblem): void {

@@ -49,7 +49,12 @@ export function acceptedRecord(a: Pick<Acceptance, 'fingerprint' | 'response'>):
  * still ours) and its order hash, never overwriting the processor's status. One reply per
  * acceptance: 1 recorded by this claim, 0 another claim holds the id.
  */
-export async function acceptOrders(redis: RedisClient, ttlSeconds: number, now: Date, acceptances: readonly Acceptance[]): Promise<(0 | 1)[]> {
+export async function acceptOrders(
+  redis: RedisClient,
+  ttlSeconds: number,
+  now: Date,
+  acceptances: readonly Acceptance[],
+): Promise<(0 | 1)[]> {
   const keyList: string[] = [keys.stats.accepted, keys.recentOrders];
   const args: (string | number)[] = [ttlSeconds, now.toISOString()];
   for (const a of acceptances) {

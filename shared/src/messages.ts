@@ -6,7 +6,10 @@ import { PoisonMessageError } from './errors.js';
 import { routingKeys } from './topology.js';
 
 // ajv-formats is CommonJS; under NodeNext its default export arrives wrapped.
-const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (ajv: Ajv, formats: string[]) => Ajv;
+const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (
+  ajv: Ajv,
+  formats: string[],
+) => Ajv;
 
 export const EVENT_VERSION = 1;
 export const EVENT_VERSION_HEADER = 'x-event-version';

@@ -38,9 +38,11 @@ export function brokerMetrics(metrics: Metrics, urls: readonly string[]): Broker
   const { registry } = metrics;
   const connected = new Gauge({ name: 'broker_connected', help: '1 while a broker node is connected, else 0', registers: [registry] });
   connected.set(0);
-  const failovers = metrics.counter('broker_failovers_total', 'Broker connections made after the first one (a reconnect or a move to another node), by node', [
-    'node',
-  ] as const);
+  const failovers = metrics.counter(
+    'broker_failovers_total',
+    'Broker connections made after the first one (a reconnect or a move to another node), by node',
+    ['node'] as const,
+  );
   for (const url of urls) failovers.inc({ node: redactUrl(url) }, 0);
   const confirm = metrics.histogram(
     'broker_publish_confirm_seconds',
@@ -54,10 +56,15 @@ export function brokerMetrics(metrics: Metrics, urls: readonly string[]): Broker
     ['queue', 'outcome'] as const,
     SECONDS_BUCKETS,
   );
-  const redeliveries = metrics.counter('consumer_redeliveries_total', 'Deliveries seen before: broker redeliveries and retry copies, by queue', [
+  const redeliveries = metrics.counter(
+    'consumer_redeliveries_total',
+    'Deliveries seen before: broker redeliveries and retry copies, by queue',
+    ['queue'] as const,
+  );
+  const deadLettered = metrics.counter('consumer_dead_lettered_total', 'Messages dead-lettered, by source queue and reason', [
     'queue',
+    'reason',
   ] as const);
-  const deadLettered = metrics.counter('consumer_dead_lettered_total', 'Messages dead-lettered, by source queue and reason', ['queue', 'reason'] as const);
 
   return {
     connected: (node, first) => {

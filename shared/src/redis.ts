@@ -40,8 +40,15 @@ export interface ScriptCommands {
   accept(numberOfKeys: number, ...keysThenArgs: Arg[]): Reply<(0 | 1)[]>;
   release(idemp: string, token: string): Reply<0 | 1>;
   reserve(
-    order: string, inventory: string, processed: string, rejected: string,
-    id: string, sku: string, qty: number, email: string, now: string,
+    order: string,
+    inventory: string,
+    processed: string,
+    rejected: string,
+    id: string,
+    sku: string,
+    qty: number,
+    email: string,
+    now: string,
   ): Reply<[0 | 1, string, string]>;
   expire(order: string, id: string, sku: string, qty: number, email: string, now: string): Reply<[0 | 1, string, string]>;
   notifyClaim(notification: string, failed: string, token: string, leaseMs: Arg, channel: string): Reply<[0 | 1 | 2, number]>;
@@ -75,7 +82,8 @@ export function createRedis(cfg: RedisConfig, { log, overrides }: RedisClientOpt
   const redis = cfg.sentinels
     ? new Redis({ ...common, sentinels: cfg.sentinels, name: cfg.sentinelName ?? 'mymaster' })
     : new Redis(cfg.url, common);
-  for (const s of loadLuaScripts()) redis.defineCommand(s.name, s.numberOfKeys === undefined ? { lua: s.lua } : { numberOfKeys: s.numberOfKeys, lua: s.lua });
+  for (const s of loadLuaScripts())
+    redis.defineCommand(s.name, s.numberOfKeys === undefined ? { lua: s.lua } : { numberOfKeys: s.numberOfKeys, lua: s.lua });
   if (log) {
     let up = false;
     redis.on('ready', () => {

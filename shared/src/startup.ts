@@ -35,7 +35,11 @@ export interface RunningService {
  * A service's Redis and broker clients and its metrics registry, the clients already observed by
  * it (connection state, errors, publish confirms, consumer outcomes).
  */
-export function createServiceClients(config: Config, log: Logger, publishTimeoutMs = config.publishTimeoutMs): { metrics: Metrics; redis: RedisClient; broker: Broker } {
+export function createServiceClients(
+  config: Config,
+  log: Logger,
+  publishTimeoutMs = config.publishTimeoutMs,
+): { metrics: Metrics; redis: RedisClient; broker: Broker } {
   const metrics = createMetrics(config.service);
   const redis = createRedis(config.redis, { log });
   observeRedis(redis, metrics);

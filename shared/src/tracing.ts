@@ -141,7 +141,12 @@ export function endWithError(span: Span, err: unknown): void {
 }
 
 /** Attributes of a publish span: destination is the exchange, or the queue for the default exchange. */
-export function publishAttributes(exchange: string, routingKey: string, messageId: string | undefined, orderId: string | undefined): Attributes {
+export function publishAttributes(
+  exchange: string,
+  routingKey: string,
+  messageId: string | undefined,
+  orderId: string | undefined,
+): Attributes {
   const a: Attributes = {
     [ATTR.messagingSystem]: 'rabbitmq',
     [ATTR.destination]: exchange === '' ? routingKey : exchange,

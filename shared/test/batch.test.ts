@@ -26,7 +26,7 @@ describe('createBatcher', () => {
     expect(sizes).toEqual([4, 4, 2]);
   });
 
-  it("rejects every caller of a failed batch with its error, and later batches still run", async () => {
+  it('rejects every caller of a failed batch with its error, and later batches still run', async () => {
     let fail = true;
     const run = createBatcher(async (items: string[]) => {
       if (fail) throw new Error('store down');

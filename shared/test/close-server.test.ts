@@ -47,7 +47,11 @@ describe('closeServer', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as AddressInfo;
-    await new Promise<void>((resolve) => request({ host: '127.0.0.1', port, path: '/' }, () => resolve()).on('error', () => undefined).end());
+    await new Promise<void>((resolve) =>
+      request({ host: '127.0.0.1', port, path: '/' }, () => resolve())
+        .on('error', () => undefined)
+        .end(),
+    );
     const started = Date.now();
     await closeServer(server, 300);
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);

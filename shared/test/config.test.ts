@@ -82,7 +82,9 @@ describe('loadConfig with values set', () => {
   });
 
   it('reads OTEL_EXPORTER_OTLP_ENDPOINT, the base URL spans are exported to', () => {
-    expect(loadConfig('order-processor', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }).otlpEndpoint).toBe('http://collector:4318');
+    expect(loadConfig('order-processor', { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318' }).otlpEndpoint).toBe(
+      'http://collector:4318',
+    );
     expect(loadConfig('notifier', { OTEL_EXPORTER_OTLP_ENDPOINT: ' ' }).otlpEndpoint).toBeUndefined();
   });
 

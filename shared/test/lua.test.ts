@@ -24,7 +24,11 @@ describe('claim (gateway)', () => {
     const claim = { id: 'lua-claim-1', fingerprint: 'fp-1', token: randomUUID() };
     expect(await claimOrders(redis, 5000, [claim])).toEqual([[0]]);
     expect(await claimOrders(redis, 5000, [claim])).toEqual([[0]]);
-    expect(JSON.parse((await redis.get(keys.idempotency('lua-claim-1'))) ?? '')).toEqual({ state: 'inflight', fp: 'fp-1', token: claim.token });
+    expect(JSON.parse((await redis.get(keys.idempotency('lua-claim-1'))) ?? '')).toEqual({
+      state: 'inflight',
+      fp: 'fp-1',
+      token: claim.token,
+    });
     // Another request with the same payload is told the first is in flight.
     const [reply] = await claimOrders(redis, 5000, [{ ...claim, token: randomUUID() }]);
     expect(reply?.[0]).toBe(3);
@@ -35,7 +39,11 @@ describe('claim (gateway)', () => {
     const [fresh, accepted, other, inFlight] = [id(1), id(2), id(3), id(4)];
     const acceptedToken = randomUUID();
     await claimOrders(redis, 5000, [{ id: accepted, fingerprint: 'fa', token: acceptedToken }]);
-    expect(await acceptOrders(redis, 60, new Date(), [{ id: accepted, sku: 's', qty: 1, token: acceptedToken, fingerprint: 'fa', response: '{"r":1}' }])).toEqual([1]);
+    expect(
+      await acceptOrders(redis, 60, new Date(), [
+        { id: accepted, sku: 's', qty: 1, token: acceptedToken, fingerprint: 'fa', response: '{"r":1}' },
+      ]),
+    ).toEqual([1]);
     await claimOrders(redis, 5000, [{ id: other, fingerprint: 'fo', token: randomUUID() }]);
     const duplicatesBefore = Number(await redis.get(keys.stats.duplicates));
 
@@ -72,7 +80,11 @@ describe('claim (gateway)', () => {
     await redis.del(keys.order(notJson));
     await redis.set(keys.order(aHash), 'a string where a hash belongs');
     const acceptance = (id: string, token: string) => ({ id, sku: 's', qty: 1, token, fingerprint: 'f', response: '{}' });
-    const accepts = await acceptOrders(redis, 60, new Date(), [acceptance(notJson, randomUUID()), acceptance(aHash, randomUUID()), acceptance(fresh, freshToken)]);
+    const accepts = await acceptOrders(redis, 60, new Date(), [
+      acceptance(notJson, randomUUID()),
+      acceptance(aHash, randomUUID()),
+      acceptance(fresh, freshToken),
+    ]);
     expect(accepts).toEqual([0, 0, 1]);
     expect(await redis.get(keys.idempotency(notJson))).toBe('not json');
     expect(await redis.hgetall(keys.idempotency(aHash))).toEqual({ state: 'inflight' });
@@ -82,7 +94,9 @@ describe('claim (gateway)', () => {
   });
 
   it('refuses a fingerprint or token that would break the record it builds', async () => {
-    await expect(claimOrders(redis, 5000, [{ id: 'lua-claim-bad', fingerprint: 'a"b', token: randomUUID() }])).rejects.toThrow(/fingerprint and token/);
+    await expect(claimOrders(redis, 5000, [{ id: 'lua-claim-bad', fingerprint: 'a"b', token: randomUUID() }])).rejects.toThrow(
+      /fingerprint and token/,
+    );
     expect(await redis.exists(keys.idempotency('lua-claim-bad'))).toBe(0);
   });
 });
@@ -97,14 +111,30 @@ describe('accept (gateway)', () => {
       { id: taken, fingerprint: 'f', token: randomUUID() },
     ]);
     const acceptedBefore = Number(await redis.get(keys.stats.accepted));
-    const acceptance = (orderId: string, token: string) => ({ id: orderId, sku: 'sku-acc', qty: 2, email: 'a@example.com', token, fingerprint: 'f', response: `{"id":"${orderId}"}` });
+    const acceptance = (orderId: string, token: string) => ({
+      id: orderId,
+      sku: 'sku-acc',
+      qty: 2,
+      email: 'a@example.com',
+      token,
+      fingerprint: 'f',
+      response: `{"id":"${orderId}"}`,
+    });
 
     const at = new Date();
     // `lapsed` has no claim at all any more (its lease ran out): recorded as ours, like a first claim.
-    const replies = await acceptOrders(redis, 60, at, [acceptance(mine, tMine), acceptance(taken, tTaken), acceptance(lapsed, randomUUID())]);
+    const replies = await acceptOrders(redis, 60, at, [
+      acceptance(mine, tMine),
+      acceptance(taken, tTaken),
+      acceptance(lapsed, randomUUID()),
+    ]);
     expect(replies).toEqual([1, 0, 1]);
     expect(Number(await redis.get(keys.stats.accepted))).toBe(acceptedBefore + 2);
-    expect(JSON.parse((await redis.get(keys.idempotency(mine))) ?? '')).toEqual({ state: 'accepted', fp: 'f', response: `{"id":"${mine}"}` });
+    expect(JSON.parse((await redis.get(keys.idempotency(mine))) ?? '')).toEqual({
+      state: 'accepted',
+      fp: 'f',
+      response: `{"id":"${mine}"}`,
+    });
     expect(await redis.ttl(keys.idempotency(mine))).toBeGreaterThan(50);
     expect(JSON.parse((await redis.get(keys.idempotency(taken))) ?? '')).toMatchObject({ state: 'inflight' });
     // Newest first: the list gets the recorded ones in the order given.
@@ -112,7 +142,13 @@ describe('accept (gateway)', () => {
     // Every order hash is written, also the one whose record another claim holds.
     for (const orderId of [mine, taken, lapsed]) {
       expect(await redis.hgetall(keys.order(orderId))).toEqual({
-        id: orderId, sku: 'sku-acc', qty: '2', email: 'a@example.com', status: 'accepted', createdAt: at.toISOString(), updatedAt: at.toISOString(),
+        id: orderId,
+        sku: 'sku-acc',
+        qty: '2',
+        email: 'a@example.com',
+        status: 'accepted',
+        createdAt: at.toISOString(),
+        updatedAt: at.toISOString(),
       });
     }
     // Sent again (a client resend after a reconnect): nothing counts twice.
@@ -137,16 +173,27 @@ describe('reserve (processor)', () => {
   it.each(['10.0', '1e3', ' 5', '0x10', 'abc'])('refuses inventory %j before writing anything', async (value) => {
     const id = `lua-bad-stock-${randomUUID()}`;
     await redis.set(keys.inventory('lua-bad'), value);
-    await expect(redis.reserve(keys.order(id), keys.inventory('lua-bad'), keys.processedCount, keys.stats.rejected, id, 'lua-bad', 1, '', now())).rejects.toThrow(
-      /not a whole number/,
-    );
+    await expect(
+      redis.reserve(keys.order(id), keys.inventory('lua-bad'), keys.processedCount, keys.stats.rejected, id, 'lua-bad', 1, '', now()),
+    ).rejects.toThrow(/not a whole number/);
     expect(await redis.exists(keys.order(id))).toBe(0);
     expect(await redis.get(keys.inventory('lua-bad'))).toBe(value);
   });
 
   it('decides once: the same order again changes nothing and gives the same outcome', async () => {
     await redis.set(keys.inventory('lua-once'), 3);
-    const run = () => redis.reserve(keys.order('lua-once-1'), keys.inventory('lua-once'), keys.processedCount, keys.stats.rejected, 'lua-once-1', 'lua-once', 2, '', now());
+    const run = () =>
+      redis.reserve(
+        keys.order('lua-once-1'),
+        keys.inventory('lua-once'),
+        keys.processedCount,
+        keys.stats.rejected,
+        'lua-once-1',
+        'lua-once',
+        2,
+        '',
+        now(),
+      );
     const processedBefore = Number(await redis.get(keys.processedCount));
     expect(await run()).toEqual([0, 'created', '']);
     expect(await run()).toEqual([1, 'created', '']);
@@ -156,7 +203,8 @@ describe('reserve (processor)', () => {
 });
 
 describe('expire and reserve (processor): an order is never both expired and created', () => {
-  const reserve = (id: string, sku: string) => redis.reserve(keys.order(id), keys.inventory(sku), keys.processedCount, keys.stats.rejected, id, sku, 1, '', now());
+  const reserve = (id: string, sku: string) =>
+    redis.reserve(keys.order(id), keys.inventory(sku), keys.processedCount, keys.stats.rejected, id, sku, 1, '', now());
   const expire = (id: string, sku: string) => redis.expire(keys.order(id), id, sku, 1, '', now());
 
   it('expires an undecided order once; reserve then refuses it and takes no stock', async () => {

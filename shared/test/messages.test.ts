@@ -69,7 +69,9 @@ describe('validateOrder', () => {
 describe('canonicalOrder', () => {
   it('puts the fields in one order and leaves out a missing email', () => {
     expect(JSON.stringify(canonicalOrder({ qty: 2, sku: 's', id: 'i' }))).toBe('{"id":"i","sku":"s","qty":2}');
-    expect(JSON.stringify(canonicalOrder({ email: 'a@b.co', qty: 2, id: 'i', sku: 's' }))).toBe('{"id":"i","sku":"s","qty":2,"email":"a@b.co"}');
+    expect(JSON.stringify(canonicalOrder({ email: 'a@b.co', qty: 2, id: 'i', sku: 's' }))).toBe(
+      '{"id":"i","sku":"s","qty":2,"email":"a@b.co"}',
+    );
   });
 });
 

@@ -123,10 +123,15 @@ async function refusal(conn: ChannelModel, op: (ch: Channel) => Promise<unknown>
 
 /** The next message's body on `queue`, polled with a deadline. */
 function getWithin(ch: Channel, queue: string, ms: number): Promise<string> {
-  return waitFor(`a message on ${queue}`, async () => {
-    const msg = await ch.get(queue, { noAck: true });
-    return msg ? msg.content.toString('utf8') : undefined;
-  }, ms, 50);
+  return waitFor(
+    `a message on ${queue}`,
+    async () => {
+      const msg = await ch.get(queue, { noAck: true });
+      return msg ? msg.content.toString('utf8') : undefined;
+    },
+    ms,
+    50,
+  );
 }
 
 describe('the topology on a real broker', () => {

@@ -46,7 +46,10 @@ export function warningSummary(output: string, limit = 12): string[] {
       continue;
     }
     // pino writes the level as a number or, with a formatter, as its label.
-    const level = typeof entry.level === 'string' ? ({ warn: 40, error: 50, fatal: 60 } as Record<string, number>)[entry.level] ?? 0 : (entry.level ?? 0);
+    const level =
+      typeof entry.level === 'string'
+        ? (({ warn: 40, error: 50, fatal: 60 } as Record<string, number>)[entry.level] ?? 0)
+        : (entry.level ?? 0);
     if (level < 40) continue;
     const err = typeof entry.err === 'string' ? entry.err : entry.err ? JSON.stringify(entry.err) : '';
     const key = `${entry.service ?? '?'}: ${entry.msg ?? ''}${err ? ` (${err})` : ''}`.replace(/\d+/g, 'N').slice(0, 200);

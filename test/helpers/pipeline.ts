@@ -89,7 +89,12 @@ export async function startPipeline(opts: PipelineOptions): Promise<Pipeline> {
     start,
     readiness,
     async allReady(timeoutMs = 60_000) {
-      await waitFor('every service ready', async () => ((await readiness()).every((r) => r.status === 200) ? true : undefined), timeoutMs, 200);
+      await waitFor(
+        'every service ready',
+        async () => ((await readiness()).every((r) => r.status === 200) ? true : undefined),
+        timeoutMs,
+        200,
+      );
     },
     output: () => [...earlier, ...[...procs].map(([name, p]) => `--- ${name}\n${p.output()}`)].join('\n'),
     async stop() {
