@@ -14,12 +14,14 @@ import {
   requestSpan,
   traceHeaders,
   makeEvent,
+  releaseClaim,
   routingKeys,
   validateOrder,
   type Acceptance,
+  type AcceptResult,
   type Broker,
   type Claim,
-  type ClaimReply,
+  type ClaimResult,
   type Config,
   type Logger,
   type Metrics,
@@ -67,8 +69,8 @@ export interface OrderDeps {
 
 /** The two idempotency steps of one request; see idempotencySteps. */
 export interface IdempotencySteps {
-  claim(claim: Claim): Promise<ClaimReply>;
-  accept(acceptance: Acceptance): Promise<0 | 1>;
+  claim(claim: Claim): Promise<ClaimResult>;
+  accept(acceptance: Acceptance): Promise<AcceptResult>;
 }
 
 /**
@@ -149,7 +151,7 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
   const idempKey = keys.idempotency(order.id);
   const fp = fingerprint(order);
   const token = randomUUID();
-  let claim: ClaimReply;
+  let claim: ClaimResult;
   try {
     claim = await idempotency.claim({ id: order.id, fingerprint: fp, token });
   } catch (err) {
@@ -157,19 +159,19 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
     throw unavailable('The order store is not reachable; retry shortly');
   }
 
-  switch (claim[0]) {
-    case 1: {
-      const original = JSON.parse(claim[1]) as Record<string, unknown>;
+  switch (claim.outcome) {
+    case 'replay': {
+      const original = JSON.parse(claim.response) as Record<string, unknown>;
       ctx.status = 200;
       ctx.set('Idempotent-Replayed', 'true');
       ctx.set('Location', orderLocation(order.id));
       ctx.body = { ...original, duplicate: true, message: `Duplicate order: ${order.id}` };
       return;
     }
-    case 2:
+    case 'mismatch':
       throw new HttpProblem(422, 'Idempotency Key Reused', `Order ${order.id} was already placed with a different payload`);
-    case 3: {
-      const retryAfter = Math.max(1, Math.ceil(claim[1] / 1000));
+    case 'in_flight': {
+      const retryAfter = Math.max(1, Math.ceil(claim.leaseLeftMs / 1000));
       throw new HttpProblem(
         409,
         'Order In Flight',
@@ -178,12 +180,12 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
         { 'Retry-After': String(retryAfter) },
       );
     }
-    case 4:
+    case 'unreadable':
       // Not JSON, or not a string: written by something other than this gateway. Not transient,
       // so not a 503; the other requests of the same batch are unaffected.
       olog.error({ key: idempKey }, 'idempotency record is unreadable; answering 500');
       throw new HttpProblem(500, 'Internal Server Error', `The idempotency record of order ${order.id} is unreadable`);
-    case 0:
+    case 'claimed':
       break;
   }
 
@@ -198,7 +200,7 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
     olog.warn({ err: (err as Error).message }, 'publish failed; releasing the id and answering 503');
     // Only our own in-flight claim is deleted, so the client's retry is accepted at once. A
     // timed-out message may still arrive later: the processor's once-only check absorbs it.
-    await redis.release(idempKey, token).catch((releaseErr: unknown) => {
+    await releaseClaim(redis, order.id, token).catch((releaseErr: unknown) => {
       olog.warn({ err: (releaseErr as Error).message }, 'could not release the claim; it lapses with its lease');
     });
     throw unavailable('The order could not be handed to the message broker; retry shortly');
@@ -214,7 +216,7 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
   };
   const response = JSON.stringify(body);
   try {
-    const ours = await idempotency.accept({
+    const accepted = await idempotency.accept({
       id: order.id,
       sku: order.sku,
       qty: order.qty,
@@ -223,7 +225,7 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
       fingerprint: fp,
       response,
     });
-    if (ours === 0) olog.debug('claim lapsed before the acceptance; the request that took it records it');
+    if (accepted.outcome === 'not_ours') olog.debug('claim lapsed before the acceptance; the request that took it records it');
   } catch (err) {
     // The broker confirmed: the order is durable and the processor records it itself. The id stays
     // in flight until the lease lapses; a retry after that publishes a copy the processor absorbs.

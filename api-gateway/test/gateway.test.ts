@@ -190,7 +190,9 @@ describe('POST /orders', () => {
   it('while the first request is in flight the same order gets 409 with Retry-After', async () => {
     const order = { id: 'gw-inflight-1', sku: 'sku-a', qty: 1 };
     // Another gateway's claim, between its claim and its publish.
-    expect(await claimOrders(redis, 8000, [{ id: order.id, fingerprint: fingerprint(order), token: 'other-gateway' }])).toEqual([[0]]);
+    expect(await claimOrders(redis, 8000, [{ id: order.id, fingerprint: fingerprint(order), token: 'other-gateway' }])).toEqual([
+      { outcome: 'claimed' },
+    ]);
 
     const r = await postOrder(order);
     expectProblem(r, 409);
@@ -363,7 +365,9 @@ describe('POST /orders', () => {
 
   it('a gateway that died between claim and publish locks the id only until its lease lapses', async () => {
     const order = { id: 'gw-crashed-1', sku: 'sku-a', qty: 1 };
-    expect(await claimOrders(redis, 400, [{ id: order.id, fingerprint: fingerprint(order), token: 'dead-gateway' }])).toEqual([[0]]);
+    expect(await claimOrders(redis, 400, [{ id: order.id, fingerprint: fingerprint(order), token: 'dead-gateway' }])).toEqual([
+      { outcome: 'claimed' },
+    ]);
     expect((await postOrder(order)).status).toBe(409);
 
     await waitFor('the lease to lapse', async () => ((await redis.pttl(keys.idempotency(order.id))) === -2 ? true : undefined), 10_000);

@@ -2,10 +2,13 @@ import { randomUUID } from 'node:crypto';
 import type { Message } from 'amqplib';
 import {
   RetryLaterError,
+  ScriptReplyError,
   TransientError,
+  claimNotification,
   decodeEvent,
   forOrder,
-  keys,
+  recordNotificationFailed,
+  recordNotificationSent,
   routingKeys,
   type ConsumeContext,
   type Logger,
@@ -55,16 +58,6 @@ export class UnrecordedSends {
   }
 }
 
-/** First element of the notifyClaim script's reply (see shared/lua/notify-claim-2.lua). */
-export enum ClaimCode {
-  /** Claimed: send now. The second element counts attempts, this one included. */
-  Claimed = 0,
-  /** Sent before (a duplicate or redelivered copy): nothing to do. */
-  AlreadySent = 1,
-  /** Another sender holds a live lease; the second element is the ms it has left. */
-  Leased = 2,
-}
-
 /** What handling one outcome message came to; a failed send throws SendFailedError instead. */
 export type HandleResult = 'sent' | 'already_sent';
 
@@ -84,6 +77,8 @@ async function redisCall<T>(what: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (err) {
+    // The script and this code disagree: not an outage.
+    if (err instanceof ScriptReplyError) throw err;
     throw new TransientError(`redis unavailable (${what}): ${(err as Error).message}`, { cause: err });
   }
 }
@@ -95,23 +90,18 @@ async function redisCall<T>(what: string, call: () => Promise<T>): Promise<T> {
  * dead-letters the message and never holds a handler for the length of a lease.
  */
 async function claim(deps: NotifierDeps, orderId: string, token: string, log: Logger): Promise<{ attempts: number } | 'already_sent'> {
-  const reply = await redisCall('notifyClaim', () =>
-    deps.redis.notifyClaim(keys.notification(orderId), keys.stats.notificationsFailed, token, deps.leaseMs, deps.sender.channel),
-  );
-  const [code, value] = reply;
-  switch (code) {
-    case ClaimCode.Claimed:
-      return { attempts: value };
-    case ClaimCode.AlreadySent:
+  const claimed = await redisCall('notifyClaim', () => claimNotification(deps.redis, orderId, token, deps.leaseMs, deps.sender.channel));
+  switch (claimed.outcome) {
+    case 'claimed':
+      return { attempts: claimed.attempts };
+    case 'already_sent':
       return 'already_sent';
-    case ClaimCode.Leased:
-      log.debug({ leaseLeftMs: value }, 'another sender holds the notification; looking again later');
+    case 'leased':
+      log.debug({ leaseLeftMs: claimed.leaseLeftMs }, 'another sender holds the notification; looking again later');
       throw new RetryLaterError(
-        `another sender holds the notification for ${value} ms more`,
-        Math.max(10, Math.min(value, LEASE_RECHECK_MS)),
+        `another sender holds the notification for ${claimed.leaseLeftMs} ms more`,
+        Math.max(10, Math.min(claimed.leaseLeftMs, LEASE_RECHECK_MS)),
       );
-    default:
-      throw new Error(`unexpected reply from notifyClaim: ${JSON.stringify(reply)}`);
   }
 }
 
@@ -126,7 +116,7 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
   const sentBefore = deps.unrecorded?.get(orderId);
   if (sentBefore !== undefined) {
     // Sent by this process on an earlier attempt whose record failed: record it, never resend.
-    await redisCall('notifySent', () => deps.redis.notifySent(keys.notification(orderId), keys.stats.notificationsSent, sentBefore));
+    await redisCall('notifySent', () => recordNotificationSent(deps.redis, orderId, sentBefore));
     deps.unrecorded?.delete(orderId);
     log.info(
       { type: event.type, channel: deps.sender.channel, sentAt: sentBefore },
@@ -148,11 +138,9 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
     const last = ctx.lastAttempt;
     // With attempts left this releases the lease so the retry claims at once; the last one
     // marks the notification failed (the message then goes to the dead-letter queue).
-    const recorded = await redisCall('notifyFail', () =>
-      deps.redis.notifyFail(keys.notification(orderId), keys.stats.notificationsFailed, token, error, last ? '1' : '0'),
-    );
+    const recorded = await redisCall('notifyFail', () => recordNotificationFailed(deps.redis, orderId, token, error, last));
     log.warn(
-      { channel: deps.sender.channel, attempts: claimed.attempts, last, recorded: recorded === 1, err: error },
+      { channel: deps.sender.channel, attempts: claimed.attempts, last, recorded: recorded.outcome === 'recorded', err: error },
       'notification failed',
     );
     throw new SendFailedError(`sending the notification failed: ${error}`, { cause: err });
@@ -163,7 +151,7 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
   // same Idempotency-Key and can drop the repeat.
   const sentAt = new Date().toISOString();
   try {
-    await redisCall('notifySent', () => deps.redis.notifySent(keys.notification(orderId), keys.stats.notificationsSent, sentAt));
+    await redisCall('notifySent', () => recordNotificationSent(deps.redis, orderId, sentAt));
   } catch (err) {
     deps.unrecorded?.add(orderId, sentAt);
     throw err;

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   DEAD_LETTER_HEADERS,
   RETRY_COUNT_HEADER,
+  claimNotification,
   connectBroker,
   createLogger,
   createRedis,
@@ -242,14 +243,8 @@ describe('notifier', () => {
     const leaseMs = 1000;
     const claimedAt = Date.now();
     // A sender that claimed the notification and died before recording anything.
-    const claim = await redis.notifyClaim(
-      keys.notification('nt-crash-1'),
-      keys.stats.notificationsFailed,
-      'dead-sender',
-      leaseMs,
-      'webhook',
-    );
-    expect(claim).toEqual([0, 1]);
+    const claim = await claimNotification(redis, 'nt-crash-1', 'dead-sender', leaseMs, 'webhook');
+    expect(claim).toEqual({ outcome: 'claimed', attempts: 1 });
     await publishOutcome({ id: 'nt-crash-1', sku: 'sku-a', qty: 1 });
     const n = await waitStatus('nt-crash-1', 'sent');
 
@@ -263,7 +258,7 @@ describe('notifier', () => {
   it('waits out a lease longer than all its attempts without counting them, and never dead-letters for it', async () => {
     const leaseMs = 3000;
     const heldBefore = await results('lease_held');
-    await redis.notifyClaim(keys.notification('nt-lease-2'), keys.stats.notificationsFailed, 'dead-sender', leaseMs, 'webhook');
+    await claimNotification(redis, 'nt-lease-2', 'dead-sender', leaseMs, 'webhook');
     await publishOutcome({ id: 'nt-lease-2', sku: 'sku-a', qty: 1 });
     const n = await waitStatus('nt-lease-2', 'sent');
 
@@ -275,7 +270,7 @@ describe('notifier', () => {
   });
 
   it('stops at once while a message waits out a lease, and the message is sent after the restart', async () => {
-    await redis.notifyClaim(keys.notification('nt-lease-3'), keys.stats.notificationsFailed, 'dead-sender', 60_000, 'webhook');
+    await claimNotification(redis, 'nt-lease-3', 'dead-sender', 60_000, 'webhook');
     const heldBefore = await results('lease_held');
     await publishOutcome({ id: 'nt-lease-3', sku: 'sku-a', qty: 1 });
     await waitFor('the lease seen', async () => ((await results('lease_held')) > heldBefore ? true : undefined), 15_000);

@@ -2,20 +2,24 @@ import type { Message } from 'amqplib';
 import {
   OrderExpiredError,
   TransientError,
+  ScriptReplyError,
   decodeEvent,
   encodeEvent,
   exchanges,
+  expireOrder,
   forOrder,
-  keys,
   traceHeaders,
   makeEvent,
+  reserveOrder,
   routingKeys,
+  type ExpireResult,
   type Broker,
   type EventType,
   type Logger,
   type Order,
   type RedisClient,
   type RejectReason,
+  type ReserveResult,
   type Span,
 } from '@order-pipeline/shared';
 
@@ -29,14 +33,6 @@ export interface ProcessorDeps {
   log: Logger;
   /** An order that waited in orders.queue longer than this is expired instead (ORDER_TTL_MS). */
   orderTtlMs?: number;
-}
-
-/** First element of the reserve script's reply (see shared/lua/reserve-4.lua). */
-export enum ReserveCode {
-  /** This call decided the order. */
-  Decided = 0,
-  /** The order was decided before: a redelivery or a duplicate copy; nothing changed. */
-  AlreadyDecided = 1,
 }
 
 /** What handling one order.placed message came to; also the label of processor_orders_total. */
@@ -64,13 +60,15 @@ const eventOfStatus: Readonly<Record<string, EventType | undefined>> = {
   rejected: routingKeys.rejected,
 };
 
-function kindOf(code: ReserveCode, status: string, reason: RejectReason | undefined): OutcomeKind {
-  if (code === ReserveCode.AlreadyDecided) return 'redelivered';
-  if (status === 'created') return 'created';
-  if (status === 'rejected' && reason === 'out_of_stock') return 'rejected_out_of_stock';
-  if (status === 'rejected' && reason === 'unknown_sku') return 'rejected_unknown_sku';
-  // The script decides only created or rejected with one of the two reasons.
-  throw new Error(`reserve script decided an unexpected outcome: ${status} ${reason ?? ''}`);
+function kindOf(result: ReserveResult): OutcomeKind {
+  switch (result.outcome) {
+    case 'decided_before':
+      return 'redelivered';
+    case 'created':
+      return 'created';
+    case 'rejected':
+      return result.reason === 'out_of_stock' ? 'rejected_out_of_stock' : 'rejected_unknown_sku';
+  }
 }
 
 function redisError(err: unknown, what: string): TransientError {
@@ -87,34 +85,25 @@ async function expireIfDue(deps: ProcessorDeps, order: Order, occurredAt: string
   if (deps.orderTtlMs === undefined) return;
   const waitedMs = Date.now() - Date.parse(occurredAt);
   if (!(waitedMs > deps.orderTtlMs)) return;
-  let reply: [number, string, string];
+  let result: ExpireResult;
   try {
-    reply = await deps.redis.expire(keys.order(order.id), order.id, order.sku, order.qty, order.email ?? '', new Date().toISOString());
+    result = await expireOrder(deps.redis, order, new Date());
   } catch (err) {
+    if (err instanceof ScriptReplyError) throw err;
     throw redisError(err, 'expire');
   }
-  const [code, status] = reply;
   // Decided before it ran out (a redelivery of a created or rejected order): handled as such.
-  if (status !== 'expired') return;
-  if (code === ReserveCode.Decided) log.warn({ waitedMs, ttlMs: deps.orderTtlMs }, 'order waited too long; expired');
+  if (result.outcome === 'decided_before' && result.status !== 'expired') return;
+  if (result.outcome === 'expired') log.warn({ waitedMs, ttlMs: deps.orderTtlMs }, 'order waited too long; expired');
   throw new OrderExpiredError(`order ${order.id} waited ${waitedMs} ms in the queue, longer than ORDER_TTL_MS (${deps.orderTtlMs} ms)`);
 }
 
-async function reserve(redis: RedisClient, order: Order): Promise<[ReserveCode, string, string]> {
-  let reply: unknown;
+async function reserve(redis: RedisClient, order: Order): Promise<ReserveResult> {
   try {
-    reply = await redis.reserve(
-      keys.order(order.id),
-      keys.inventory(order.sku),
-      keys.processedCount,
-      keys.stats.rejected,
-      order.id,
-      order.sku,
-      order.qty,
-      order.email ?? '',
-      new Date().toISOString(),
-    );
+    return await reserveOrder(redis, order, new Date());
   } catch (err) {
+    // The script and this code disagree: not something a retry mends.
+    if (err instanceof ScriptReplyError) throw err;
     const message = err instanceof Error ? err.message : String(err);
     // A reply error means inventory:<sku> is not a whole number: an operator can fix it, so it is
     // retried like an outage and, if nobody does, dead-lettered with the error for a replay.
@@ -123,10 +112,6 @@ async function reserve(redis: RedisClient, order: Order): Promise<[ReserveCode, 
     }
     throw new TransientError(`redis unavailable: ${message}`, { cause: err });
   }
-  if (!Array.isArray(reply) || reply.length !== 3 || (reply[0] !== ReserveCode.Decided && reply[0] !== ReserveCode.AlreadyDecided)) {
-    throw new Error(`unexpected reply from the reserve script: ${JSON.stringify(reply)}`);
-  }
-  return [reply[0] as ReserveCode, String(reply[1]), String(reply[2])];
 }
 
 /**
@@ -139,17 +124,19 @@ export async function handleOrderPlaced(deps: ProcessorDeps, msg: Message, span?
   // Throws OrderExpiredError (dead-lettered with reason 'expired') for an order that ran out.
   await expireIfDue(deps, order, occurredAt, log);
 
-  const [code, status, rawReason] = await reserve(deps.redis, order);
+  const result = await reserve(deps.redis, order);
+  const status = result.outcome === 'decided_before' ? result.status : result.outcome;
+  const rawReason = result.outcome === 'created' ? '' : result.reason;
   if (status === 'rejected' && !isRejectReason(rawReason)) {
     throw new Error(`order is rejected for an unknown reason "${rawReason}"`);
   }
   const reason = status === 'rejected' ? (rawReason as RejectReason) : undefined;
-  const kind = kindOf(code, status, reason);
+  const kind = kindOf(result);
   const type = eventOfStatus[status];
 
   // Per-order lines are debug: at info, one synchronous log write per order was a visible share of
   // the processor's CPU under load (see the benchmark). Redeliveries stay at info: they are rare.
-  if (code === ReserveCode.Decided) log.debug({ status, reason, sku: order.sku, qty: order.qty }, 'order decided');
+  if (result.outcome !== 'decided_before') log.debug({ status, reason, sku: order.sku, qty: order.qty }, 'order decided');
   else log.info({ status, reason }, 'order decided before; publishing its outcome again');
 
   // Published even when decided before: the first delivery may have died between the Redis write

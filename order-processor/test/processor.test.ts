@@ -378,7 +378,7 @@ describe('order processor', () => {
     const accepted = await acceptOrders(redis, 60, new Date(Date.now() + 1000), [
       { id: 'op-late-1', sku: 'sku-late', qty: 2, token: 'token-1', fingerprint: 'fp', response: '{}' },
     ]);
-    expect(accepted).toEqual([1]);
+    expect(accepted).toEqual([{ outcome: 'accepted' }]);
     expect(await order('op-late-1')).toEqual(decided);
   });
 

@@ -9,7 +9,7 @@
 --         {1, status, reason}  decided before (a redelivery, or an expired order): the same outcome, nothing changed
 --         error                inventory:<sku> holds something that is not a whole number
 local status = redis.call('HGET', KEYS[1], 'status')
--- Decided before, expired included (expire-1.lua): a late copy of an expired order reserves nothing.
+-- Decided before, expired included (expire-order-1.lua): a late copy of an expired order reserves nothing.
 if status and status ~= 'accepted' then
   return {1, status, redis.call('HGET', KEYS[1], 'reason') or ''}
 end

@@ -5,7 +5,9 @@ import type { Logger } from './logger.js';
 
 // Lua scripts live in ../lua as files named <command>-<number of KEYS>.lua, or <command>-n.lua for
 // a script that takes any number of keys (the caller passes the count first, as ioredis expects
-// when numberOfKeys is left out); the same relative path works from src/ (tests) and dist/.
+// when numberOfKeys is left out); the same relative path works from src/ (tests) and dist/. A
+// command replaces an ioredis method of the same name, so no file may be named after a Redis
+// command (the expiry script is expire-order-1.lua, not expire-1.lua, which hid EXPIRE).
 const LUA_DIR = new URL('../lua/', import.meta.url);
 
 export interface LuaScript {
@@ -26,37 +28,13 @@ export function loadLuaScripts(): LuaScript[] {
     });
 }
 
-type Arg = string | number;
-
-/** One claim's answer: claimed; replay this response; other payload; in flight for this many ms; unreadable record. */
-export type ClaimReply = [0] | [1, string] | [2] | [3, number] | [4];
-type Reply<T> = Promise<T>;
-
-/** The commands defined from ../lua; see each file's header for KEYS, ARGV and replies. */
-export interface ScriptCommands {
-  /** Any number of claims; call it through claimOrders (idempotency.ts), which lays out the arguments. */
-  claim(numberOfKeys: number, ...keysThenArgs: Arg[]): Reply<ClaimReply[]>;
-  /** Any number of acceptances; call it through acceptOrders (idempotency.ts). */
-  accept(numberOfKeys: number, ...keysThenArgs: Arg[]): Reply<(0 | 1)[]>;
-  release(idemp: string, token: string): Reply<0 | 1>;
-  reserve(
-    order: string,
-    inventory: string,
-    processed: string,
-    rejected: string,
-    id: string,
-    sku: string,
-    qty: number,
-    email: string,
-    now: string,
-  ): Reply<[0 | 1, string, string]>;
-  expire(order: string, id: string, sku: string, qty: number, email: string, now: string): Reply<[0 | 1, string, string]>;
-  notifyClaim(notification: string, failed: string, token: string, leaseMs: Arg, channel: string): Reply<[0 | 1 | 2, number]>;
-  notifySent(notification: string, sent: string, sentAt: string): Reply<0 | 1>;
-  notifyFail(notification: string, failed: string, token: string, error: string, last: '0' | '1'): Reply<0 | 1>;
-}
-
-export type RedisClient = Redis & ScriptCommands;
+/**
+ * A client made by createRedis. It carries one command per Lua file, but nothing calls those
+ * directly: each has a typed wrapper in ./scripts/ that lays out its KEYS and ARGV and checks its
+ * reply (claimOrders, acceptOrders, releaseClaim, reserveOrder, expireOrder, claimNotification,
+ * recordNotificationSent, recordNotificationFailed).
+ */
+export type RedisClient = Redis;
 
 export interface RedisClientOptions {
   log?: Logger;
@@ -82,8 +60,10 @@ export function createRedis(cfg: RedisConfig, { log, overrides }: RedisClientOpt
   const redis = cfg.sentinels
     ? new Redis({ ...common, sentinels: cfg.sentinels, name: cfg.sentinelName ?? 'mymaster' })
     : new Redis(cfg.url, common);
-  for (const s of loadLuaScripts())
+  for (const s of loadLuaScripts()) {
+    if (s.name in redis) throw new Error(`Lua script ${s.name} would replace the ioredis method of that name; rename its file`);
     redis.defineCommand(s.name, s.numberOfKeys === undefined ? { lua: s.lua } : { numberOfKeys: s.numberOfKeys, lua: s.lua });
+  }
   if (log) {
     let up = false;
     redis.on('ready', () => {
@@ -99,7 +79,7 @@ export function createRedis(cfg: RedisConfig, { log, overrides }: RedisClientOpt
       up = false;
     });
   }
-  return redis as RedisClient;
+  return redis;
 }
 
 /** Resolves once Redis is ready (or rejects after timeoutMs). */

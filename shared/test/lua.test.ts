@@ -3,7 +3,21 @@
 // twice, and a bad inventory value must be refused before anything is written.
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { acceptOrders, claimOrders, createRedis, keys, redisReady, type RedisClient } from '../src/index.js';
+import {
+  ScriptReplyError,
+  acceptOrders,
+  claimNotification,
+  claimOrders,
+  createRedis,
+  expireOrder,
+  keys,
+  recordNotificationFailed,
+  recordNotificationSent,
+  redisReady,
+  releaseClaim,
+  reserveOrder,
+  type RedisClient,
+} from '../src/index.js';
 import { resetRedis } from '../../test/helpers/servers.js';
 
 const redisUrl = inject('redisUrl');
@@ -18,12 +32,15 @@ beforeAll(async () => {
 afterAll(() => redis?.disconnect());
 
 const now = () => new Date().toISOString();
+const CLAIMED = { outcome: 'claimed' };
+const ACCEPTED = { outcome: 'accepted' };
+const NOT_OURS = { outcome: 'not_ours' };
 
 describe('claim (gateway)', () => {
   it('treats the same claim sent twice as one: the second answer is still "claimed"', async () => {
     const claim = { id: 'lua-claim-1', fingerprint: 'fp-1', token: randomUUID() };
-    expect(await claimOrders(redis, 5000, [claim])).toEqual([[0]]);
-    expect(await claimOrders(redis, 5000, [claim])).toEqual([[0]]);
+    expect(await claimOrders(redis, 5000, [claim])).toEqual([CLAIMED]);
+    expect(await claimOrders(redis, 5000, [claim])).toEqual([CLAIMED]);
     expect(JSON.parse((await redis.get(keys.idempotency('lua-claim-1'))) ?? '')).toEqual({
       state: 'inflight',
       fp: 'fp-1',
@@ -31,7 +48,7 @@ describe('claim (gateway)', () => {
     });
     // Another request with the same payload is told the first is in flight.
     const [reply] = await claimOrders(redis, 5000, [{ ...claim, token: randomUUID() }]);
-    expect(reply?.[0]).toBe(3);
+    expect(reply?.outcome).toBe('in_flight');
   });
 
   it('decides every claim of a batch as if each ran alone, in order', async () => {
@@ -43,7 +60,7 @@ describe('claim (gateway)', () => {
       await acceptOrders(redis, 60, new Date(), [
         { id: accepted, sku: 's', qty: 1, token: acceptedToken, fingerprint: 'fa', response: '{"r":1}' },
       ]),
-    ).toEqual([1]);
+    ).toEqual([ACCEPTED]);
     await claimOrders(redis, 5000, [{ id: other, fingerprint: 'fo', token: randomUUID() }]);
     const duplicatesBefore = Number(await redis.get(keys.stats.duplicates));
 
@@ -55,12 +72,9 @@ describe('claim (gateway)', () => {
       // The same id twice in one batch: the second finds the first in flight.
       { id: inFlight, fingerprint: 'fi', token: randomUUID() },
     ]);
-    expect(replies[0]).toEqual([0]);
-    expect(replies[1]).toEqual([1, '{"r":1}']);
-    expect(replies[2]).toEqual([2]);
-    expect(replies[3]).toEqual([0]);
-    expect(replies[4]?.[0]).toBe(3);
-    expect(replies[4]?.[1]).toBeGreaterThan(4000);
+    expect(replies.slice(0, 4)).toEqual([CLAIMED, { outcome: 'replay', response: '{"r":1}' }, { outcome: 'mismatch' }, CLAIMED]);
+    expect(replies[4]).toEqual({ outcome: 'in_flight', leaseLeftMs: expect.any(Number) });
+    expect(replies[4]).toMatchObject({ leaseLeftMs: expect.toSatisfy((ms: number) => ms > 4000) });
     expect(Number(await redis.get(keys.stats.duplicates))).toBe(duplicatesBefore + 1);
   });
 
@@ -75,7 +89,7 @@ describe('claim (gateway)', () => {
       { id: aHash, fingerprint: 'f', token: randomUUID() },
       { id: fresh, fingerprint: 'f', token: freshToken },
     ]);
-    expect(claims).toEqual([[4], [4], [0]]);
+    expect(claims).toEqual([{ outcome: 'unreadable' }, { outcome: 'unreadable' }, CLAIMED]);
 
     await redis.del(keys.order(notJson));
     await redis.set(keys.order(aHash), 'a string where a hash belongs');
@@ -85,7 +99,7 @@ describe('claim (gateway)', () => {
       acceptance(aHash, randomUUID()),
       acceptance(fresh, freshToken),
     ]);
-    expect(accepts).toEqual([0, 0, 1]);
+    expect(accepts).toEqual([NOT_OURS, NOT_OURS, ACCEPTED]);
     expect(await redis.get(keys.idempotency(notJson))).toBe('not json');
     expect(await redis.hgetall(keys.idempotency(aHash))).toEqual({ state: 'inflight' });
     expect(await redis.get(keys.order(aHash))).toBe('a string where a hash belongs');
@@ -128,7 +142,7 @@ describe('accept (gateway)', () => {
       acceptance(taken, tTaken),
       acceptance(lapsed, randomUUID()),
     ]);
-    expect(replies).toEqual([1, 0, 1]);
+    expect(replies).toEqual([ACCEPTED, NOT_OURS, ACCEPTED]);
     expect(Number(await redis.get(keys.stats.accepted))).toBe(acceptedBefore + 2);
     expect(JSON.parse((await redis.get(keys.idempotency(mine))) ?? '')).toEqual({
       state: 'accepted',
@@ -152,7 +166,7 @@ describe('accept (gateway)', () => {
       });
     }
     // Sent again (a client resend after a reconnect): nothing counts twice.
-    expect(await acceptOrders(redis, 60, at, [acceptance(mine, tMine)])).toEqual([0]);
+    expect(await acceptOrders(redis, 60, at, [acceptance(mine, tMine)])).toEqual([NOT_OURS]);
     expect(Number(await redis.get(keys.stats.accepted))).toBe(acceptedBefore + 2);
   });
 });
@@ -162,10 +176,11 @@ describe('release (gateway)', () => {
     const key = keys.idempotency('lua-release-1');
     const mine = randomUUID();
     await claimOrders(redis, 5000, [{ id: 'lua-release-1', fingerprint: 'f', token: mine }]);
-    expect(await redis.release(key, randomUUID())).toBe(0);
+    expect(await releaseClaim(redis, 'lua-release-1', randomUUID())).toEqual(NOT_OURS);
     expect(await redis.exists(key)).toBe(1);
-    expect(await redis.release(key, mine)).toBe(1);
+    expect(await releaseClaim(redis, 'lua-release-1', mine)).toEqual({ outcome: 'released' });
     expect(await redis.exists(key)).toBe(0);
+    expect(await releaseClaim(redis, 'lua-release-1', mine)).toEqual(NOT_OURS);
   });
 });
 
@@ -173,47 +188,34 @@ describe('reserve (processor)', () => {
   it.each(['10.0', '1e3', ' 5', '0x10', 'abc'])('refuses inventory %j before writing anything', async (value) => {
     const id = `lua-bad-stock-${randomUUID()}`;
     await redis.set(keys.inventory('lua-bad'), value);
-    await expect(
-      redis.reserve(keys.order(id), keys.inventory('lua-bad'), keys.processedCount, keys.stats.rejected, id, 'lua-bad', 1, '', now()),
-    ).rejects.toThrow(/not a whole number/);
+    await expect(reserveOrder(redis, { id, sku: 'lua-bad', qty: 1 }, new Date())).rejects.toThrow(/not a whole number/);
     expect(await redis.exists(keys.order(id))).toBe(0);
     expect(await redis.get(keys.inventory('lua-bad'))).toBe(value);
   });
 
   it('decides once: the same order again changes nothing and gives the same outcome', async () => {
     await redis.set(keys.inventory('lua-once'), 3);
-    const run = () =>
-      redis.reserve(
-        keys.order('lua-once-1'),
-        keys.inventory('lua-once'),
-        keys.processedCount,
-        keys.stats.rejected,
-        'lua-once-1',
-        'lua-once',
-        2,
-        '',
-        now(),
-      );
+    const run = () => reserveOrder(redis, { id: 'lua-once-1', sku: 'lua-once', qty: 2 }, new Date());
     const processedBefore = Number(await redis.get(keys.processedCount));
-    expect(await run()).toEqual([0, 'created', '']);
-    expect(await run()).toEqual([1, 'created', '']);
+    expect(await run()).toEqual({ outcome: 'created' });
+    expect(await run()).toEqual({ outcome: 'decided_before', status: 'created', reason: '' });
     expect(await redis.get(keys.inventory('lua-once'))).toBe('1');
     expect(Number(await redis.get(keys.processedCount))).toBe(processedBefore + 1);
   });
 });
 
 describe('expire and reserve (processor): an order is never both expired and created', () => {
-  const reserve = (id: string, sku: string) =>
-    redis.reserve(keys.order(id), keys.inventory(sku), keys.processedCount, keys.stats.rejected, id, sku, 1, '', now());
-  const expire = (id: string, sku: string) => redis.expire(keys.order(id), id, sku, 1, '', now());
+  const reserve = (id: string, sku: string) => reserveOrder(redis, { id, sku, qty: 1 }, new Date());
+  const expire = (id: string, sku: string) => expireOrder(redis, { id, sku, qty: 1 }, new Date());
+  const before = (status: string, reason = '') => ({ outcome: 'decided_before', status, reason });
 
   it('expires an undecided order once; reserve then refuses it and takes no stock', async () => {
     await redis.set(keys.inventory('lua-exp'), 5);
     const processed = Number((await redis.get(keys.processedCount)) ?? 0);
     await redis.hset(keys.order('lua-exp-1'), 'status', 'accepted', 'id', 'lua-exp-1');
-    expect(await expire('lua-exp-1', 'lua-exp')).toEqual([0, 'expired', '']);
-    expect(await expire('lua-exp-1', 'lua-exp')).toEqual([1, 'expired', '']);
-    expect(await reserve('lua-exp-1', 'lua-exp')).toEqual([1, 'expired', '']);
+    expect(await expire('lua-exp-1', 'lua-exp')).toEqual({ outcome: 'expired' });
+    expect(await expire('lua-exp-1', 'lua-exp')).toEqual(before('expired'));
+    expect(await reserve('lua-exp-1', 'lua-exp')).toEqual(before('expired'));
     expect(await redis.get(keys.inventory('lua-exp'))).toBe('5');
     expect(Number((await redis.get(keys.processedCount)) ?? 0)).toBe(processed);
     expect(await redis.hgetall(keys.order('lua-exp-1'))).toMatchObject({ status: 'expired', id: 'lua-exp-1', sku: 'lua-exp', qty: '1' });
@@ -221,10 +223,10 @@ describe('expire and reserve (processor): an order is never both expired and cre
 
   it('leaves a created or rejected order as it is', async () => {
     await redis.set(keys.inventory('lua-exp2'), 5);
-    expect(await reserve('lua-exp-2', 'lua-exp2')).toEqual([0, 'created', '']);
-    expect(await expire('lua-exp-2', 'lua-exp2')).toEqual([1, 'created', '']);
-    expect(await reserve('lua-exp-3', 'no-such-sku')).toEqual([0, 'rejected', 'unknown_sku']);
-    expect(await expire('lua-exp-3', 'no-such-sku')).toEqual([1, 'rejected', 'unknown_sku']);
+    expect(await reserve('lua-exp-2', 'lua-exp2')).toEqual({ outcome: 'created' });
+    expect(await expire('lua-exp-2', 'lua-exp2')).toEqual(before('created'));
+    expect(await reserve('lua-exp-3', 'no-such-sku')).toEqual({ outcome: 'rejected', reason: 'unknown_sku' });
+    expect(await expire('lua-exp-3', 'no-such-sku')).toEqual(before('rejected', 'unknown_sku'));
     expect(await redis.hget(keys.order('lua-exp-2'), 'status')).toBe('created');
   });
 });
@@ -233,25 +235,87 @@ describe('notifyClaim (notifier)', () => {
   it('counts an attempt once when the same claim is sent twice', async () => {
     const key = keys.notification('lua-notify-1');
     const token = randomUUID();
-    expect(await redis.notifyClaim(key, keys.stats.notificationsFailed, token, 5000, 'log')).toEqual([0, 1]);
-    expect(await redis.notifyClaim(key, keys.stats.notificationsFailed, token, 5000, 'log')).toEqual([0, 1]);
+    expect(await claimNotification(redis, 'lua-notify-1', token, 5000, 'log')).toEqual({ outcome: 'claimed', attempts: 1 });
+    expect(await claimNotification(redis, 'lua-notify-1', token, 5000, 'log')).toEqual({ outcome: 'claimed', attempts: 1 });
     expect(await redis.hget(key, 'attempts')).toBe('1');
     // Another sender meets the live lease.
-    const [code] = await redis.notifyClaim(key, keys.stats.notificationsFailed, randomUUID(), 5000, 'log');
-    expect(code).toBe(2);
+    const other = await claimNotification(redis, 'lua-notify-1', randomUUID(), 5000, 'log');
+    expect(other).toEqual({ outcome: 'leased', leaseLeftMs: expect.any(Number) });
+    expect(other).toMatchObject({ leaseLeftMs: expect.toSatisfy((ms: number) => ms > 4000 && ms <= 5000) });
   });
 
   it('takes a failed notification back out of the failed count when it is retried', async () => {
-    const key = keys.notification('lua-notify-2');
+    const id = 'lua-notify-2';
+    const key = keys.notification(id);
     const first = randomUUID();
-    await redis.notifyClaim(key, keys.stats.notificationsFailed, first, 5000, 'log');
+    await claimNotification(redis, id, first, 5000, 'log');
     const failedBefore = Number(await redis.get(keys.stats.notificationsFailed));
-    expect(await redis.notifyFail(key, keys.stats.notificationsFailed, first, 'boom', '1')).toBe(1);
+    // Not this attempt's lease: nothing recorded.
+    expect(await recordNotificationFailed(redis, id, randomUUID(), 'boom', true)).toEqual(NOT_OURS);
+    expect(await recordNotificationFailed(redis, id, first, 'boom', true)).toEqual({ outcome: 'recorded' });
     expect(Number(await redis.get(keys.stats.notificationsFailed))).toBe(failedBefore + 1);
-    expect(await redis.notifyClaim(key, keys.stats.notificationsFailed, randomUUID(), 5000, 'log')).toEqual([0, 2]);
+    const second = randomUUID();
+    expect(await claimNotification(redis, id, second, 5000, 'log')).toEqual({ outcome: 'claimed', attempts: 2 });
     expect(Number(await redis.get(keys.stats.notificationsFailed))).toBe(failedBefore);
-    expect(await redis.notifySent(key, keys.stats.notificationsSent, now())).toBe(1);
-    expect(await redis.notifySent(key, keys.stats.notificationsSent, now())).toBe(0);
+    expect(await recordNotificationSent(redis, id, now())).toEqual({ outcome: 'recorded' });
+    expect(await recordNotificationSent(redis, id, now())).toEqual({ outcome: 'recorded_before' });
+    expect(await claimNotification(redis, id, randomUUID(), 5000, 'log')).toEqual({ outcome: 'already_sent', attempts: 2 });
     expect(await redis.hgetall(key)).toMatchObject({ status: 'sent', attempts: '2' });
+  });
+});
+
+// Each wrapper checks its script's reply. A real script never answers outside its header, so a
+// client whose command runs a stand-in script produces the unexpected reply.
+describe('the wrappers refuse a reply their script does not list', () => {
+  const cases: [string, string, number | undefined, (r: RedisClient) => Promise<unknown>][] = [
+    [
+      'claim',
+      'return {{0}, {9}}',
+      undefined,
+      (r) =>
+        claimOrders(
+          r,
+          5000,
+          [1, 2].map((n) => ({ id: `lua-shape-${n}`, fingerprint: 'f', token: 't' })),
+        ),
+    ],
+    ['claim', 'return {}', undefined, (r) => claimOrders(r, 5000, [{ id: 'lua-shape-1', fingerprint: 'f', token: 't' }])],
+    ['claim', 'return {{1}}', undefined, (r) => claimOrders(r, 5000, [{ id: 'lua-shape-1', fingerprint: 'f', token: 't' }])],
+    ['claim', "return {{3, 'soon'}}", undefined, (r) => claimOrders(r, 5000, [{ id: 'lua-shape-1', fingerprint: 'f', token: 't' }])],
+    [
+      'accept',
+      'return {7}',
+      undefined,
+      (r) => acceptOrders(r, 60, new Date(), [{ id: 'lua-shape-1', sku: 's', qty: 1, token: 't', fingerprint: 'f', response: '{}' }]),
+    ],
+    ['release', "return 'OK'", 1, (r) => releaseClaim(r, 'lua-shape-1', 't')],
+    ['reserve', "return {0, 'created', 'out_of_stock'}", 4, (r) => reserveOrder(r, { id: 'lua-shape-1', sku: 's', qty: 1 }, new Date())],
+    [
+      'reserve',
+      "return {0, 'rejected', 'no_reason_listed'}",
+      4,
+      (r) => reserveOrder(r, { id: 'lua-shape-1', sku: 's', qty: 1 }, new Date()),
+    ],
+    ['reserve', "return {0, 'created'}", 4, (r) => reserveOrder(r, { id: 'lua-shape-1', sku: 's', qty: 1 }, new Date())],
+    ['expireOrder', "return {0, 'created', ''}", 1, (r) => expireOrder(r, { id: 'lua-shape-1', sku: 's', qty: 1 }, new Date())],
+    ['notifyClaim', 'return {3, 1}', 2, (r) => claimNotification(r, 'lua-shape-1', 't', 5000, 'log')],
+    ['notifyClaim', 'return {0, -1}', 2, (r) => claimNotification(r, 'lua-shape-1', 't', 5000, 'log')],
+    ['notifySent', 'return 2', 2, (r) => recordNotificationSent(r, 'lua-shape-1', now())],
+    ['notifyFail', 'return {1}', 2, (r) => recordNotificationFailed(r, 'lua-shape-1', 't', 'boom', false)],
+  ];
+  it.each(cases)('%s answering %s: ScriptReplyError naming the script', async (name, lua, numberOfKeys, call) => {
+    const stand = createRedis({ url: redisUrl });
+    try {
+      await redisReady(stand);
+      stand.defineCommand(name, numberOfKeys === undefined ? { lua } : { numberOfKeys, lua });
+      const err = await call(stand).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ScriptReplyError);
+      expect((err as ScriptReplyError).message).toContain(`from the ${name} script`);
+    } finally {
+      stand.disconnect();
+    }
   });
 });

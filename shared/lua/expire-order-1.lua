@@ -1,4 +1,4 @@
--- expire: the processor's decision that an order waited too long in orders.queue. Marks only an
+-- expireOrder: the processor's decision that an order waited too long in orders.queue. Marks only an
 -- undecided order (no status yet, or 'accepted'), so an order is never both created and expired:
 -- a created or rejected order stays as it is, and reserve (reserve-4.lua) refuses an expired one
 -- since its status is no longer 'accepted'.

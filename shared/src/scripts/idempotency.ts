@@ -1,0 +1,115 @@
+import { keys } from '../keys.js';
+import type { RedisClient } from '../redis.js';
+import { ScriptReplyError, arrayReply, codeReply, countReply, scripts, stringReply } from './commands.js';
+
+// The gateway's idempotency steps, one wrapper per script: claim-n.lua and accept-n.lua (over a
+// list: a list of one is the plain case, the gateway batches them) and release-1.lua. Each lays
+// out its script's KEYS and ARGV and checks the reply (ScriptReplyError when it is unexpected).
+
+export interface Claim {
+  id: string;
+  /** sha256 (hex) of the canonical payload. */
+  fingerprint: string;
+  /** This request's claim token (a UUID): only it may accept or release the claim. */
+  token: string;
+}
+
+/** One claim's answer (claim-n.lua). */
+export type ClaimResult =
+  /** The id is ours: publish, then accept or release. */
+  | { outcome: 'claimed' }
+  /** Already accepted with the same payload: answer with the stored response. */
+  | { outcome: 'replay'; response: string }
+  /** The id is taken by a different payload. */
+  | { outcome: 'mismatch' }
+  /** The first request is still in flight; its lease has this many ms left. */
+  | { outcome: 'in_flight'; leaseLeftMs: number }
+  /** The record under the id is not a JSON string (written by something else): left alone. */
+  | { outcome: 'unreadable' };
+
+/** Claims each order id (SET NX with a lease of `leaseMs`) or learns who holds it; one result per claim. */
+export async function claimOrders(redis: RedisClient, leaseMs: number, claims: readonly Claim[]): Promise<ClaimResult[]> {
+  const keyList: string[] = [keys.stats.duplicates];
+  const args: (string | number)[] = [leaseMs];
+  for (const c of claims) {
+    // The script builds the in-flight JSON record by concatenation: both must be JSON-safe.
+    if (!SAFE.test(c.fingerprint) || !SAFE.test(c.token)) throw new Error(`claim of ${c.id}: fingerprint and token must match ${SAFE}`);
+    keyList.push(keys.idempotency(c.id));
+    args.push(c.fingerprint, c.token);
+  }
+  const reply = arrayReply('claim', await scripts(redis).claim(keyList.length, ...keyList, ...args), claims.length);
+  return reply.map((one) => claimResult(arrayReply('claim', one)));
+}
+const SAFE = /^[A-Za-z0-9_-]+$/;
+
+function claimResult(r: unknown[]): ClaimResult {
+  const code = codeReply('claim', r[0], [0, 1, 2, 3, 4] as const, r);
+  const length = code === 1 || code === 3 ? 2 : 1;
+  if (r.length !== length) throw new ScriptReplyError('claim', r);
+  switch (code) {
+    case 0:
+      return { outcome: 'claimed' };
+    case 1:
+      return { outcome: 'replay', response: stringReply('claim', r[1], r) };
+    case 2:
+      return { outcome: 'mismatch' };
+    case 3:
+      return { outcome: 'in_flight', leaseLeftMs: countReply('claim', r[1], r) };
+    case 4:
+      return { outcome: 'unreadable' };
+  }
+}
+
+export interface Acceptance {
+  id: string;
+  sku: string;
+  qty: number;
+  email?: string | undefined;
+  /** The token of the claim being turned into an acceptance. */
+  token: string;
+  /** sha256 (hex) of the canonical payload, kept so a replay with another payload is refused. */
+  fingerprint: string;
+  /** The 202 body, stored so a replay answers with it. */
+  response: string;
+}
+
+/** The accepted record stored under idemp:<id> for the TTL. */
+export function acceptedRecord(a: Pick<Acceptance, 'fingerprint' | 'response'>): string {
+  return JSON.stringify({ state: 'accepted', fp: a.fingerprint, response: a.response });
+}
+
+/** One acceptance's answer (accept-n.lua). */
+export type AcceptResult =
+  /** This claim recorded the acceptance and the order. */
+  | { outcome: 'accepted' }
+  /** The claim is no longer ours (its lease ran out and another request took the id), or the record is unreadable. */
+  | { outcome: 'not_ours' };
+
+/**
+ * Records confirmed orders: each one's accepted record (for `ttlSeconds`, only while its claim is
+ * still ours) and its order hash, never overwriting the processor's status. One result per acceptance.
+ */
+export async function acceptOrders(
+  redis: RedisClient,
+  ttlSeconds: number,
+  now: Date,
+  acceptances: readonly Acceptance[],
+): Promise<AcceptResult[]> {
+  const keyList: string[] = [keys.stats.accepted, keys.recentOrders];
+  const args: (string | number)[] = [ttlSeconds, now.toISOString()];
+  for (const a of acceptances) {
+    keyList.push(keys.idempotency(a.id), keys.order(a.id));
+    args.push(a.token, acceptedRecord(a), a.id, a.sku, a.qty, a.email ?? '');
+  }
+  const reply = arrayReply('accept', await scripts(redis).accept(keyList.length, ...keyList, ...args), acceptances.length);
+  return reply.map((one) => (codeReply('accept', one, [0, 1] as const, reply) === 1 ? { outcome: 'accepted' } : { outcome: 'not_ours' }));
+}
+
+/** release-1.lua's answer. */
+export type ReleaseResult = { outcome: 'released' } | { outcome: 'not_ours' };
+
+/** Deletes the in-flight claim on `id` after a failed publish, only while it is still this token's. */
+export async function releaseClaim(redis: RedisClient, id: string, token: string): Promise<ReleaseResult> {
+  const reply = await scripts(redis).release(keys.idempotency(id), token);
+  return codeReply('release', reply, [0, 1] as const) === 1 ? { outcome: 'released' } : { outcome: 'not_ours' };
+}

@@ -1,0 +1,67 @@
+import { keys } from '../keys.js';
+import type { RedisClient } from '../redis.js';
+import { arrayReply, codeReply, countReply, scripts } from './commands.js';
+
+// The notifier's send-once bookkeeping, one wrapper per script: notify-claim-2.lua,
+// notify-sent-2.lua and notify-fail-2.lua. Each lays out its script's KEYS and ARGV and checks the
+// reply (ScriptReplyError when it is unexpected).
+
+/** notify-claim-2.lua's answer. */
+export type NotificationClaim =
+  /** Send now; `attempts` counts this one. */
+  | { outcome: 'claimed'; attempts: number }
+  /** Sent before (a duplicate or redelivered copy): nothing to do. */
+  | { outcome: 'already_sent'; attempts: number }
+  /** Another sender holds a live lease for this many ms more. */
+  | { outcome: 'leased'; leaseLeftMs: number };
+
+/** Takes a lease of `leaseMs` on the order's notification for the attempt `token`. */
+export async function claimNotification(
+  redis: RedisClient,
+  orderId: string,
+  token: string,
+  leaseMs: number,
+  channel: string,
+): Promise<NotificationClaim> {
+  const reply = arrayReply(
+    'notifyClaim',
+    await scripts(redis).notifyClaim(keys.notification(orderId), keys.stats.notificationsFailed, token, leaseMs, channel),
+    2,
+  );
+  const code = codeReply('notifyClaim', reply[0], [0, 1, 2] as const, reply);
+  const value = countReply('notifyClaim', reply[1], reply);
+  switch (code) {
+    case 0:
+      return { outcome: 'claimed', attempts: value };
+    case 1:
+      return { outcome: 'already_sent', attempts: value };
+    case 2:
+      return { outcome: 'leased', leaseLeftMs: value };
+  }
+}
+
+/** Records the notification as sent at `sentAt`, once: 'recorded_before' when it already was. */
+export async function recordNotificationSent(
+  redis: RedisClient,
+  orderId: string,
+  sentAt: string,
+): Promise<{ outcome: 'recorded' | 'recorded_before' }> {
+  const reply = await scripts(redis).notifySent(keys.notification(orderId), keys.stats.notificationsSent, sentAt);
+  return { outcome: codeReply('notifySent', reply, [0, 1] as const) === 1 ? 'recorded' : 'recorded_before' };
+}
+
+/**
+ * Records a failed send of the attempt `token`. With `last` the notification becomes 'failed',
+ * otherwise its lease is released for the retry. 'not_ours' when it was sent meanwhile or another
+ * sender holds the lease (nothing changed).
+ */
+export async function recordNotificationFailed(
+  redis: RedisClient,
+  orderId: string,
+  token: string,
+  error: string,
+  last: boolean,
+): Promise<{ outcome: 'recorded' | 'not_ours' }> {
+  const reply = await scripts(redis).notifyFail(keys.notification(orderId), keys.stats.notificationsFailed, token, error, last ? '1' : '0');
+  return { outcome: codeReply('notifyFail', reply, [0, 1] as const) === 1 ? 'recorded' : 'not_ours' };
+}

@@ -1,0 +1,70 @@
+import { keys } from '../keys.js';
+import type { Order, RejectReason } from '../messages.js';
+import type { RedisClient } from '../redis.js';
+import { ScriptReplyError, arrayReply, codeReply, stringReply, scripts } from './commands.js';
+
+// The processor's once-only decisions on an order, one wrapper per script: reserve-4.lua and
+// expire-order-1.lua. Each lays out its script's KEYS and ARGV and checks the reply
+// (ScriptReplyError when it is unexpected).
+
+/** The order was decided before (a redelivery or duplicate copy, or an expired order): nothing changed. */
+export interface DecidedBefore {
+  outcome: 'decided_before';
+  /** Its status in order:<id>: created, rejected, expired, ... */
+  status: string;
+  /** Its reason ('' for none), e.g. out_of_stock for a rejected order. */
+  reason: string;
+}
+
+/** reserve-4.lua's answer. */
+export type ReserveResult = { outcome: 'created' } | { outcome: 'rejected'; reason: RejectReason } | DecidedBefore;
+
+const REJECT_REASONS: readonly string[] = ['out_of_stock', 'unknown_sku'] satisfies RejectReason[];
+
+/**
+ * Decides the order once: reserves its stock (created) or rejects it (unknown_sku,
+ * out_of_stock). Rejects with a Redis ReplyError when inventory:<sku> is not a whole number
+ * (nothing is written then).
+ */
+export async function reserveOrder(redis: RedisClient, order: Order, now: Date): Promise<ReserveResult> {
+  const reply = arrayReply(
+    'reserve',
+    await scripts(redis).reserve(
+      keys.order(order.id),
+      keys.inventory(order.sku),
+      keys.processedCount,
+      keys.stats.rejected,
+      order.id,
+      order.sku,
+      order.qty,
+      order.email ?? '',
+      now.toISOString(),
+    ),
+    3,
+  );
+  const code = codeReply('reserve', reply[0], [0, 1] as const, reply);
+  const status = stringReply('reserve', reply[1], reply);
+  const reason = stringReply('reserve', reply[2], reply);
+  if (code === 1) return { outcome: 'decided_before', status, reason };
+  if (status === 'created' && reason === '') return { outcome: 'created' };
+  if (status === 'rejected' && REJECT_REASONS.includes(reason)) return { outcome: 'rejected', reason: reason as RejectReason };
+  throw new ScriptReplyError('reserve', reply);
+}
+
+/** expire-order-1.lua's answer. */
+export type ExpireResult = { outcome: 'expired' } | DecidedBefore;
+
+/** Marks an undecided order expired; a decided one (created, rejected, expired) is left as it is. */
+export async function expireOrder(redis: RedisClient, order: Order, now: Date): Promise<ExpireResult> {
+  const reply = arrayReply(
+    'expireOrder',
+    await scripts(redis).expireOrder(keys.order(order.id), order.id, order.sku, order.qty, order.email ?? '', now.toISOString()),
+    3,
+  );
+  const code = codeReply('expireOrder', reply[0], [0, 1] as const, reply);
+  const status = stringReply('expireOrder', reply[1], reply);
+  const reason = stringReply('expireOrder', reply[2], reply);
+  if (code === 1) return { outcome: 'decided_before', status, reason };
+  if (status === 'expired' && reason === '') return { outcome: 'expired' };
+  throw new ScriptReplyError('expireOrder', reply);
+}
