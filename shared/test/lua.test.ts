@@ -182,6 +182,17 @@ describe('release (gateway)', () => {
     expect(await redis.exists(key)).toBe(0);
     expect(await releaseClaim(redis, 'lua-release-1', mine)).toEqual(NOT_OURS);
   });
+  it('leaves an unreadable record alone and answers not ours, like claim and accept', async () => {
+    const [notJson, notObject, aHash] = ['lua-release-bad-json', 'lua-release-bad-number', 'lua-release-bad-type'];
+    await redis.set(keys.idempotency(notJson), 'not json');
+    await redis.set(keys.idempotency(notObject), '42');
+    await redis.del(keys.idempotency(aHash));
+    await redis.hset(keys.idempotency(aHash), 'state', 'inflight');
+    for (const id of [notJson, notObject, aHash]) expect(await releaseClaim(redis, id, randomUUID())).toEqual(NOT_OURS);
+    expect(await redis.get(keys.idempotency(notJson))).toBe('not json');
+    expect(await redis.get(keys.idempotency(notObject))).toBe('42');
+    expect(await redis.hgetall(keys.idempotency(aHash))).toEqual({ state: 'inflight' });
+  });
 });
 
 describe('reserve (processor)', () => {
