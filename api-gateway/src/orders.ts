@@ -215,8 +215,9 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
     message: `Order received: ${order.id}`,
   };
   const response = JSON.stringify(body);
+  let accepted: AcceptResult | undefined;
   try {
-    const accepted = await idempotency.accept({
+    accepted = await idempotency.accept({
       id: order.id,
       sku: order.sku,
       qty: order.qty,
@@ -225,11 +226,30 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
       fingerprint: fp,
       response,
     });
-    if (accepted.outcome === 'not_ours') olog.debug('claim lapsed before the acceptance; the request that took it records it');
   } catch (err) {
     // The broker confirmed: the order is durable and the processor records it itself. The id stays
     // in flight until the lease lapses; a retry after that publishes a copy the processor absorbs.
     olog.warn({ err: (err as Error).message }, 'order published but its acceptance was not recorded');
+  }
+  // Nothing was recorded for this request: answering 202 would let two payloads of one id both be
+  // accepted. Its published copy is refused by the processor if its payload differs from the one
+  // recorded, and absorbed as a duplicate if it is the same.
+  if (accepted?.outcome === 'not_ours') {
+    olog.warn('claim lapsed before the acceptance and another request took the id; answering 409');
+    throw new HttpProblem(
+      409,
+      'Order Claim Lost',
+      `The claim of this request on order ${order.id} lapsed before the order was recorded, and another request took the id: ` +
+        'this request was not accepted. Retry to learn the outcome of the order',
+    );
+  }
+  if (accepted?.outcome === 'payload_mismatch') {
+    olog.warn('the order is recorded with a different payload; answering 409');
+    throw new HttpProblem(
+      409,
+      'Order Claim Lost',
+      `Order ${order.id} is already recorded with a different payload: this request was not accepted`,
+    );
   }
   olog.debug('order accepted');
   ctx.status = 202;

@@ -375,6 +375,63 @@ describe('POST /orders', () => {
     expect(r.status).toBe(202);
     expect((await takeMessages()).map((m) => m.properties.messageId)).toEqual(['gw-crashed-1:order.placed']);
   });
+
+  it('two payloads of one id across a lapsed lease: exactly one 202, and only its payload is ever recorded', async () => {
+    const id = 'gw-lapsed-1';
+    const [first, second] = [
+      { id, sku: 'sku-a', qty: 1 },
+      { id, sku: 'sku-a', qty: 5 },
+    ];
+    // A gateway whose publishes wait until the test lets each go, so a request can sit between
+    // its claim and its acceptance for as long as the test needs.
+    const held: (() => void)[] = [];
+    const gated = new Proxy(broker, {
+      get(target, prop) {
+        if (prop === 'publish') {
+          return async (...args: Parameters<Broker['publish']>) => {
+            await new Promise<void>((resolve) => held.push(resolve));
+            return target.publish(...args);
+          };
+        }
+        const value = Reflect.get(target, prop) as unknown;
+        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+      },
+    });
+    const slow = await start({ config, redis: gwRedis, broker: gated, log, port: 0, host: '127.0.0.1' });
+    cleanups.push(() => slow.stop());
+    const publishesHeld = (n: number) => waitFor(`${n} publishes held`, async () => (held.length >= n ? true : undefined), 5000);
+    const acceptedBefore = Number(await redis.get(keys.stats.accepted));
+
+    const a = postOrder(first, { base: slow.address });
+    await publishesHeld(1);
+    // The first request's lease runs out while its publish waits (shortened rather than waited out).
+    await redis.pexpire(keys.idempotency(id), 1);
+    await waitFor('the lease to lapse', async () => ((await redis.exists(keys.idempotency(id))) === 0 ? true : undefined), 5000);
+    const b = postOrder(second, { base: slow.address });
+    await publishesHeld(2);
+    // The first one's acceptance runs while the second holds the claim, then the second's.
+    held[0]?.();
+    const ra = await a;
+    held[1]?.();
+    const rb = await b;
+
+    expect([ra.status, rb.status]).toEqual([409, 202]);
+    expectProblem(ra, 409);
+    expect(ra.body.title).toBe('Order Claim Lost');
+    expect(ra.body.detail).toContain(id);
+    expect(rb.body).toMatchObject({ qty: 5 });
+    // Only the 202's payload is recorded, in the order and in the idempotency record.
+    expect(await redis.hgetall(keys.order(id))).toMatchObject({ qty: '5', status: 'accepted' });
+    const rec = await idempRecord(id);
+    expect(rec).toMatchObject({ state: 'accepted', fp: fingerprint(second) });
+    expect(JSON.parse(String(rec?.response))).toMatchObject({ qty: 5 });
+    expect(Number(await redis.get(keys.stats.accepted))).toBe(acceptedBefore + 1);
+    // Both were published (the broker confirmed the first before its acceptance was refused): the
+    // processor refuses the copy whose payload differs from the recorded one.
+    expect((await takeMessages()).map((m) => (JSON.parse(m.content.toString()) as { order: { qty: number } }).order.qty)).toEqual([1, 5]);
+    // A retry of the refused payload is told the id is taken by another payload.
+    expectProblem(await postOrder(first, { base: slow.address }), 422);
+  });
 });
 
 describe('POST /orders with a dependency down', () => {

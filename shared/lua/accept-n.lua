@@ -1,5 +1,7 @@
--- accept: after the broker confirmed orders, store each one's accepted response for the TTL and
+-- accept: after the broker confirmed orders, store each one's accepted record for the TTL and
 -- record the order, without ever overwriting a status the processor may already have written.
+-- Only a claim that is still ours records anything: after a lapsed lease another request may hold
+-- the id, and two payloads must never both be recorded (nor both answered 202).
 -- The gateway sends the acceptances of one event-loop turn together (one round trip, one script
 -- call); each is decided exactly as if it ran alone.
 -- KEYS[1]    stats:orders:accepted
@@ -8,10 +10,15 @@
 -- ARGV[1]    TTL of the accepted records in seconds
 -- ARGV[2]    now (ISO time)
 -- ARGV[6i-3 .. 6i+2]  the i-th acceptance: the claim's token, the accepted record
---            {"state":"accepted","fp":...,"response":...}, id, sku, qty, email ('' for none)
--- Returns one reply per acceptance, in order: 1 when its claim recorded the acceptance, 0 when
--- another claim holds the record (its lease ran out and another request took it; that request
--- records it instead, or the record is unreadable: left alone, and it fails nothing else).
+--            {"state":"accepted","fp":...,"response":...,"token":...}, id, sku, qty, email ('' for none)
+-- Returns one reply per acceptance, in order:
+--   1  recorded: the accepted record, the order hash, the count and the recent list (or it was
+--      recorded by this same claim before: the client resent the script after a reconnect; nothing
+--      changes then)
+--   0  not ours: another claim holds the record (our lease ran out and another request took the
+--      id), or another claim's acceptance is recorded, or the record is unreadable. Nothing written.
+--   2  ours, but order:<id> already holds a different sku, qty or email (the processor filled it
+--      in from another copy of the id). Nothing written.
 local now = ARGV[2]
 local replies = {}
 local accepted = 0
@@ -22,37 +29,52 @@ for i = 1, (#KEYS - 2) / 2 do
   -- No record at all (a nil reply is false here): the lease ran out and nobody claimed the id
   -- since, so this is still ours. A record that is not a JSON string is not ours.
   local raw = redis.pcall('GET', idemp)
-  local ours = raw == false
+  local ours, again = raw == false, false
   if type(raw) == 'string' then
     local ok, rec = pcall(cjson.decode, raw)
-    ours = ok and type(rec) == 'table' and rec.state == 'inflight' and rec.token == token
+    if ok and type(rec) == 'table' and rec.token == token then
+      ours = rec.state == 'inflight'
+      again = rec.state == 'accepted'
+    end
   end
-  if ours then
-    redis.call('SET', idemp, record, 'EX', ARGV[1])
-    accepted = accepted + 1
-    -- Written with the acceptance so the dashboard's recent list never misses or repeats an order.
-    redis.call('LPUSH', KEYS[2], id)
-  end
-  -- Usually the order is new here: write it whole in one command. A fast processor can decide the
-  -- order before this runs: then only fill what is missing, never touching its status. (pcall: an
-  -- order key of another type fails that order's hash, not the rest of the batch.)
-  if redis.call('EXISTS', order) == 0 then
-    if email ~= '' then
-      redis.pcall('HSET', order, 'status', 'accepted', 'updatedAt', now, 'id', id, 'sku', sku, 'qty', qty, 'email', email, 'createdAt', now)
+  local reply = 0
+  if again then
+    reply = 1
+  elseif ours then
+    -- The payload the order hash holds, if any (written with sku, qty and email in one command by
+    -- this script or the processor's fill-in). pcall: an order key of another type holds none,
+    -- and fails only that order's hash below, not the rest of the batch.
+    local h = redis.pcall('HMGET', order, 'sku', 'qty', 'email')
+    local held = type(h) == 'table' and h[1] ~= nil and h[1] ~= false
+    if held and (h[1] ~= sku or h[2] ~= qty or (h[3] or '') ~= email) then
+      reply = 2
     else
-      redis.pcall('HSET', order, 'status', 'accepted', 'updatedAt', now, 'id', id, 'sku', sku, 'qty', qty, 'createdAt', now)
+      reply = 1
+      redis.call('SET', idemp, record, 'EX', ARGV[1])
+      accepted = accepted + 1
+      -- Written with the acceptance so the dashboard's recent list never misses or repeats an order.
+      redis.call('LPUSH', KEYS[2], id)
+      -- Usually the order is new here: write it whole in one command. A fast processor can decide
+      -- the order before this runs: then only fill what is missing, never touching its status.
+      if not held and redis.call('EXISTS', order) == 0 then
+        if email ~= '' then
+          redis.pcall('HSET', order, 'status', 'accepted', 'updatedAt', now, 'id', id, 'sku', sku, 'qty', qty, 'email', email, 'createdAt', now)
+        else
+          redis.pcall('HSET', order, 'status', 'accepted', 'updatedAt', now, 'id', id, 'sku', sku, 'qty', qty, 'createdAt', now)
+        end
+      else
+        if redis.pcall('HSETNX', order, 'status', 'accepted') == 1 then
+          redis.pcall('HSET', order, 'updatedAt', now)
+        end
+        redis.pcall('HSETNX', order, 'id', id)
+        redis.pcall('HSETNX', order, 'sku', sku)
+        redis.pcall('HSETNX', order, 'qty', qty)
+        if email ~= '' then redis.pcall('HSETNX', order, 'email', email) end
+        redis.pcall('HSETNX', order, 'createdAt', now)
+      end
     end
-  else
-    if redis.pcall('HSETNX', order, 'status', 'accepted') == 1 then
-      redis.pcall('HSET', order, 'updatedAt', now)
-    end
-    redis.pcall('HSETNX', order, 'id', id)
-    redis.pcall('HSETNX', order, 'sku', sku)
-    redis.pcall('HSETNX', order, 'qty', qty)
-    if email ~= '' then redis.pcall('HSETNX', order, 'email', email) end
-    redis.pcall('HSETNX', order, 'createdAt', now)
   end
-  replies[i] = ours and 1 or 0
+  replies[i] = reply
 end
 if accepted > 0 then
   redis.call('INCRBY', KEYS[1], accepted)

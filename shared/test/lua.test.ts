@@ -18,6 +18,7 @@ import {
   reserveOrder,
   type RedisClient,
 } from '../src/index.js';
+import { waitFor } from '../../test/helpers/processes.js';
 import { resetRedis } from '../../test/helpers/servers.js';
 
 const redisUrl = inject('redisUrl');
@@ -148,13 +149,15 @@ describe('accept (gateway)', () => {
       state: 'accepted',
       fp: 'f',
       response: `{"id":"${mine}"}`,
+      token: tMine,
     });
     expect(await redis.ttl(keys.idempotency(mine))).toBeGreaterThan(50);
     expect(JSON.parse((await redis.get(keys.idempotency(taken))) ?? '')).toMatchObject({ state: 'inflight' });
     // Newest first: the list gets the recorded ones in the order given.
     expect(await redis.lrange(keys.recentOrders, 0, 1)).toEqual([lapsed, mine]);
-    // Every order hash is written, also the one whose record another claim holds.
-    for (const orderId of [mine, taken, lapsed]) {
+    // The order hash is written only with the acceptance: not for the id another claim holds.
+    expect(await redis.exists(keys.order(taken))).toBe(0);
+    for (const orderId of [mine, lapsed]) {
       expect(await redis.hgetall(keys.order(orderId))).toEqual({
         id: orderId,
         sku: 'sku-acc',
@@ -165,9 +168,71 @@ describe('accept (gateway)', () => {
         updatedAt: at.toISOString(),
       });
     }
-    // Sent again (a client resend after a reconnect): nothing counts twice.
-    expect(await acceptOrders(redis, 60, at, [acceptance(mine, tMine)])).toEqual([NOT_OURS]);
+    // Sent again (a client resend after a reconnect): still ours, and nothing counts twice.
+    expect(await acceptOrders(redis, 60, at, [acceptance(mine, tMine)])).toEqual([ACCEPTED]);
+    expect(await redis.lrange(keys.recentOrders, 0, 1)).toEqual([lapsed, mine]);
     expect(Number(await redis.get(keys.stats.accepted))).toBe(acceptedBefore + 2);
+  });
+});
+
+describe('accept (gateway): a claim that is not ours records nothing', () => {
+  const acceptance = (id: string, token: string, qty: number) => ({
+    id,
+    sku: 'sku-lapse',
+    qty,
+    token,
+    fingerprint: `f${qty}`,
+    response: `{"id":"${id}","qty":${qty}}`,
+  });
+  const lapse = async (id: string) => {
+    // Stands in for waiting the lease out: the in-flight record is gone either way.
+    await redis.pexpire(keys.idempotency(id), 1);
+    await waitFor('the lease to lapse', async () => ((await redis.exists(keys.idempotency(id))) === 0 ? true : undefined), 5000);
+  };
+
+  it('after a lapsed lease another request re-took, it writes no record, no order, no count, no list entry', async () => {
+    const id = `lua-lapsed-${randomUUID()}`;
+    const [first, second] = [randomUUID(), randomUUID()];
+    await claimOrders(redis, 5000, [{ id, fingerprint: 'f1', token: first }]);
+    await lapse(id);
+    expect(await claimOrders(redis, 5000, [{ id, fingerprint: 'f5', token: second }])).toEqual([CLAIMED]);
+    const [acceptedBefore, recordBefore] = [await redis.get(keys.stats.accepted), await redis.get(keys.idempotency(id))];
+
+    expect(await acceptOrders(redis, 60, new Date(), [acceptance(id, first, 1)])).toEqual([NOT_OURS]);
+    expect(await redis.exists(keys.order(id))).toBe(0);
+    expect(await redis.get(keys.idempotency(id))).toBe(recordBefore);
+    expect(await redis.get(keys.stats.accepted)).toBe(acceptedBefore);
+    expect(await redis.lrange(keys.recentOrders, 0, -1)).not.toContain(id);
+
+    // The request that holds the claim records its own payload.
+    expect(await acceptOrders(redis, 60, new Date(), [acceptance(id, second, 5)])).toEqual([ACCEPTED]);
+    expect(await redis.hgetall(keys.order(id))).toMatchObject({ qty: '5', status: 'accepted' });
+  });
+
+  it('refuses when order:<id> already holds a different payload (the processor filled it from another copy)', async () => {
+    const id = `lua-filled-${randomUUID()}`;
+    const token = randomUUID();
+    await claimOrders(redis, 5000, [{ id, fingerprint: 'f1', token }]);
+    // Another copy of the id, with qty 5, reached the processor first: it filled the order in.
+    await redis.set(keys.inventory('sku-lapse'), 100);
+    expect(await reserveOrder(redis, { id, sku: 'sku-lapse', qty: 5 }, new Date())).toEqual({ outcome: 'created' });
+    const orderBefore = await redis.hgetall(keys.order(id));
+    const recordBefore = await redis.get(keys.idempotency(id));
+    const acceptedBefore = await redis.get(keys.stats.accepted);
+
+    expect(await acceptOrders(redis, 60, new Date(), [acceptance(id, token, 1)])).toEqual([{ outcome: 'payload_mismatch' }]);
+    expect(await redis.hgetall(keys.order(id))).toEqual(orderBefore);
+    expect(await redis.get(keys.idempotency(id))).toBe(recordBefore);
+    expect(await redis.get(keys.stats.accepted)).toBe(acceptedBefore);
+    expect(await redis.lrange(keys.recentOrders, 0, -1)).not.toContain(id);
+
+    // The same payload as the filled-in order is accepted: the processor only got there first.
+    const other = `lua-filled-same-${randomUUID()}`;
+    const t2 = randomUUID();
+    await claimOrders(redis, 5000, [{ id: other, fingerprint: 'f5', token: t2 }]);
+    await reserveOrder(redis, { id: other, sku: 'sku-lapse', qty: 5 }, new Date());
+    expect(await acceptOrders(redis, 60, new Date(), [acceptance(other, t2, 5)])).toEqual([ACCEPTED]);
+    expect(await redis.hget(keys.order(other), 'status')).toBe('created');
   });
 });
 

@@ -73,21 +73,29 @@ export interface Acceptance {
   response: string;
 }
 
-/** The accepted record stored under idemp:<id> for the TTL. */
-export function acceptedRecord(a: Pick<Acceptance, 'fingerprint' | 'response'>): string {
-  return JSON.stringify({ state: 'accepted', fp: a.fingerprint, response: a.response });
+/**
+ * The accepted record stored under idemp:<id> for the TTL. It keeps the claim's token so that the
+ * same acceptance sent again (a client resend after a reconnect) is known as ours.
+ */
+export function acceptedRecord(a: Pick<Acceptance, 'fingerprint' | 'response' | 'token'>): string {
+  return JSON.stringify({ state: 'accepted', fp: a.fingerprint, response: a.response, token: a.token });
 }
 
-/** One acceptance's answer (accept-n.lua). */
+/** One acceptance's answer (accept-n.lua). Only 'accepted' wrote anything. */
 export type AcceptResult =
-  /** This claim recorded the acceptance and the order. */
+  /** This claim recorded the acceptance and the order (now, or on an earlier send of the same call). */
   | { outcome: 'accepted' }
   /** The claim is no longer ours (its lease ran out and another request took the id), or the record is unreadable. */
-  | { outcome: 'not_ours' };
+  | { outcome: 'not_ours' }
+  /** The claim is ours but order:<id> already holds a different payload (the processor filled it from another copy). */
+  | { outcome: 'payload_mismatch' };
+
+const ACCEPT_RESULTS: readonly AcceptResult[] = [{ outcome: 'not_ours' }, { outcome: 'accepted' }, { outcome: 'payload_mismatch' }];
 
 /**
- * Records confirmed orders: each one's accepted record (for `ttlSeconds`, only while its claim is
- * still ours) and its order hash, never overwriting the processor's status. One result per acceptance.
+ * Records confirmed orders: each one's accepted record (for `ttlSeconds`) and its order hash,
+ * never overwriting the processor's status, and only while its claim is still ours and the order
+ * hash holds no other payload. One result per acceptance.
  */
 export async function acceptOrders(
   redis: RedisClient,
@@ -102,7 +110,7 @@ export async function acceptOrders(
     args.push(a.token, acceptedRecord(a), a.id, a.sku, a.qty, a.email ?? '');
   }
   const reply = arrayReply('accept', await scripts(redis).accept(keyList.length, ...keyList, ...args), acceptances.length);
-  return reply.map((one) => (codeReply('accept', one, [0, 1] as const, reply) === 1 ? { outcome: 'accepted' } : { outcome: 'not_ours' }));
+  return reply.map((one) => ACCEPT_RESULTS[codeReply('accept', one, [0, 1, 2] as const, reply)] as AcceptResult);
 }
 
 /** release-1.lua's answer. */
