@@ -1,6 +1,7 @@
 import type { Message } from 'amqplib';
 import {
   OrderExpiredError,
+  PayloadMismatchError,
   TransientError,
   ScriptReplyError,
   decodeEvent,
@@ -60,7 +61,8 @@ const eventOfStatus: Readonly<Record<string, EventType | undefined>> = {
   rejected: routingKeys.rejected,
 };
 
-function kindOf(result: ReserveResult): OutcomeKind {
+/** The kind of a decision (reserve refuses a differing copy by throwing, so it has none). */
+function kindOf(result: Exclude<ReserveResult, { outcome: 'payload_mismatch' }>): OutcomeKind {
   switch (result.outcome) {
     case 'decided_before':
       return 'redelivered';
@@ -92,15 +94,30 @@ async function expireIfDue(deps: ProcessorDeps, order: Order, occurredAt: string
     if (err instanceof ScriptReplyError) throw err;
     throw redisError(err, 'expire');
   }
+  if (result.outcome === 'payload_mismatch') throw payloadMismatch(order, result.fields, log);
   // Decided before it ran out (a redelivery of a created or rejected order): handled as such.
   if (result.outcome === 'decided_before' && result.status !== 'expired') return;
   if (result.outcome === 'expired') log.warn({ waitedMs, ttlMs: deps.orderTtlMs }, 'order waited too long; expired');
   throw new OrderExpiredError(`order ${order.id} waited ${waitedMs} ms in the queue, longer than ORDER_TTL_MS (${deps.orderTtlMs} ms)`);
 }
 
-async function reserve(redis: RedisClient, order: Order): Promise<ReserveResult> {
+/**
+ * A copy whose payload differs from the one order:<id> records comes from another request under
+ * the same id: the gateway refused it (409) after its lease lapsed, but its message was already
+ * confirmed. It must never reserve stock or publish an outcome with its payload. Dead-lettered
+ * rather than acked and logged: it is a client reusing an id with another payload, which an
+ * operator should see (the dead-letter queue and its count), and the message is kept as evidence;
+ * replaying it only dead-letters it again.
+ */
+function payloadMismatch(order: Order, fields: readonly string[], log: Logger): PayloadMismatchError {
+  log.warn({ fields }, 'the copy differs from the order recorded under its id; dead-lettering');
+  return new PayloadMismatchError(`order ${order.id} is recorded with another payload: this copy differs in ${fields.join(', ')}`);
+}
+
+async function reserve(redis: RedisClient, order: Order, log: Logger): Promise<Exclude<ReserveResult, { outcome: 'payload_mismatch' }>> {
+  let result: ReserveResult;
   try {
-    return await reserveOrder(redis, order, new Date());
+    result = await reserveOrder(redis, order, new Date());
   } catch (err) {
     // The script and this code disagree: not something a retry mends.
     if (err instanceof ScriptReplyError) throw err;
@@ -112,6 +129,8 @@ async function reserve(redis: RedisClient, order: Order): Promise<ReserveResult>
     }
     throw new TransientError(`redis unavailable: ${message}`, { cause: err });
   }
+  if (result.outcome === 'payload_mismatch') throw payloadMismatch(order, result.fields, log);
+  return result;
 }
 
 /**
@@ -124,7 +143,7 @@ export async function handleOrderPlaced(deps: ProcessorDeps, msg: Message, span?
   // Throws OrderExpiredError (dead-lettered with reason 'expired') for an order that ran out.
   await expireIfDue(deps, order, occurredAt, log);
 
-  const result = await reserve(deps.redis, order);
+  const result = await reserve(deps.redis, order, log);
   const status = result.outcome === 'decided_before' ? result.status : result.outcome;
   const rawReason = result.outcome === 'created' ? '' : result.reason;
   if (status === 'rejected' && !isRejectReason(rawReason)) {

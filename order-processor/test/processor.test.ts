@@ -257,6 +257,69 @@ describe('order processor', () => {
     expect(await redis.exists(keys.order('op-poison-2'), keys.order('op-poison-3'))).toBe(0);
   });
 
+  describe('a copy whose payload differs from the accepted order (another request under the same id)', () => {
+    const accepted = { id: 'op-mismatch-1', sku: 'sku-mm', qty: 1, email: 'a@example.com' };
+    const accept = async (o: Order) => {
+      // The gateway's acceptance of the first payload; no claim is held, as after a lapsed lease.
+      const [result] = await acceptOrders(redis, 60, new Date(), [{ ...o, token: 'gw-token', fingerprint: 'fp', response: '{}' }]);
+      expect(result).toEqual({ outcome: 'accepted' });
+    };
+
+    it.each([
+      ['qty', { ...accepted, qty: 3 }],
+      ['sku', { ...accepted, sku: 'sku-mm-other' }],
+      ['email', { id: accepted.id, sku: accepted.sku, qty: accepted.qty }],
+    ])('differing in %s: reserves nothing, publishes nothing, dead-letters it as payload_mismatch', async (field, copy) => {
+      await redis.set(keys.inventory('sku-mm'), '10');
+      await redis.set(keys.inventory('sku-mm-other'), '10');
+      await accept(accepted);
+      const before = await order(accepted.id);
+
+      await publishPlaced(copy);
+      const [dead] = (await takeAtLeast(ch, queues.ordersDlq, 1)) as [GetMessage];
+      expect(dead.properties.messageId).toBe('op-mismatch-1:order.placed');
+      expect(dead.properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('payload_mismatch');
+      expect(String(dead.properties.headers?.[DEAD_LETTER_HEADERS.error])).toContain(field);
+      // At once: a retry cannot mend it.
+      expect(dead.properties.headers?.[RETRY_COUNT_HEADER]).toBeUndefined();
+      expect(await order(accepted.id)).toEqual(before);
+      expect(await redis.get(keys.inventory('sku-mm'))).toBe('10');
+      expect(await redis.get(keys.inventory('sku-mm-other'))).toBe('10');
+      expect(await redis.get(keys.processedCount)).toBeNull();
+      expect(await takeAll(queues.notifier)).toEqual([]);
+
+      // The accepted payload's own copy is then decided as usual.
+      await placeAndWait([() => publishPlaced(accepted)]);
+      expect(await order(accepted.id)).toMatchObject({ status: 'created', qty: '1' });
+      expect(await redis.get(keys.inventory('sku-mm'))).toBe('9');
+    });
+
+    it('a differing copy of an order decided before publishes no outcome with its own payload', async () => {
+      await redis.set(keys.inventory('sku-mm'), '10');
+      await placeAndWait([() => publishPlaced(accepted)]);
+      expect((await takeAll(queues.notifier)).map((m) => bodyOf(m).order.qty)).toEqual([1]);
+
+      await publishPlaced({ ...accepted, qty: 4 });
+      const [dead] = (await takeAtLeast(ch, queues.ordersDlq, 1)) as [GetMessage];
+      expect(dead.properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('payload_mismatch');
+      expect(await redis.get(keys.inventory('sku-mm'))).toBe('9');
+      expect(await takeAll(queues.notifier)).toEqual([]);
+    });
+
+    it('an aged differing copy does not expire the accepted order', async () => {
+      await accept(accepted);
+      const event = {
+        ...makeEvent(routingKeys.placed, { ...accepted, qty: 2 }),
+        occurredAt: new Date(Date.now() - config.orderTtlMs - 60_000).toISOString(),
+      };
+      const { content, options } = encodeEvent(event);
+      await broker.publish(exchanges.direct, routingKeys.placed, content, options);
+      const [dead] = (await takeAtLeast(ch, queues.ordersDlq, 1)) as [GetMessage];
+      expect(dead.properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('payload_mismatch');
+      expect(await order(accepted.id)).toMatchObject({ status: 'accepted', qty: '1' });
+    });
+  });
+
   it('retries an order whose inventory is not a whole number with backoff, then dead-letters it', async () => {
     await redis.set(keys.inventory('sku-bad'), 'abc');
     const started = Date.now();

@@ -6,6 +6,19 @@
 -- ARGV[1] id  ARGV[2] sku  ARGV[3] qty  ARGV[4] email ('' for none)  ARGV[5] now (ISO time)
 -- Returns {0, 'expired', ''}   expired now
 --         {1, status, reason}  decided before (expired, created or rejected): nothing changed
+--         {2, fields}          order:<id> records another payload: the names of the fields that
+--                              differ (of 'sku', 'qty', 'email'); nothing changed
+-- A copy whose sku, qty or email differ from those order:<id> records is another request's copy of
+-- the id (the gateway recorded, or the processor filled in, a different payload): refused before
+-- anything else, whatever the status, and nothing changes.
+local h = redis.call('HMGET', KEYS[1], 'sku', 'qty', 'email')
+if h[1] then
+  local differ = {}
+  if h[1] ~= ARGV[2] then differ[#differ + 1] = 'sku' end
+  if h[2] ~= ARGV[3] then differ[#differ + 1] = 'qty' end
+  if (h[3] or '') ~= ARGV[4] then differ[#differ + 1] = 'email' end
+  if #differ > 0 then return {2, differ} end
+end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status and status ~= 'accepted' then
   return {1, status, redis.call('HGET', KEYS[1], 'reason') or ''}

@@ -5,7 +5,7 @@
 export class PoisonMessageError extends Error {
   constructor(
     message: string,
-    readonly reason: 'unparseable' | 'invalid' | 'unknown_version' | 'unknown_type' | 'expired' = 'invalid',
+    readonly reason: 'unparseable' | 'invalid' | 'unknown_version' | 'unknown_type' | 'expired' | 'payload_mismatch' = 'invalid',
   ) {
     super(message);
     this.name = 'PoisonMessageError';
@@ -17,6 +17,14 @@ export class OrderExpiredError extends PoisonMessageError {
   constructor(message: string) {
     super(message, 'expired');
     this.name = 'OrderExpiredError';
+  }
+}
+
+/** The order's payload differs from the one recorded under its id (another request's copy): dead-letter at once. */
+export class PayloadMismatchError extends PoisonMessageError {
+  constructor(message: string) {
+    super(message, 'payload_mismatch');
+    this.name = 'PayloadMismatchError';
   }
 }
 

@@ -307,6 +307,34 @@ describe('expire and reserve (processor): an order is never both expired and cre
   });
 });
 
+describe('reserve and expire (processor): a copy with another payload than order:<id> changes nothing', () => {
+  it.each([
+    ['accepted', null],
+    ['created', 'created'],
+  ])('an order that is %s', async (_, decided) => {
+    const id = `lua-mm-${randomUUID()}`;
+    const recorded = { id, sku: 'lua-mm', qty: 2, email: 'a@example.com' };
+    await redis.set(keys.inventory('lua-mm'), 10);
+    await acceptOrders(redis, 60, new Date(), [{ ...recorded, token: 't', fingerprint: 'f', response: '{}' }]);
+    if (decided) expect(await reserveOrder(redis, recorded, new Date())).toEqual({ outcome: 'created' });
+    const [orderBefore, stockBefore] = [await redis.hgetall(keys.order(id)), await redis.get(keys.inventory('lua-mm'))];
+    const processedBefore = await redis.get(keys.processedCount);
+
+    const { email: _email, ...noEmail } = recorded;
+    for (const [copy, fields] of [
+      [{ ...recorded, qty: 3 }, ['qty']],
+      [{ ...recorded, sku: 'lua-mm-2', email: 'b@example.com' }, ['sku', 'email']],
+      [noEmail, ['email']],
+    ] as const) {
+      expect(await reserveOrder(redis, copy, new Date())).toEqual({ outcome: 'payload_mismatch', fields });
+      expect(await expireOrder(redis, copy, new Date())).toEqual({ outcome: 'payload_mismatch', fields });
+    }
+    expect(await redis.hgetall(keys.order(id))).toEqual(orderBefore);
+    expect(await redis.get(keys.inventory('lua-mm'))).toBe(stockBefore);
+    expect(await redis.get(keys.processedCount)).toBe(processedBefore);
+  });
+});
+
 describe('notifyClaim (notifier)', () => {
   it('counts an attempt once when the same claim is sent twice', async () => {
     const key = keys.notification('lua-notify-1');
@@ -374,6 +402,8 @@ describe('the wrappers refuse a reply their script does not list', () => {
     ],
     ['reserve', "return {0, 'created'}", 4, (r) => reserveOrder(r, { id: 'lua-shape-1', sku: 's', qty: 1 }, new Date())],
     ['expireOrder', "return {0, 'created', ''}", 1, (r) => expireOrder(r, { id: 'lua-shape-1', sku: 's', qty: 1 }, new Date())],
+    ['expireOrder', 'return {2, {}}', 1, (r) => expireOrder(r, { id: 'lua-shape-1', sku: 's', qty: 1 }, new Date())],
+    ['reserve', "return {2, {'price'}}", 4, (r) => reserveOrder(r, { id: 'lua-shape-1', sku: 's', qty: 1 }, new Date())],
     ['notifyClaim', 'return {3, 1}', 2, (r) => claimNotification(r, 'lua-shape-1', 't', 5000, 'log')],
     ['notifyClaim', 'return {0, -1}', 2, (r) => claimNotification(r, 'lua-shape-1', 't', 5000, 'log')],
     ['notifySent', 'return 2', 2, (r) => recordNotificationSent(r, 'lua-shape-1', now())],

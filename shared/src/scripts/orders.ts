@@ -16,8 +16,20 @@ export interface DecidedBefore {
   reason: string;
 }
 
+/**
+ * The copy's payload differs from the one order:<id> records (the gateway's acceptance, or the
+ * processor's fill-in from an earlier copy): another request's copy of the id. Nothing changed.
+ */
+export interface PayloadMismatch {
+  outcome: 'payload_mismatch';
+  /** The fields that differ. */
+  fields: PayloadField[];
+}
+export type PayloadField = 'sku' | 'qty' | 'email';
+const PAYLOAD_FIELDS: readonly string[] = ['sku', 'qty', 'email'] satisfies PayloadField[];
+
 /** reserve-4.lua's answer. */
-export type ReserveResult = { outcome: 'created' } | { outcome: 'rejected'; reason: RejectReason } | DecidedBefore;
+export type ReserveResult = { outcome: 'created' } | { outcome: 'rejected'; reason: RejectReason } | DecidedBefore | PayloadMismatch;
 
 const REJECT_REASONS: readonly string[] = ['out_of_stock', 'unknown_sku'] satisfies RejectReason[];
 
@@ -40,9 +52,10 @@ export async function reserveOrder(redis: RedisClient, order: Order, now: Date):
       order.email ?? '',
       now.toISOString(),
     ),
-    3,
   );
-  const code = codeReply('reserve', reply[0], [0, 1] as const, reply);
+  const code = codeReply('reserve', reply[0], [0, 1, 2] as const, reply);
+  if (code === 2) return payloadMismatch('reserve', reply);
+  if (reply.length !== 3) throw new ScriptReplyError('reserve', reply);
   const status = stringReply('reserve', reply[1], reply);
   const reason = stringReply('reserve', reply[2], reply);
   if (code === 1) return { outcome: 'decided_before', status, reason };
@@ -52,19 +65,33 @@ export async function reserveOrder(redis: RedisClient, order: Order, now: Date):
 }
 
 /** expire-order-1.lua's answer. */
-export type ExpireResult = { outcome: 'expired' } | DecidedBefore;
+export type ExpireResult = { outcome: 'expired' } | DecidedBefore | PayloadMismatch;
 
 /** Marks an undecided order expired; a decided one (created, rejected, expired) is left as it is. */
 export async function expireOrder(redis: RedisClient, order: Order, now: Date): Promise<ExpireResult> {
   const reply = arrayReply(
     'expireOrder',
     await scripts(redis).expireOrder(keys.order(order.id), order.id, order.sku, order.qty, order.email ?? '', now.toISOString()),
-    3,
   );
-  const code = codeReply('expireOrder', reply[0], [0, 1] as const, reply);
+  const code = codeReply('expireOrder', reply[0], [0, 1, 2] as const, reply);
+  if (code === 2) return payloadMismatch('expireOrder', reply);
+  if (reply.length !== 3) throw new ScriptReplyError('expireOrder', reply);
   const status = stringReply('expireOrder', reply[1], reply);
   const reason = stringReply('expireOrder', reply[2], reply);
   if (code === 1) return { outcome: 'decided_before', status, reason };
   if (status === 'expired' && reason === '') return { outcome: 'expired' };
   throw new ScriptReplyError('expireOrder', reply);
+}
+
+function payloadMismatch(script: string, reply: unknown[]): PayloadMismatch {
+  const fields = reply[1];
+  if (
+    reply.length !== 2 ||
+    !Array.isArray(fields) ||
+    fields.length === 0 ||
+    !fields.every((f) => typeof f === 'string' && PAYLOAD_FIELDS.includes(f))
+  ) {
+    throw new ScriptReplyError(script, reply);
+  }
+  return { outcome: 'payload_mismatch', fields: fields as PayloadField[] };
 }
