@@ -77,7 +77,7 @@ async function redisCall<T>(what: string, call: () => Promise<T>): Promise<T> {
   try {
     return await call();
   } catch (err) {
-    // The script and this code disagree: not an outage.
+    // The script and this code disagree: said as such, not as "redis unavailable".
     if (err instanceof ScriptReplyError) throw err;
     throw new TransientError(`redis unavailable (${what}): ${(err as Error).message}`, { cause: err });
   }

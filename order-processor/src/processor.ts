@@ -91,6 +91,7 @@ async function expireIfDue(deps: ProcessorDeps, order: Order, occurredAt: string
   try {
     result = await expireOrder(deps.redis, order, new Date());
   } catch (err) {
+    // The script and this code disagree: said as such, not as "redis unavailable".
     if (err instanceof ScriptReplyError) throw err;
     throw redisError(err, 'expire');
   }
@@ -119,7 +120,7 @@ async function reserve(redis: RedisClient, order: Order, log: Logger): Promise<E
   try {
     result = await reserveOrder(redis, order, new Date());
   } catch (err) {
-    // The script and this code disagree: not something a retry mends.
+    // The script and this code disagree: said as such, not as "redis unavailable".
     if (err instanceof ScriptReplyError) throw err;
     const message = err instanceof Error ? err.message : String(err);
     // A reply error means inventory:<sku> is not a whole number: an operator can fix it, so it is
