@@ -4,6 +4,7 @@ import Koa from 'koa';
 import type { Context, Middleware } from 'koa';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from './logger.js';
+import { OPENAPI_TEXT } from './openapi.js';
 import { SpanKind, SpanStatusCode, extractContext, type Span, type Tracer } from './tracing.js';
 
 // HTTP pieces every service shares: problem+json errors (RFC 9457), /healthz, /readyz, /metrics.
@@ -30,6 +31,12 @@ export function slug(title: string): string {
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-|-$/g, '');
 }
+
+/** GET /openapi.json: the document as it is in the repository. */
+export const openapiRoute: Middleware = (ctx) => {
+  ctx.type = 'application/json';
+  ctx.body = OPENAPI_TEXT;
+};
 
 export function sendProblem(ctx: Context, p: HttpProblem): void {
   for (const [k, v] of Object.entries(p.headers)) ctx.set(k, v);

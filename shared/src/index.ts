@@ -9,6 +9,7 @@ export * from './batch.js';
 export * from './idempotency.js';
 export * from './broker.js';
 export * from './http.js';
+export * from './openapi.js';
 export * from './lifecycle.js';
 export * from './startup.js';
 export * from './metrics.js';
