@@ -5,7 +5,7 @@ import { readFileSync } from 'node:fs';
 import { Validator } from '@seriousme/openapi-schema-validator';
 import { describe, expect, it } from 'vitest';
 import { ID_PATTERN, OPENAPI_TEXT, openapiDocument, validateOrder } from '@order-pipeline/shared';
-import { pathTemplateOf, responseProblems, type ResponseToCheck } from '../../test/helpers/openapi.js';
+import { pathTemplateOf, responseProblems, schemaPointers, validatorAt, type ResponseToCheck } from '../../test/helpers/openapi.js';
 
 const json = { 'content-type': 'application/json; charset=utf-8' };
 const problem = { 'content-type': 'application/problem+json' };
@@ -18,6 +18,12 @@ describe('the OpenAPI document', () => {
     expect(result.valid).toBe(true);
     expect(validator.version).toBe('3.1');
     expect(() => validator.resolveRefs()).not.toThrow();
+  });
+
+  it('has only strict JSON Schema 2020-12 schemas (ajv strict mode compiles each)', () => {
+    const pointers = schemaPointers();
+    expect(pointers.length).toBeGreaterThan(40);
+    for (const pointer of pointers) expect(() => validatorAt(pointer), pointer).not.toThrow();
   });
 
   it('is the file in the repository, served as it is', () => {

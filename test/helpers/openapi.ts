@@ -27,7 +27,8 @@ ajv.addVocabulary(OPENAPI_KEYWORDS);
 ajv.addSchema(openapiDocument, OPENAPI_SCHEMA_ID);
 const compiled = new Map<string, ValidateFunction>();
 
-function validatorAt(pointer: string): ValidateFunction {
+/** The validator of the schema at a JSON Pointer of the document (compiled once). */
+export function validatorAt(pointer: string): ValidateFunction {
   let v = compiled.get(pointer);
   if (!v) {
     v = ajv.compile({ $ref: `${OPENAPI_SCHEMA_ID}#${pointer}` });
@@ -50,6 +51,23 @@ function resolve(pointer: string): { value: Json; pointer: string } {
   }
   if (value === undefined || value === null || typeof value !== 'object') throw new Error(`nothing at #${pointer}`);
   return { value: value as Json, pointer };
+}
+
+/** The pointer of every `schema` of the document (media types, headers, parameters) and of every component schema. */
+export function schemaPointers(): string[] {
+  const found: string[] = [];
+  const walk = (value: unknown, pointer: string): void => {
+    if (value === null || typeof value !== 'object') return;
+    for (const [key, child] of Object.entries(value)) {
+      const at = `${pointer}/${escapePointer(key)}`;
+      if (key === 'schema') found.push(at);
+      else walk(child, at);
+    }
+  };
+  walk(openapiDocument.paths, '/paths');
+  for (const kind of ['responses', 'headers'] as const) walk(openapiDocument.components[kind], `/components/${kind}`);
+  for (const name of Object.keys(openapiDocument.components.schemas)) found.push(`/components/schemas/${escapePointer(name)}`);
+  return found;
 }
 
 /** The document's path template for a concrete path; literal paths win over templated ones. */
@@ -148,17 +166,11 @@ export function expectDocumented(r: ResponseToCheck): void {
   if (problems.length > 0) throw new Error(`response not as documented:\n${problems.join('\n')}`);
 }
 
-/**
- * fetch, then checks the response against the document and hands it back with its body read.
- * `status`/`headers` as on a Response; `text` the body, `json()` it parsed.
- */
-export async function documentedFetch(
-  url: string,
-  init: RequestInit = {},
-): Promise<{ status: number; headers: Headers; text: string; json: <T = unknown>() => T }> {
+/** fetch, with the answer checked against the document first (its body read from a clone). */
+export async function checkedFetch(url: string | URL, init: RequestInit = {}): Promise<Response> {
   const res = await fetch(url, init);
-  const text = await res.text();
   const { pathname, search } = new URL(url);
-  expectDocumented({ method: init.method ?? 'GET', path: pathname + search, status: res.status, headers: res.headers, body: text });
-  return { status: res.status, headers: res.headers, text, json: <T>() => JSON.parse(text) as T };
+  const body = await res.clone().text();
+  expectDocumented({ method: init.method ?? 'GET', path: pathname + search, status: res.status, headers: res.headers, body });
+  return res;
 }
