@@ -4,13 +4,16 @@ import Koa from 'koa';
 import type { Context, Middleware } from 'koa';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from './logger.js';
-import { OPENAPI_TEXT } from './openapi.js';
+import { OPENAPI_TEXT, openapiDocument } from './openapi.js';
 import { SpanKind, SpanStatusCode, extractContext, type Span, type Tracer } from './tracing.js';
 
 // HTTP pieces every service shares: problem+json errors (RFC 9457), /healthz, /readyz, /metrics.
 
-// Problem types are URNs: stable identifiers that promise no documentation page at an address.
-export const PROBLEM_TYPE_BASE = 'urn:order-pipeline:problem:';
+// Problem types are relative URLs, resolved against the request's URL (RFC 9457 section 3.1.1):
+// every service serves the pages itself (opsMiddleware), so a type resolves on whichever service
+// answered, the consumers' ops servers included, and no service needs to know the public address
+// it is reached at. The pages are written in the OpenAPI document (components/schemas/ProblemType).
+export const PROBLEM_TYPE_BASE = '/problems/';
 
 export class HttpProblem extends Error {
   constructor(
@@ -30,6 +33,45 @@ export function slug(title: string): string {
     .toLowerCase()
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-|-$/g, '');
+}
+
+export interface ProblemTypePage {
+  slug: string;
+  title: string;
+  /** What it means, a blank line, then what to do (Markdown, from the OpenAPI document). */
+  description: string;
+}
+
+/** Every documented problem type by slug. */
+export const PROBLEM_TYPES: ReadonlyMap<string, ProblemTypePage> = new Map(
+  openapiDocument.components.schemas.ProblemType.oneOf.map(({ const: type, title, description }) => {
+    const slug = type.slice(PROBLEM_TYPE_BASE.length);
+    return [slug, { slug, title, description }] as const;
+  }),
+);
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** A short HTML page: the title, then each paragraph of the description, `code` as <code>. */
+export function problemTypeHtml(page: ProblemTypePage): string {
+  const paragraphs = page.description
+    .split(/\n\s*\n/)
+    .map((p) => `<p>${escapeHtml(p.trim()).replace(/`([^`]+)`/g, '<code>$1</code>')}</p>`)
+    .join('\n');
+  return [
+    '<!doctype html>',
+    '<html lang="en">',
+    `<head><meta charset="utf-8"><title>${escapeHtml(page.title)}</title></head>`,
+    '<body>',
+    `<h1>${escapeHtml(page.title)}</h1>`,
+    paragraphs,
+    `<p>Problem type <code>${PROBLEM_TYPE_BASE}${page.slug}</code> of the order pipeline.</p>`,
+    '</body>',
+    '</html>',
+    '',
+  ].join('\n');
 }
 
 /** GET /openapi.json: the document as it is in the repository. */
@@ -105,7 +147,9 @@ export function timingMiddleware(metrics: Metrics): Middleware {
     try {
       await next();
     } finally {
-      const route = (ctx as Context & { _matchedRoute?: string })._matchedRoute ?? (OPS_ROUTES.has(ctx.path) ? ctx.path : 'unmatched');
+      const route =
+        (ctx as Context & { _matchedRoute?: string })._matchedRoute ??
+        (OPS_ROUTES.has(ctx.path) ? ctx.path : ctx.path.startsWith(PROBLEM_TYPE_BASE) ? `${PROBLEM_TYPE_BASE}:slug` : 'unmatched');
       end({ method: ctx.method, route: String(route), status: String(ctx.status) });
     }
   };
@@ -149,8 +193,9 @@ export function tracedRoute(tracer: Tracer, method: string, route: string, handl
 }
 
 /**
- * /healthz (alive), /readyz (200 only while every check passes, else 503 naming what is down) and,
- * when `metrics` is given, /metrics in Prometheus text. Mount before the service's own routes.
+ * /healthz (alive), /readyz (200 only while every check passes, else 503 naming what is down),
+ * /problems/<slug> (what a problem type means) and, when `metrics` is given, /metrics in
+ * Prometheus text. Mount inside problemMiddleware, before the service's own routes.
  */
 export function opsMiddleware(checks: ReadinessCheck[], metrics?: Metrics): Middleware {
   return async (ctx, next) => {
@@ -163,6 +208,16 @@ export function opsMiddleware(checks: ReadinessCheck[], metrics?: Metrics): Midd
       const down = checks.filter((c) => !c.ok()).map((c) => c.name);
       ctx.status = down.length === 0 ? 200 : 503;
       ctx.body = down.length === 0 ? { status: 'ready' } : { status: 'not ready', down };
+      return;
+    }
+    if (ctx.path.startsWith(PROBLEM_TYPE_BASE)) {
+      const page = PROBLEM_TYPES.get(ctx.path.slice(PROBLEM_TYPE_BASE.length));
+      if (!page) throw new HttpProblem(404, 'Not Found', `No problem type ${ctx.path}`);
+      // A static page: no script, no style, nothing loaded.
+      ctx.set('Content-Security-Policy', "default-src 'none'");
+      ctx.set('X-Content-Type-Options', 'nosniff');
+      ctx.type = 'text/html; charset=utf-8';
+      ctx.body = problemTypeHtml(page);
       return;
     }
     if (metrics && ctx.path === '/metrics') {
