@@ -517,5 +517,7 @@ describe('operations endpoints', () => {
     expectProblem(wrong, 405);
     expect(wrong.headers.get('allow')).toContain('POST');
     expectProblem(await request('/orders/gw-get-1', { method: 'PUT' }), 405);
+    // A method no route implements: 501, also as a problem (not Koa's plain-text default).
+    expectProblem(await request('/orders', { method: 'PROPFIND' }), 501);
   });
 });

@@ -87,7 +87,10 @@ export function sendProblem(ctx: Context, p: HttpProblem): void {
   ctx.body = JSON.stringify({ type: PROBLEM_TYPE_BASE + slug(p.title), title: p.title, status: p.status, detail: p.detail, ...p.extra });
 }
 
-/** The one error middleware: HttpProblem as it is, anything else as a 500 problem (logged). */
+/**
+ * The one error middleware: HttpProblem as it is, the router's bare 404/405/501 as problems,
+ * anything else as a 500 problem (logged).
+ */
 export function problemMiddleware(log: Logger): Middleware {
   return async (ctx, next) => {
     try {
@@ -96,6 +99,9 @@ export function problemMiddleware(log: Logger): Middleware {
         sendProblem(ctx, new HttpProblem(404, 'Not Found', `No route for ${ctx.method} ${ctx.path}`));
       } else if (ctx.status === 405 && ctx.body === undefined) {
         sendProblem(ctx, new HttpProblem(405, 'Method Not Allowed', `${ctx.method} is not allowed on ${ctx.path}`));
+      } else if (ctx.status === 501 && ctx.body === undefined) {
+        // The router's answer to a method it implements nowhere (e.g. PROPFIND).
+        sendProblem(ctx, new HttpProblem(501, 'Not Implemented', `${ctx.method} is not a method this service implements`));
       }
     } catch (err) {
       if (err instanceof HttpProblem) return sendProblem(ctx, err);

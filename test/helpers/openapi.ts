@@ -109,6 +109,8 @@ export function responseProblems(r: ResponseToCheck): string[] {
     responsePointer = '/components/responses/NotFound';
   } else if (r.status === 405 && template !== undefined) {
     responsePointer = '/components/responses/MethodNotAllowed';
+  } else if (r.status === 501) {
+    responsePointer = '/components/responses/NotImplemented';
   } else {
     return [`${where}: no operation ${r.method.toUpperCase()} ${template ?? r.path} in the document`];
   }
