@@ -24,7 +24,7 @@ export type GatewayDeps = ServiceDeps;
 export type Gateway = RunningService;
 
 /** Problem types POST /orders answers with; every one is exported from the start. */
-const REFUSALS = [
+export const REFUSALS = [
   'bad-request',
   'malformed-json',
   'invalid-order',
