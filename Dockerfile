@@ -23,6 +23,7 @@ COPY tsconfig.base.json tsconfig.json ./
 COPY shared/tsconfig.json shared/
 COPY shared/src shared/src
 COPY shared/lua shared/lua
+COPY shared/openapi.json shared/
 COPY api-gateway/tsconfig.json api-gateway/
 COPY api-gateway/src api-gateway/src
 COPY order-processor/tsconfig.json order-processor/
@@ -51,6 +52,8 @@ RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/shared/dist shared/dist
 # Read at run time relative to shared/dist (../lua), so it sits next to it.
 COPY --from=build /app/shared/lua shared/lua
+# The HTTP contract, read at run time relative to shared/dist (../openapi.json) like the Lua scripts.
+COPY --from=build /app/shared/openapi.json shared/openapi.json
 COPY --from=build /app/api-gateway/dist api-gateway/dist
 COPY --from=build /app/order-processor/dist order-processor/dist
 COPY --from=build /app/notifier/dist notifier/dist

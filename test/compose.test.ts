@@ -454,6 +454,8 @@ function checkDockerfile(files: Files): string[] {
   }
   const luaIn = buildCopies.find((c) => c.dest === `${buildWd}/shared/lua`);
   if (!luaIn) problems.push('build stage: shared/lua is not copied');
+  const openapiIn = buildCopies.find((c) => c.sources.includes('shared/openapi.json'));
+  if (!openapiIn) problems.push('build stage: shared/openapi.json is not copied');
 
   // Runtime stage: production dependencies, the build output, an unprivileged user.
   const wd = workdirOf(final);
@@ -477,6 +479,8 @@ function checkDockerfile(files: Files): string[] {
   if (!copiedFromBuild('shared/dist')) problems.push('runtime stage: shared/dist is not copied from the build');
   // redis.ts reads ../lua relative to shared/dist.
   if (!copiedFromBuild('shared/lua')) problems.push('runtime stage: shared/lua is not copied next to shared/dist');
+  // openapi.ts reads ../openapi.json relative to shared/dist: every service loads it (the order schema).
+  if (!copiedFromBuild('shared/openapi.json')) problems.push('runtime stage: shared/openapi.json is not copied next to shared/dist');
 
   for (const service of SERVICES) {
     const s = compose.services[service];

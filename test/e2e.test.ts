@@ -1,16 +1,20 @@
 // The README's story, played against the four real processes (built as `npm start` runs them)
 // on real Redis and RabbitMQ: seed stock, order, repeat, conflict, run out, bad input, a crowd
-// of clients on one id, the notification and the dashboard's figures.
+// of clients on one id, the notification and the dashboard's figures. Every answer is also
+// checked against the OpenAPI document (shared/openapi.json).
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keys, queues } from '@order-pipeline/shared';
+import { OPENAPI_TEXT, keys, queues } from '@order-pipeline/shared';
+import { checkedFetch } from './helpers/openapi.js';
 import { startPipeline, type Pipeline } from './helpers/pipeline.js';
-import { freePort, startService, waitFor } from './helpers/processes.js';
+import { SERVICES, freePort, startService, waitFor } from './helpers/processes.js';
 import { PROMETHEUS_ACCEPT } from './helpers/prometheus.js';
 import { resetAll, testServers } from './helpers/servers.js';
 
 const { redisUrl, rabbitmqUrls } = testServers();
 const SKU = 'mag-safe-phone-case';
+/** Every request of this file: the answer must be as the OpenAPI document describes it. */
+const fetch = checkedFetch;
 
 let redis: Redis;
 let pipeline: Pipeline;
@@ -210,6 +214,23 @@ describe('the pipeline, end to end, as the README tells it', () => {
     expect(typeof o?.notification?.sentAt).toBe('string');
     const missing = await fetch(`${gateway}/orders/nobody`);
     expect(missing.status).toBe(404);
+  });
+
+  it('serves its contract: the OpenAPI document, and on every service the ops endpoints and the problem pages', async () => {
+    for (const base of [gateway, dashboard]) expect(await (await fetch(`${base}/openapi.json`)).text()).toBe(OPENAPI_TEXT);
+    for (const service of SERVICES) {
+      const base = pipeline.base[service];
+      expect((await fetch(`${base}/healthz`)).status, service).toBe(200);
+      expect((await fetch(`${base}/readyz`)).status, service).toBe(200);
+      expect((await fetch(`${base}/metrics`)).status, service).toBe(200);
+      // A problem's type is relative: it resolves to a page on the service that answered.
+      const missing = await fetch(`${base}/no-such-route`);
+      const { type } = (await missing.json()) as { type: string };
+      expect(type, service).toBe('/problems/not-found');
+      const page = await fetch(new URL(type, missing.url));
+      expect(page.status, service).toBe(200);
+      expect(await page.text(), service).toContain('<h1>Not Found</h1>');
+    }
   });
 
   it('stops a service at start with one line naming a malformed variable', async () => {

@@ -6,6 +6,7 @@ import {
   createMetrics,
   dependencyChecks,
   listen,
+  openapiRoute,
   opsMiddleware,
   problemMiddleware,
   slug,
@@ -23,7 +24,7 @@ export type GatewayDeps = ServiceDeps;
 export type Gateway = RunningService;
 
 /** Problem types POST /orders answers with; every one is exported from the start. */
-const REFUSALS = [
+export const REFUSALS = [
   'bad-request',
   'malformed-json',
   'invalid-order',
@@ -76,6 +77,8 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
     '/orders/:id',
     tracedRoute(tracer, 'GET', '/orders/:id', (ctx) => getOrder(ctx, ctx.params.id ?? '', orderDeps)),
   );
+  // The contract this gateway follows (shared/openapi.json); its POST /orders schema is the one validated.
+  router.get('/openapi.json', openapiRoute);
 
   const app = new Koa();
   // Errors past problemMiddleware (e.g. a client that hung up mid-response) go to our log, not stderr.

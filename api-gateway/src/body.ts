@@ -65,7 +65,10 @@ export async function readBody(req: IncomingMessage, limit = MAX_BODY_BYTES): Pr
       throw new HttpProblem(413, 'Content Too Large', `The body must be at most ${limit} bytes`);
     }
     if (isRawBodyError(err) && err.status < 500) {
-      throw new HttpProblem(400, 'Bad Request', `The body could not be read: ${err.message}`);
+      // `errors` like every other 400 of POST /orders (the OpenAPI document's ValidationProblem).
+      throw new HttpProblem(400, 'Bad Request', `The body could not be read: ${err.message}`, {
+        errors: [{ path: '/', message: err.message }],
+      });
     }
     throw err;
   }

@@ -9,6 +9,7 @@ import {
   exchanges,
   keys,
   loadConfig,
+  OPENAPI_TEXT,
   queues,
   redisReady,
   type Broker,
@@ -17,6 +18,7 @@ import {
 } from '@order-pipeline/shared';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { drainQueue, newBroker, openTopologyChannel } from '../../test/helpers/broker.js';
+import { expectDocumented } from '../../test/helpers/openapi.js';
 import { freePort, waitFor } from '../../test/helpers/processes.js';
 import { resetAll, testServers } from '../../test/helpers/servers.js';
 import { start, type Gateway } from '../src/app.js';
@@ -72,14 +74,16 @@ interface Reply {
   ms: number;
 }
 
+/** Every answer is also checked against the OpenAPI document (shared/openapi.json). */
 async function request(path: string, init: RequestInit = {}, base = gw.address): Promise<Reply> {
   const started = Date.now();
   const res = await fetch(base + path, init);
   const text = await res.text();
+  expectDocumented({ method: init.method ?? 'GET', path, status: res.status, headers: res.headers, body: text });
   return {
     status: res.status,
     headers: res.headers,
-    body: text === '' ? {} : (JSON.parse(text) as Record<string, unknown>),
+    body: /json/.test(res.headers.get('content-type') ?? '') ? (JSON.parse(text) as Record<string, unknown>) : {},
     ms: Date.now() - started,
   };
 }
@@ -101,7 +105,7 @@ function expectProblem(r: Reply, status: number): void {
   expect(r.headers.get('content-type')).toMatch(/^application\/problem\+json/);
   expect(r.body).toMatchObject({
     status,
-    type: expect.stringMatching(/^urn:order-pipeline:problem:[a-z-]+$/),
+    type: expect.stringMatching(/^\/problems\/[a-z-]+$/),
     title: expect.any(String),
     detail: expect.any(String),
   });
@@ -548,11 +552,33 @@ describe('operations endpoints', () => {
     expect(text).toMatch(/^gateway_publish_confirm_seconds_count\{[^}]*outcome="confirmed"[^}]*\} [1-9]/m);
   });
 
+  it('/metrics is documented Prometheus text', async () => {
+    expect((await request('/metrics')).status).toBe(200);
+  });
+
+  it('serves the OpenAPI document it validates POST /orders with', async () => {
+    const res = await fetch(`${gw.address}/openapi.json`);
+    const text = await res.text();
+    expectDocumented({ method: 'GET', path: '/openapi.json', status: res.status, headers: res.headers, body: text });
+    expect(text).toBe(OPENAPI_TEXT);
+  });
+
+  it("every problem's type resolves to a page on the gateway", async () => {
+    const problem = await request('/orders/gw-never-placed');
+    const page = await fetch(new URL(String(problem.body.type), `${gw.address}/orders/gw-never-placed`));
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    expect(await page.text()).toContain('<h1>Order Not Found</h1>');
+    expect((await request('/problems/no-such-problem')).status).toBe(404);
+  });
+
   it('unknown routes get 404 and wrong methods 405, as problems', async () => {
     expectProblem(await request('/nope'), 404);
     const wrong = await request('/orders', { method: 'DELETE' });
     expectProblem(wrong, 405);
     expect(wrong.headers.get('allow')).toContain('POST');
     expectProblem(await request('/orders/gw-get-1', { method: 'PUT' }), 405);
+    // A method no route implements: 501, also as a problem (not Koa's plain-text default).
+    expectProblem(await request('/orders', { method: 'PROPFIND' }), 501);
   });
 });

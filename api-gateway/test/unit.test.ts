@@ -1,5 +1,6 @@
-import { loadConfig } from '@order-pipeline/shared';
+import { PROBLEM_TYPES, loadConfig, openapiDocument } from '@order-pipeline/shared';
 import { describe, expect, it } from 'vitest';
+import { REFUSALS } from '../src/app.js';
 import { isJsonContentType } from '../src/body.js';
 import { claimLeaseMs, fingerprint, resultOf } from '../src/orders.js';
 
@@ -61,5 +62,17 @@ describe('claim lease', () => {
   it('outlasts the longest publish wait', () => {
     const config = loadConfig('api-gateway', { PUBLISH_TIMEOUT_MS: '2000' });
     expect(claimLeaseMs(config)).toBe(5000);
+  });
+});
+
+describe('refusal reasons', () => {
+  it('are documented problem types, each a status POST /orders documents', () => {
+    const responses = (openapiDocument.paths['/orders']?.post as { responses: Record<string, unknown> }).responses;
+    for (const reason of REFUSALS) {
+      const page = PROBLEM_TYPES.get(reason);
+      expect(page, reason).toBeDefined();
+      const status = /^Status (\d{3})\./.exec(page?.description ?? '')?.[1];
+      expect(Object.keys(responses), reason).toContain(status);
+    }
   });
 });

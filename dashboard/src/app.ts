@@ -9,6 +9,7 @@ import {
   dependencyChecks,
   createMetrics,
   listen,
+  openapiRoute,
   opsMiddleware,
   problemMiddleware,
   timingMiddleware,
@@ -103,6 +104,8 @@ export async function start(deps: DashboardDeps & DashboardOptions): Promise<Das
     ctx.respond = false;
     feed.attach(ctx.res);
   });
+  // The whole pipeline's document (shared/openapi.json), as the gateway serves it: one contract, tagged by service.
+  router.get('/openapi.json', openapiRoute);
   router.get('/', (ctx) => {
     ctx.set('Cache-Control', 'no-store');
     ctx.set('Content-Security-Policy', PAGE_CSP);

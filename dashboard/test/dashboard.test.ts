@@ -11,6 +11,7 @@ import {
   keys,
   loadConfig,
   makeEvent,
+  OPENAPI_TEXT,
   queues,
   redisReady,
   routingKeys,
@@ -21,6 +22,7 @@ import {
 } from '@order-pipeline/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newBroker } from '../../test/helpers/broker.js';
+import { checkedFetch } from '../../test/helpers/openapi.js';
 import { freePort, waitFor } from '../../test/helpers/processes.js';
 import { PROMETHEUS_ACCEPT, samples } from '../../test/helpers/prometheus.js';
 import { resetAll, testServers } from '../../test/helpers/servers.js';
@@ -32,6 +34,8 @@ const log = createLogger('dashboard', 'silent');
 const config: Config = loadConfig('dashboard', { REDIS_URL: redisUrl, RABBITMQ_URLS: rabbitmqUrls.join(','), LOG_LEVEL: 'silent' });
 
 const ALL_QUEUES = Object.values(queues);
+/** Every answer in this file is also checked against the OpenAPI document (shared/openapi.json). */
+const fetch = checkedFetch;
 
 let seed: RedisClient; // the test's own writer
 let dashRedis: RedisClient;
@@ -282,6 +286,21 @@ describe('GET /', () => {
     expect(csp).toContain(`script-src ${hash(script as string)}`);
     expect(csp).toContain(`style-src ${hash(style as string)}`);
     expect(csp).toContain("connect-src 'self'");
+  });
+});
+
+describe('the contract', () => {
+  it('serves the OpenAPI document, and a page for the type of each problem it answers', async () => {
+    const doc = await fetch(`${dash.address}/openapi.json`);
+    expect(await doc.text()).toBe(OPENAPI_TEXT);
+    const problem = await fetch(`${dash.address}/metrics?sku=bad%20sku`);
+    const { type } = (await problem.json()) as { type: string };
+    expect(type).toBe('/problems/invalid-query');
+    const page = await fetch(new URL(type, problem.url));
+    expect(page.status).toBe(200);
+    expect(await page.text()).toContain('<h1>Invalid Query</h1>');
+    expect((await fetch(`${dash.address}/nope`)).status).toBe(404);
+    expect((await fetch(`${dash.address}/metrics`, { method: 'POST' })).status).toBe(405);
   });
 });
 

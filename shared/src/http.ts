@@ -4,12 +4,16 @@ import Koa from 'koa';
 import type { Context, Middleware } from 'koa';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Logger } from './logger.js';
+import { OPENAPI_TEXT, openapiDocument } from './openapi.js';
 import { SpanKind, SpanStatusCode, extractContext, type Span, type Tracer } from './tracing.js';
 
 // HTTP pieces every service shares: problem+json errors (RFC 9457), /healthz, /readyz, /metrics.
 
-// Problem types are URNs: stable identifiers that promise no documentation page at an address.
-export const PROBLEM_TYPE_BASE = 'urn:order-pipeline:problem:';
+// Problem types are relative URLs, resolved against the request's URL (RFC 9457 section 3.1.1):
+// every service serves the pages itself (opsMiddleware), so a type resolves on whichever service
+// answered, the consumers' ops servers included, and no service needs to know the public address
+// it is reached at. The pages are written in the OpenAPI document (components/schemas/ProblemType).
+export const PROBLEM_TYPE_BASE = '/problems/';
 
 export class HttpProblem extends Error {
   constructor(
@@ -31,6 +35,51 @@ export function slug(title: string): string {
     .replace(/^-|-$/g, '');
 }
 
+export interface ProblemTypePage {
+  slug: string;
+  title: string;
+  /** What it means, a blank line, then what to do (Markdown, from the OpenAPI document). */
+  description: string;
+}
+
+/** Every documented problem type by slug. */
+export const PROBLEM_TYPES: ReadonlyMap<string, ProblemTypePage> = new Map(
+  openapiDocument.components.schemas.ProblemType.oneOf.map(({ const: type, title, description }) => {
+    const slug = type.slice(PROBLEM_TYPE_BASE.length);
+    return [slug, { slug, title, description }] as const;
+  }),
+);
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+}
+
+/** A short HTML page: the title, then each paragraph of the description, `code` as <code>. */
+export function problemTypeHtml(page: ProblemTypePage): string {
+  const paragraphs = page.description
+    .split(/\n\s*\n/)
+    .map((p) => `<p>${escapeHtml(p.trim()).replace(/`([^`]+)`/g, '<code>$1</code>')}</p>`)
+    .join('\n');
+  return [
+    '<!doctype html>',
+    '<html lang="en">',
+    `<head><meta charset="utf-8"><title>${escapeHtml(page.title)}</title></head>`,
+    '<body>',
+    `<h1>${escapeHtml(page.title)}</h1>`,
+    paragraphs,
+    `<p>Problem type <code>${PROBLEM_TYPE_BASE}${page.slug}</code> of the order pipeline.</p>`,
+    '</body>',
+    '</html>',
+    '',
+  ].join('\n');
+}
+
+/** GET /openapi.json: the document as it is in the repository. */
+export const openapiRoute: Middleware = (ctx) => {
+  ctx.type = 'application/json';
+  ctx.body = OPENAPI_TEXT;
+};
+
 export function sendProblem(ctx: Context, p: HttpProblem): void {
   for (const [k, v] of Object.entries(p.headers)) ctx.set(k, v);
   ctx.status = p.status;
@@ -38,7 +87,10 @@ export function sendProblem(ctx: Context, p: HttpProblem): void {
   ctx.body = JSON.stringify({ type: PROBLEM_TYPE_BASE + slug(p.title), title: p.title, status: p.status, detail: p.detail, ...p.extra });
 }
 
-/** The one error middleware: HttpProblem as it is, anything else as a 500 problem (logged). */
+/**
+ * The one error middleware: HttpProblem as it is, the router's bare 404/405/501 as problems,
+ * anything else as a 500 problem (logged).
+ */
 export function problemMiddleware(log: Logger): Middleware {
   return async (ctx, next) => {
     try {
@@ -47,6 +99,9 @@ export function problemMiddleware(log: Logger): Middleware {
         sendProblem(ctx, new HttpProblem(404, 'Not Found', `No route for ${ctx.method} ${ctx.path}`));
       } else if (ctx.status === 405 && ctx.body === undefined) {
         sendProblem(ctx, new HttpProblem(405, 'Method Not Allowed', `${ctx.method} is not allowed on ${ctx.path}`));
+      } else if (ctx.status === 501 && ctx.body === undefined) {
+        // The router's answer to a method it implements nowhere (e.g. PROPFIND).
+        sendProblem(ctx, new HttpProblem(501, 'Not Implemented', `${ctx.method} is not a method this service implements`));
       }
     } catch (err) {
       if (err instanceof HttpProblem) return sendProblem(ctx, err);
@@ -98,7 +153,9 @@ export function timingMiddleware(metrics: Metrics): Middleware {
     try {
       await next();
     } finally {
-      const route = (ctx as Context & { _matchedRoute?: string })._matchedRoute ?? (OPS_ROUTES.has(ctx.path) ? ctx.path : 'unmatched');
+      const route =
+        (ctx as Context & { _matchedRoute?: string })._matchedRoute ??
+        (OPS_ROUTES.has(ctx.path) ? ctx.path : ctx.path.startsWith(PROBLEM_TYPE_BASE) ? `${PROBLEM_TYPE_BASE}:slug` : 'unmatched');
       end({ method: ctx.method, route: String(route), status: String(ctx.status) });
     }
   };
@@ -142,8 +199,9 @@ export function tracedRoute(tracer: Tracer, method: string, route: string, handl
 }
 
 /**
- * /healthz (alive), /readyz (200 only while every check passes, else 503 naming what is down) and,
- * when `metrics` is given, /metrics in Prometheus text. Mount before the service's own routes.
+ * /healthz (alive), /readyz (200 only while every check passes, else 503 naming what is down),
+ * /problems/<slug> (what a problem type means) and, when `metrics` is given, /metrics in
+ * Prometheus text. Mount inside problemMiddleware, before the service's own routes.
  */
 export function opsMiddleware(checks: ReadinessCheck[], metrics?: Metrics): Middleware {
   return async (ctx, next) => {
@@ -156,6 +214,16 @@ export function opsMiddleware(checks: ReadinessCheck[], metrics?: Metrics): Midd
       const down = checks.filter((c) => !c.ok()).map((c) => c.name);
       ctx.status = down.length === 0 ? 200 : 503;
       ctx.body = down.length === 0 ? { status: 'ready' } : { status: 'not ready', down };
+      return;
+    }
+    if (ctx.path.startsWith(PROBLEM_TYPE_BASE)) {
+      const page = PROBLEM_TYPES.get(ctx.path.slice(PROBLEM_TYPE_BASE.length));
+      if (!page) throw new HttpProblem(404, 'Not Found', `No problem type ${ctx.path}`);
+      // A static page: no script, no style, nothing loaded.
+      ctx.set('Content-Security-Policy', "default-src 'none'");
+      ctx.set('X-Content-Type-Options', 'nosniff');
+      ctx.type = 'text/html; charset=utf-8';
+      ctx.body = problemTypeHtml(page);
       return;
     }
     if (metrics && ctx.path === '/metrics') {

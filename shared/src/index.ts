@@ -12,6 +12,7 @@ export * from './scripts/notifications.js';
 export { ScriptReplyError } from './scripts/commands.js';
 export * from './broker.js';
 export * from './http.js';
+export * from './openapi.js';
 export * from './lifecycle.js';
 export * from './startup.js';
 export * from './metrics.js';

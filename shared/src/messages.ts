@@ -1,15 +1,16 @@
 import { randomUUID } from 'node:crypto';
 import type { Options } from 'amqplib';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
 import { PoisonMessageError } from './errors.js';
+import { OPENAPI_KEYWORDS, OPENAPI_SCHEMA_ID, openapiDocument } from './openapi.js';
 import { routingKeys } from './topology.js';
 
 // ajv-formats is CommonJS; under NodeNext its default export arrives wrapped.
 const addFormats = ((addFormatsModule as unknown as { default?: unknown }).default ?? addFormatsModule) as (
-  ajv: Ajv,
+  ajv: Ajv2020,
   formats: string[],
-) => Ajv;
+) => Ajv2020;
 
 export const EVENT_VERSION = 1;
 export const EVENT_VERSION_HEADER = 'x-event-version';
@@ -33,21 +34,14 @@ export interface OrderEvent {
   reason?: RejectReason;
 }
 
-/** Order ids and SKUs: 1-64 characters of A-Z a-z 0-9 _ . : - */
-export const ID_PATTERN = '^[A-Za-z0-9_.:-]{1,64}$';
+/** Order ids and SKUs: 1-64 characters of A-Z a-z 0-9 _ . : - (the OpenAPI document's `Id`). */
+export const ID_PATTERN = openapiDocument.components.schemas.Id.pattern;
 export const ID_REGEX = new RegExp(ID_PATTERN);
 
-const orderSchema = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['id', 'sku', 'qty'],
-  properties: {
-    id: { type: 'string', pattern: ID_PATTERN },
-    sku: { type: 'string', pattern: ID_PATTERN },
-    qty: { type: 'integer', minimum: 1, maximum: 1000 },
-    email: { type: 'string', format: 'email', maxLength: 254 },
-  },
-} as const;
+// The order's schema is the OpenAPI document's: POST /orders validates its documented request
+// body, and every event carries the same `Order`.
+const POST_ORDERS_BODY = `${OPENAPI_SCHEMA_ID}#/paths/~1orders/post/requestBody/content/application~1json/schema`;
+const orderSchema = { $ref: `${OPENAPI_SCHEMA_ID}#/components/schemas/Order` } as const;
 
 const eventSchema = {
   type: 'object',
@@ -63,10 +57,13 @@ const eventSchema = {
   },
 } as const;
 
-// Compiled once at load: validation runs on every request and every delivery.
-const ajv = new Ajv({ allErrors: true, strict: true });
+// Compiled once at load: validation runs on every request and every delivery. JSON Schema 2020-12
+// is the dialect of OpenAPI 3.1.
+const ajv = new Ajv2020({ allErrors: true, strict: true });
 addFormats(ajv, ['email', 'date-time']);
-const validateOrderFn = ajv.compile<Order>(orderSchema);
+ajv.addVocabulary(OPENAPI_KEYWORDS);
+ajv.addSchema(openapiDocument, OPENAPI_SCHEMA_ID);
+const validateOrderFn = ajv.compile<Order>({ $ref: POST_ORDERS_BODY });
 const validateEventFn = ajv.compile<OrderEvent>(eventSchema);
 
 export interface FieldError {
