@@ -17,7 +17,10 @@ import {
   runDlqCommand,
 } from '@order-pipeline/shared';
 
-/** @param {string} message */
+/**
+ * @param {string} message
+ * @returns {never}
+ */
 const fail = (message, code = 1) => {
   process.stderr.write(`dlq: ${message}\n`);
   process.exit(code);

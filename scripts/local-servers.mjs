@@ -134,11 +134,14 @@ export async function freePort() {
   return listenOnce(0);
 }
 
-/** The kernel's range for outgoing connections' local ports (Linux), or the usual default. */
+/**
+ * The kernel's range for outgoing connections' local ports (Linux), or the usual default.
+ * @returns {[number, number]}
+ */
 function ephemeralRange() {
   try {
     const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-    if (Number.isInteger(low) && Number.isInteger(high)) return [low, high];
+    if (low !== undefined && high !== undefined && Number.isInteger(low) && Number.isInteger(high)) return [low, high];
   } catch {
     // not Linux: fall through
   }
