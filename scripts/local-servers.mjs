@@ -7,7 +7,18 @@
 
 import { spawn, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants as fsConstants, closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
+import {
+  accessSync,
+  constants as fsConstants,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -114,24 +125,95 @@ function isAlive(pid) {
 /** @param {number} ms */
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Every port this process handed out: never handed out again, in use or not (a killed server waits for its restart on it). */
+const handedOut = new Set();
+/** One file per port some live process on this machine handed out, named by the port, holding its pid. */
+const PORT_CLAIMS = path.join(os.tmpdir(), 'order-pipeline-ports');
+/** @type {Set<number>} */
+const claimed = new Set();
+let claimsReady = false;
+
 /**
  * A free TCP port on 127.0.0.1 for a server we start (or restart) a moment later.
  *
  * Chosen below the kernel's ephemeral range on purpose: a port from that range (what listening on
  * port 0 gives) can be taken by any outgoing connection between the check and the server's bind,
  * or while a killed server is down before its restart on the same port. That happened under load
- * ("eaddrinuse" at a RabbitMQ node's start). Falls back to port 0 if no random pick is free.
+ * ("eaddrinuse" at a RabbitMQ node's start).
+ *
+ * Probing by binding says only that the port is free now, not that nobody else picked it a moment
+ * ago without binding yet. So a pick is reserved: within this process, in a set taken before the
+ * probe (concurrent picks skip it), for good; across processes (test files, a benchmark beside
+ * them), by a claim file created exclusively, removed when this process exits and taken over when
+ * its process is dead. Falls back to port 0 if no random pick is free.
  * @returns {Promise<number>}
  */
 export async function freePort() {
   const [low] = ephemeralRange();
   const top = Math.max(low, 12_000);
   const bottom = Math.max(10_000, top - 12_000);
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < 100; i++) {
     const candidate = bottom + Math.floor(Math.random() * (top - bottom));
+    if (handedOut.has(candidate)) continue;
+    handedOut.add(candidate);
+    if (!claimPort(candidate)) continue;
     if (await canListen(candidate)) return candidate;
+    releasePort(candidate);
   }
-  return listenOnce(0);
+  const port = await listenOnce(0);
+  handedOut.add(port);
+  return port;
+}
+
+/**
+ * Creates the claim file of `port` for this process; false when a live process holds it.
+ * @param {number} port
+ */
+function claimPort(port) {
+  const file = path.join(PORT_CLAIMS, String(port));
+  if (!claimsReady) {
+    claimsReady = true;
+    mkdirSync(PORT_CLAIMS, { recursive: true });
+    // A process stopped by a signal leaves its claims behind: sweep those of dead processes.
+    for (const name of readdirSync(PORT_CLAIMS)) {
+      if (!ownerAlive(path.join(PORT_CLAIMS, name))) rmSync(path.join(PORT_CLAIMS, name), { force: true });
+    }
+    process.once('exit', () => {
+      for (const p of claimed) rmSync(path.join(PORT_CLAIMS, String(p)), { force: true });
+    });
+  }
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      claimed.add(port);
+      return true;
+    } catch (err) {
+      if (/** @type {NodeJS.ErrnoException} */ (err).code !== 'EEXIST') throw err;
+      if (ownerAlive(file)) return false;
+      rmSync(file, { force: true }); // its process is gone
+    }
+  }
+  return false;
+}
+
+/** @param {number} port */
+function releasePort(port) {
+  if (claimed.delete(port)) rmSync(path.join(PORT_CLAIMS, String(port)), { force: true });
+}
+
+/**
+ * Whether the process named in a claim file is alive (a file being written counts as alive).
+ * @param {string} file
+ */
+function ownerAlive(file) {
+  let text;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return false;
+  }
+  const owner = Number(text);
+  return text === '' || (Number.isInteger(owner) && owner > 0 && isAlive(owner));
 }
 
 /**
