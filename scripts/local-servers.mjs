@@ -35,6 +35,7 @@ import tls from 'node:tls';
  * @property {() => Promise<void>} stop   SIGTERM, wait for exit; removes `dir` when this module created it
  * @property {() => Promise<void>} kill   SIGKILL, wait for exit; keeps `dir`
  * @property {() => Promise<void>} start  start again on the same port and dir (e.g. after kill)
+ * @property {() => import('node:child_process').ChildProcess | undefined} process  the latest redis-server process (replaced by start): how it ended, for fault tests
  *
  * @typedef {object} RabbitNode
  * @property {string} name     Erlang node name, e.g. op-1a2b3c-r1@localhost
@@ -565,6 +566,7 @@ export async function startRedis({ port, appendonly = false, dir, log } = {}) {
     port: redisPort,
     dir: workDir,
     start,
+    process: () => child,
     kill: () => terminate('SIGKILL'),
     stop: async () => {
       await terminate('SIGTERM');
