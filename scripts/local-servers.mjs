@@ -2,8 +2,8 @@
 // (Debian packages redis-server and rabbitmq-server), as plain child processes on
 // free ports, with their data under a fresh directory in os.tmpdir().
 //
-// Used by the test global setup and by the `npm start` launcher. Plain ESM with
-// JSDoc types so it runs without a build step.
+// Used by the test global setup and by the `npm start` launcher. Plain ESM with JSDoc types
+// (checked by tsconfig.scripts.json, read by the tests) so it runs without a build step.
 
 import { spawn, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
