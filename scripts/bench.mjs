@@ -52,6 +52,8 @@ import {
 } from './bench/load.mjs';
 import { chartSvg, formatTable, medianRound, percentile, ratio, summarize, tableRows } from './bench/report.mjs';
 
+/** @typedef {typeof import('@order-pipeline/shared')} SharedModule */
+
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const env = process.env;
 const num = (/** @type {string} */ name, /** @type {number} */ def) => {
@@ -206,7 +208,7 @@ const orderBody = (prefix) => (/** @type {number} */ n) => {
 /**
  * @param {string} name
  * @param {{ redisUrl: string, rabbitUrls: string[] }} servers
- * @param {any} shared  the built shared package
+ * @param {SharedModule} shared  the built shared package
  * @param {boolean} withOutage
  * @param {(() => Promise<void>) | undefined} killBrokers
  */
@@ -277,14 +279,17 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
     });
     const leastRss = sampleRss(least.pid);
     const leastCpu = cpuSeconds(least.pid);
-    const run = await cannon({
+    const measured = await cannon({
       url: `http://127.0.0.1:${leastPort}`,
       body: (n) => leastBody(n + 1e6).text,
       durationMs: D,
       connections: settings.connections,
     });
-    run.cpuUsPerRequest = cpuPerRequest(leastCpu, cpuSeconds(least.pid), run.requests);
-    run.rssMaxMiB = Math.max(0, ...leastRss.stop());
+    const run = {
+      ...measured,
+      cpuUsPerRequest: cpuPerRequest(leastCpu, cpuSeconds(least.pid), measured.requests),
+      rssMaxMiB: Math.max(0, ...leastRss.stop()),
+    };
     await least.stop();
     await admin.purgeQueue(scratch);
     say(`${name}: ${label} ${run.rate} req/s, p50 ${run.p50} ms, p99 ${run.p99} ms, ${run.cpuUsPerRequest} CPU µs/request`);
@@ -303,15 +308,18 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
     say(`${name}: gateway at saturation (${settings.durationS} s, ${settings.connections} connections)`);
     const gwRss = sampleRss(gateway.pid);
     const gwCpu = cpuSeconds(gateway.pid);
-    const run = await cannon({
+    const measured = await cannon({
       url: gwUrl,
       body: (n) => gwBody(n + (round + 1) * 1e6).text,
       durationMs: D,
       connections: settings.connections,
     });
-    run.cpuUsPerRequest = cpuPerRequest(gwCpu, cpuSeconds(gateway.pid), run.requests);
-    run.rssMaxMiB = Math.max(0, ...gwRss.stop());
-    run.rssAfterMiB = rssMiB(gateway.pid);
+    const run = {
+      ...measured,
+      cpuUsPerRequest: cpuPerRequest(gwCpu, cpuSeconds(gateway.pid), measured.requests),
+      rssMaxMiB: Math.max(0, ...gwRss.stop()),
+      rssAfterMiB: rssMiB(gateway.pid),
+    };
     // Nobody consumed those orders: drop them so the next run and the pipeline start from empty
     // queues. autocannon stops with requests still in flight; each ends within the publish timeout
     // (2 s by default), so wait until the queue stops growing before purging.
@@ -539,7 +547,6 @@ async function serverVersions(/** @type {string} */ redisUrl, /** @type {string}
   redis.disconnect();
   const conn = await amqp.connect(amqpUrl);
   conn.on('error', () => undefined);
-  // @ts-expect-error serverProperties is set once the connection is open
   const props = conn.connection.serverProperties ?? {};
   await conn.close();
   return { redis: /redis_version:(\S+)/.exec(info)?.[1], rabbitmq: String(props.version ?? '') };
@@ -549,6 +556,8 @@ async function main() {
   say('building (tsc -b)');
   const build = spawnSync('npx', ['tsc', '-b'], { cwd: ROOT, stdio: 'inherit' });
   if (build.status !== 0) throw new Error('build failed');
+  // Imported only now, after the build above.
+  /** @type {SharedModule} */
   const shared = await import(new URL('../shared/dist/index.js', import.meta.url).href);
   if (settings.cpuProf) mkdirSync(settings.cpuProf, { recursive: true });
 

@@ -1,23 +1,19 @@
 #!/usr/bin/env node
 // `npm run dlq -- list|replay|purge [--queue <name>] [--limit <n>]`: the operator's tools for
-// the dead-letter queues. A thin entry: the logic is in shared/src/dlq.ts. Uses RABBITMQ_URLS
-// (the first node that answers) and QUEUE_TYPE, as the services do.
+// the dead-letter queues. A thin entry: the command line is in scripts/dlq/command.mjs, what each
+// command does to the queues in shared/src/dlq.ts. Uses RABBITMQ_URLS (the first node that
+// answers) and QUEUE_TYPE, as the services do.
 //
 // Exit codes: 0 done, 1 the broker could not be reached or refused, 2 bad arguments or settings.
 
 import { connect } from 'amqplib';
-import {
-  ConfigError,
-  DLQ_USAGE,
-  DlqUsageError,
-  applyTopology,
-  brokerConfig,
-  parseDlqArgs,
-  redactUrl,
-  runDlqCommand,
-} from '@order-pipeline/shared';
+import { ConfigError, applyTopology, brokerConfig, redactUrl } from '@order-pipeline/shared';
+import { DLQ_USAGE, DlqUsageError, parseDlqArgs, runDlqCommand } from './dlq/command.mjs';
 
-/** @param {string} message */
+/**
+ * @param {string} message
+ * @returns {never}
+ */
 const fail = (message, code = 1) => {
   process.stderr.write(`dlq: ${message}\n`);
   process.exit(code);

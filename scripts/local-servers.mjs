@@ -2,12 +2,23 @@
 // (Debian packages redis-server and rabbitmq-server), as plain child processes on
 // free ports, with their data under a fresh directory in os.tmpdir().
 //
-// Used by the test global setup and by the `npm start` launcher. Plain ESM with
-// JSDoc types so it runs without a build step.
+// Used by the test global setup and by the `npm start` launcher. Plain ESM with JSDoc types
+// (checked by tsconfig.scripts.json, read by the tests) so it runs without a build step.
 
 import { spawn, execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants as fsConstants, closeSync, existsSync, openSync, readFileSync, rmSync } from 'node:fs';
+import {
+  accessSync,
+  constants as fsConstants,
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
@@ -24,6 +35,7 @@ import tls from 'node:tls';
  * @property {() => Promise<void>} stop   SIGTERM, wait for exit; removes `dir` when this module created it
  * @property {() => Promise<void>} kill   SIGKILL, wait for exit; keeps `dir`
  * @property {() => Promise<void>} start  start again on the same port and dir (e.g. after kill)
+ * @property {() => import('node:child_process').ChildProcess | undefined} process  the latest redis-server process (replaced by start): how it ended, for fault tests
  *
  * @typedef {object} RabbitNode
  * @property {string} name     Erlang node name, e.g. op-1a2b3c-r1@localhost
@@ -114,31 +126,105 @@ function isAlive(pid) {
 /** @param {number} ms */
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+/** Every port this process handed out: never handed out again, in use or not (a killed server waits for its restart on it). */
+const handedOut = new Set();
+/** One file per port some live process on this machine handed out, named by the port, holding its pid. */
+const PORT_CLAIMS = path.join(os.tmpdir(), 'order-pipeline-ports');
+/** @type {Set<number>} */
+const claimed = new Set();
+let claimsReady = false;
+
 /**
  * A free TCP port on 127.0.0.1 for a server we start (or restart) a moment later.
  *
  * Chosen below the kernel's ephemeral range on purpose: a port from that range (what listening on
  * port 0 gives) can be taken by any outgoing connection between the check and the server's bind,
  * or while a killed server is down before its restart on the same port. That happened under load
- * ("eaddrinuse" at a RabbitMQ node's start). Falls back to port 0 if no random pick is free.
+ * ("eaddrinuse" at a RabbitMQ node's start).
+ *
+ * Probing by binding says only that the port is free now, not that nobody else picked it a moment
+ * ago without binding yet. So a pick is reserved: within this process, in a set taken before the
+ * probe (concurrent picks skip it), for good; across processes (test files, a benchmark beside
+ * them), by a claim file created exclusively, removed when this process exits and taken over when
+ * its process is dead. Falls back to port 0 if no random pick is free.
  * @returns {Promise<number>}
  */
 export async function freePort() {
   const [low] = ephemeralRange();
   const top = Math.max(low, 12_000);
   const bottom = Math.max(10_000, top - 12_000);
-  for (let i = 0; i < 50; i++) {
+  for (let i = 0; i < 100; i++) {
     const candidate = bottom + Math.floor(Math.random() * (top - bottom));
+    if (handedOut.has(candidate)) continue;
+    handedOut.add(candidate);
+    if (!claimPort(candidate)) continue;
     if (await canListen(candidate)) return candidate;
+    releasePort(candidate);
   }
-  return listenOnce(0);
+  const port = await listenOnce(0);
+  handedOut.add(port);
+  return port;
 }
 
-/** The kernel's range for outgoing connections' local ports (Linux), or the usual default. */
+/**
+ * Creates the claim file of `port` for this process; false when a live process holds it.
+ * @param {number} port
+ */
+function claimPort(port) {
+  const file = path.join(PORT_CLAIMS, String(port));
+  if (!claimsReady) {
+    claimsReady = true;
+    mkdirSync(PORT_CLAIMS, { recursive: true });
+    // A process stopped by a signal leaves its claims behind: sweep those of dead processes.
+    for (const name of readdirSync(PORT_CLAIMS)) {
+      if (!ownerAlive(path.join(PORT_CLAIMS, name))) rmSync(path.join(PORT_CLAIMS, name), { force: true });
+    }
+    process.once('exit', () => {
+      for (const p of claimed) rmSync(path.join(PORT_CLAIMS, String(p)), { force: true });
+    });
+  }
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, String(process.pid), { flag: 'wx' });
+      claimed.add(port);
+      return true;
+    } catch (err) {
+      if (/** @type {NodeJS.ErrnoException} */ (err).code !== 'EEXIST') throw err;
+      if (ownerAlive(file)) return false;
+      rmSync(file, { force: true }); // its process is gone
+    }
+  }
+  return false;
+}
+
+/** @param {number} port */
+function releasePort(port) {
+  if (claimed.delete(port)) rmSync(path.join(PORT_CLAIMS, String(port)), { force: true });
+}
+
+/**
+ * Whether the process named in a claim file is alive (a file being written counts as alive).
+ * @param {string} file
+ */
+function ownerAlive(file) {
+  let text;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return false;
+  }
+  const owner = Number(text);
+  return text === '' || (Number.isInteger(owner) && owner > 0 && isAlive(owner));
+}
+
+/**
+ * The kernel's range for outgoing connections' local ports (Linux), or the usual default.
+ * @returns {[number, number]}
+ */
 function ephemeralRange() {
   try {
     const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-    if (Number.isInteger(low) && Number.isInteger(high)) return [low, high];
+    if (low !== undefined && high !== undefined && Number.isInteger(low) && Number.isInteger(high)) return [low, high];
   } catch {
     // not Linux: fall through
   }
@@ -480,6 +566,7 @@ export async function startRedis({ port, appendonly = false, dir, log } = {}) {
     port: redisPort,
     dir: workDir,
     start,
+    process: () => child,
     kill: () => terminate('SIGKILL'),
     stop: async () => {
       await terminate('SIGTERM');

@@ -1,5 +1,5 @@
 // One polling helper for the scripts (bench, screenshot, drain) and the tests' helpers, which
-// import it through poll.d.mts.
+// take its types from the JSDoc below (allowJs in tsconfig.test.json).
 
 import { setTimeout as sleep } from 'node:timers/promises';
 

@@ -26,7 +26,7 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const OUT = path.resolve(ROOT, process.env.SCREENSHOT_OUT || 'docs/dashboard.png');
 const NODES = Number(process.env.SCREENSHOT_NODES || 3);
-const [WIDTH, HEIGHT] = (process.env.SCREENSHOT_SIZE || '1440x900').split('x').map(Number);
+const [WIDTH = 1440, HEIGHT = 900] = (process.env.SCREENSHOT_SIZE || '1440x900').split('x').map(Number);
 
 /** @param {string} message */
 const say = (message) => process.stdout.write(`[screenshot] ${message}\n`);
@@ -44,6 +44,8 @@ const STOCK = {
   'laptop-stand': 0,
 };
 
+/** @typedef {{ id: string, sku: string, qty: number }} Order */
+
 /**
  * The orders: a first wave that fits the stock, placed in bursts so the rate line has a shape,
  * then a steady trickle among which some do not fit the stock and one is for a SKU never seeded.
@@ -54,7 +56,7 @@ function orders(prefix) {
   let n = 1001;
   const good = () => {
     const i = n - 1001;
-    return { id: `${prefix}${n++}`, sku: skus[i % skus.length], qty: 1 + (i % 3) };
+    return { id: `${prefix}${n++}`, sku: /** @type {string} */ (skus[i % skus.length]), qty: 1 + (i % 3) };
   };
   const wave = Array.from({ length: 30 }, good);
   const odd = (/** @type {string} */ sku, /** @type {number} */ qty) => ({ id: `${prefix}${n++}`, sku, qty });
@@ -165,7 +167,7 @@ async function main() {
 
   const { wave, trickle } = orders(prefix);
   say(`placing ${wave.length + trickle.length} orders through ${gateway}…`);
-  const post = (/** @type {{id: string, sku: string, qty: number}} */ o) =>
+  const post = (/** @type {Order} */ o) =>
     fetch(`${gateway}/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(o) }).then(
       (r) => r.status,
     );
@@ -183,12 +185,13 @@ async function main() {
     await sleep(350);
   }
   // A client that retries: answered from the stored response, counted as a duplicate.
-  await post(trickle[trickle.length - 1]);
-  await post(trickle[trickle.length - 3]);
+  const last = /** @type {Order} */ (trickle.at(-1));
+  await post(last);
+  await post(/** @type {Order} */ (trickle.at(-3)));
 
-  const last = trickle[trickle.length - 1];
   if (!given) {
     const total = placed + trickle.length;
+    // @ts-expect-error the function runs in the page, which has a document
     await page.waitForFunction((n) => document.getElementById('accepted')?.textContent === String(n), total, { timeout: 60_000 });
   }
   await page.locator(`#recent tr[data-id="${last.id}"] td.notification`, { hasText: 'sent' }).waitFor({ timeout: 60_000 });

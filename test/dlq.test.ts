@@ -16,7 +16,6 @@ import {
   exchanges,
   listDeadLetters,
   makeEvent,
-  parseDlqArgs,
   purgeDeadLetters,
   queues,
   replayDeadLetters,
@@ -24,6 +23,7 @@ import {
   topologyFor,
   type QueueType,
 } from '@order-pipeline/shared';
+import { parseDlqArgs } from '../scripts/dlq/command.mjs';
 import { drainQueue } from './helpers/broker.js';
 import { ROOT } from './helpers/processes.js';
 import { resetAll, testServers } from './helpers/servers.js';

@@ -1,11 +1,83 @@
-// Exercises the throwaway-server helpers in scripts/local-servers.mjs: a Redis that keeps
-// its AOF data across a crash, and a three-node RabbitMQ cluster that survives losing a node.
+// Exercises the throwaway-server helpers in scripts/local-servers.mjs: ports that two picks never
+// share, a Redis that keeps its AOF data across a crash, and a three-node RabbitMQ cluster that
+// survives losing a node.
+import { spawn } from 'node:child_process';
+import net from 'node:net';
 import { connect } from 'amqplib';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { amqpAnswers, haveBinaries, pingRedis, startRabbitCluster, startRedis, type RabbitCluster } from '../scripts/local-servers.mjs';
+import {
+  amqpAnswers,
+  freePort,
+  haveBinaries,
+  pingRedis,
+  startRabbitCluster,
+  startRedis,
+  type RabbitCluster,
+} from '../scripts/local-servers.mjs';
+import { ROOT } from './helpers/processes.js';
 
 const bins = haveBinaries();
+
+/** Listens on 127.0.0.1:port; resolves with the server, rejects with the bind error. */
+function bind(port: number): Promise<net.Server> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(port, '127.0.0.1', () => resolve(srv));
+  });
+}
+
+describe('freePort', () => {
+  it('never hands out a port twice, even to picks made at the same time, and each one can be bound', async () => {
+    // Picked the way the tests pick them: bursts of concurrent picks, none bound yet. 400 random
+    // picks among ~12 000 ports would share one almost surely without a reservation.
+    const ports: number[] = [];
+    for (let burst = 0; burst < 8; burst++) ports.push(...(await Promise.all(Array.from({ length: 50 }, () => freePort()))));
+    const repeated = ports.filter((p, i) => ports.indexOf(p) !== i);
+    expect(repeated).toEqual([]);
+    const servers = await Promise.allSettled(ports.map(bind));
+    try {
+      expect(servers.filter((r) => r.status === 'rejected').map((r) => String(r.reason))).toEqual([]);
+    } finally {
+      await Promise.all(servers.map((r) => (r.status === 'fulfilled' ? new Promise((done) => r.value.close(done)) : undefined)));
+    }
+  });
+
+  it('never hands another process on this machine a port that a live process picked', async () => {
+    // The other process picks 300 ports and binds none, then waits until its stdin closes.
+    const other = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { freePort } from './scripts/local-servers.mjs';
+         const ports = [];
+         for (let i = 0; i < 300; i++) ports.push(await freePort());
+         process.stdout.write(JSON.stringify(ports) + '\\n');
+         process.stdin.resume();`,
+      ],
+      { cwd: ROOT, stdio: ['pipe', 'pipe', 'inherit'] },
+    );
+    try {
+      const theirs: number[] = await new Promise((resolve, reject) => {
+        let out = '';
+        other.stdout?.on('data', (d: Buffer) => {
+          out += d.toString();
+          if (out.includes('\n')) resolve(JSON.parse(out) as number[]);
+        });
+        other.once('exit', (code) => reject(new Error(`the other process exited with ${code}`)));
+      });
+      expect(theirs).toHaveLength(300);
+      const ours = new Set<number>();
+      for (let i = 0; i < 300; i++) ours.add(await freePort());
+      expect(theirs.filter((p) => ours.has(p))).toEqual([]);
+    } finally {
+      other.stdin?.end();
+      if (other.exitCode === null) await new Promise((done) => other.once('exit', done));
+    }
+  });
+});
 
 describe.skipIf(!bins.redis)('startRedis (needs redis-server installed)', () => {
   it('keeps AOF data across kill and start', async () => {

@@ -32,12 +32,18 @@ const QUEUE_CHECK_TIMEOUT_MS = 2000;
 /** How often the live page's broker nodes are probed while someone watches, and the longest probe. */
 const NODE_PROBE_EVERY_MS = 5000;
 const NODE_PROBE_TIMEOUT_MS = 1500;
-/** Longest wait on open connections at stop before they are closed. */
+/**
+ * Longest wait on open connections at stop before they are cut (closeServer's grace). Shorter than
+ * the other services' 5 s: a browser keeps spare connections that never carry a request, and
+ * nothing here writes, so cutting them is safe.
+ */
 const STOP_GRACE_MS = 2000;
 
 export interface DashboardOptions {
   /** Time between live snapshots (tests shorten it). */
   liveEveryMs?: number;
+  /** closeServer's grace at stop (default STOP_GRACE_MS; tests shorten it). */
+  stopGraceMs?: number;
 }
 
 export async function start(deps: DashboardDeps & DashboardOptions): Promise<Dashboard> {
@@ -133,11 +139,7 @@ export async function start(deps: DashboardDeps & DashboardOptions): Promise<Das
     async stop() {
       // Ends the event streams first: the server only closes once no response is open.
       feed.close();
-      // A browser keeps spare connections open that never carry a request; the server would wait on
-      // them until its own timeouts. Nothing here writes, so cutting what is left after a grace is safe.
-      const cut = setTimeout(() => server.closeAllConnections(), STOP_GRACE_MS);
-      await closeServer(server);
-      clearTimeout(cut);
+      await closeServer(server, deps.stopGraceMs ?? STOP_GRACE_MS);
       await queueChecker.close();
     },
   };

@@ -1,6 +1,9 @@
 // The dashboard in-process against real Redis and RabbitMQ: figures seeded straight into Redis and
 // messages published to the real queues, read back through GET /metrics as JSON and as Prometheus text.
 import { createHash } from 'node:crypto';
+import { once } from 'node:events';
+import { Agent, request, type IncomingMessage } from 'node:http';
+import { connect as connectSocket } from 'node:net';
 import vm from 'node:vm';
 import { connect, type ChannelModel } from 'amqplib';
 import {
@@ -346,5 +349,48 @@ describe('health and readiness', () => {
     const ready = await getJson(d.address, '/readyz');
     expect(ready.res.status).toBe(503);
     expect(ready.body.down).toEqual(['redis']);
+  });
+});
+
+describe('stop', () => {
+  /** GET on 127.0.0.1:port through `agent`; resolves once the whole answer is read. */
+  function get(port: number, path: string, agent: Agent): Promise<IncomingMessage> {
+    return new Promise((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, path, agent }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+  }
+
+  it('answers a request on a kept-alive connection with Connection: close and ends within the grace, as the other services', async () => {
+    // Shorter than the dashboard's default (2 s), long enough for the slow request to finish first.
+    const graceMs = 800;
+    const d = await start({ config, redis: dashRedis, broker, log, port: 0, host: '127.0.0.1', stopGraceMs: graceMs });
+    const port = Number(new URL(d.address).port);
+    // A browser's spare connection: open, never a request, so never idle for the server to close.
+    const spare = connectSocket(port, '127.0.0.1');
+    spare.on('error', () => undefined);
+    await once(spare, 'connect');
+    const spareClosed = once(spare, 'close');
+    // One kept-alive connection: a slow request (Redis paused) and one queued behind it on the same socket.
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    await seed.call('CLIENT', 'PAUSE', '500', 'ALL');
+    const first = get(port, '/metrics', agent);
+    const second = get(port, '/healthz', agent);
+    await new Promise((r) => setTimeout(r, 200));
+    const t0 = Date.now();
+    const stopped = d.stop().then(() => Date.now() - t0);
+
+    expect((await first).headers.connection).toBe('keep-alive');
+    expect((await second).headers.connection).toBe('close');
+    // The spare connection is cut at the grace given, not later.
+    const took = await stopped;
+    expect(took).toBeGreaterThanOrEqual(graceMs - 50);
+    expect(took).toBeLessThan(graceMs + 900);
+    await spareClosed;
+    agent.destroy();
   });
 });

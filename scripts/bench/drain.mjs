@@ -18,6 +18,7 @@ import { freePort, startRabbitCluster, startRedis } from '../local-servers.mjs';
 import { waitFor } from '../poll.mjs';
 import { cpuSeconds } from './load.mjs';
 
+/** @type {typeof import('@order-pipeline/shared')} */
 const shared = await import(new URL('../../shared/dist/index.js', import.meta.url).href);
 const ROOT = new URL('../../', import.meta.url);
 const N = Number(process.env.DRAIN_ORDERS ?? 15_000);
@@ -40,7 +41,9 @@ const redis = shared.createRedis({ url: redisServer.url });
 await shared.redisReady(redis);
 await redis.set(shared.keys.inventory('drain-sku'), String(1e12));
 const redisPid = Number(/process_id:(\d+)/.exec(await redis.info('server'))?.[1]);
-const beamPid = Number((await rabbit.nodes[0].ctl('eval', 'list_to_integer(os:getpid()).')).trim());
+const [node] = rabbit.nodes;
+if (!node) throw new Error('the broker started no node');
+const beamPid = Number((await node.ctl('eval', 'list_to_integer(os:getpid()).')).trim());
 const devNull = openSync('/dev/null', 'w');
 const conn = await amqp.connect(rabbit.urls[0] ?? '');
 const ch = await conn.createConfirmChannel();
@@ -58,10 +61,10 @@ try {
       LOG_LEVEL: 'info',
     };
     const services = [];
-    for (const [svc, portVar] of [
+    for (const [svc, portVar] of /** @type {const} */ ([
       ['order-processor', 'PROCESSOR_PORT'],
       ['notifier', 'NOTIFIER_PORT'],
-    ]) {
+    ])) {
       const port = await freePort();
       const child = spawn(process.execPath, [`${svc}/dist/main.js`], {
         cwd: ROOT,

@@ -265,6 +265,7 @@ export function histogramBetween(before, after, key) {
   const b = before.get(key) ?? { buckets: [], sum: 0, count: 0 };
   const count = a.count - b.count;
   if (count <= 0) return { count: 0 };
+  /** @type {[number, number][]} */
   const buckets = a.buckets.map(([le, n]) => [le, n - (b.buckets.find(([l]) => l === le)?.[1] ?? 0)]);
   const quantile = (/** @type {number} */ q) => {
     const rank = q * count;

@@ -103,13 +103,32 @@ export function formatTable(rows) {
 }
 
 /**
+ * One saturation run as bench.mjs records it.
+ * @typedef {{ rate?: number, p50?: number, p99?: number, cpuUsPerRequest?: number, rssMaxMiB?: number }} Run
+ */
+/**
+ * One setup's results as bench.mjs records them; any figure may be missing (a part skipped or failed).
+ * @typedef {{
+ *   brokerCeiling?: { rate?: number },
+ *   redisSetNx?: { rate?: number },
+ *   leastGateway?: Run,
+ *   leastGatewayIdempotent?: Run,
+ *   gateway?: Run,
+ *   pipeline?: { sustainedRate?: number, latency?: { e2eMs?: { p50?: number, p99?: number } } },
+ *   rounds?: unknown[],
+ *   ratios?: Record<string, number | undefined>,
+ *   ratioRanges?: Record<string, [number, number] | undefined>,
+ * }} Phase
+ */
+
+/**
  * The rows of the summary table, one per setup (single node, cluster).
- * @param {Record<string, object>} phases  by setup name
+ * @param {Record<string, Phase>} phases  by setup name
  */
 export function tableRows(phases) {
   /** @type {unknown[][]} */
   const rows = [['figure', ...Object.keys(phases)]];
-  const add = (/** @type {string} */ label, /** @type {(p: any) => unknown} */ get) =>
+  const add = (/** @type {string} */ label, /** @type {(p: Phase) => unknown} */ get) =>
     rows.push([label, ...Object.values(phases).map((p) => get(p))]);
   add('broker confirmed publishes/s', (p) => p.brokerCeiling?.rate);
   add('Redis SET NX/s', (p) => p.redisSetNx?.rate);
@@ -159,15 +178,15 @@ function esc(s) {
 /**
  * A self-contained SVG: per setup, horizontal bars of the throughput figures, then the ratios and
  * latencies as text.
- * @param {{ title: string, subtitle: string, phases: Record<string, object> }} input
+ * @param {{ title: string, subtitle: string, phases: Record<string, Phase> }} input
  */
 export function chartSvg({ title, subtitle, phases }) {
   const bars = [
-    { key: 'broker ceiling (confirmed publishes/s)', get: (/** @type {any} */ p) => p.brokerCeiling?.rate, colour: '#9aa5b1' },
-    { key: 'least gateway (req/s)', get: (/** @type {any} */ p) => p.leastGateway?.rate, colour: '#c9a227' },
-    { key: 'least gateway + idempotency (req/s)', get: (/** @type {any} */ p) => p.leastGatewayIdempotent?.rate, colour: '#e0b84c' },
-    { key: 'gateway (accepted orders/s)', get: (/** @type {any} */ p) => p.gateway?.rate, colour: '#2b7bb9' },
-    { key: 'pipeline sustained (orders/s)', get: (/** @type {any} */ p) => p.pipeline?.sustainedRate, colour: '#2f9e44' },
+    { key: 'broker ceiling (confirmed publishes/s)', get: (/** @type {Phase} */ p) => p.brokerCeiling?.rate, colour: '#9aa5b1' },
+    { key: 'least gateway (req/s)', get: (/** @type {Phase} */ p) => p.leastGateway?.rate, colour: '#c9a227' },
+    { key: 'least gateway + idempotency (req/s)', get: (/** @type {Phase} */ p) => p.leastGatewayIdempotent?.rate, colour: '#e0b84c' },
+    { key: 'gateway (accepted orders/s)', get: (/** @type {Phase} */ p) => p.gateway?.rate, colour: '#2b7bb9' },
+    { key: 'pipeline sustained (orders/s)', get: (/** @type {Phase} */ p) => p.pipeline?.sustainedRate, colour: '#2f9e44' },
   ];
   const setups = Object.entries(phases);
   const max = Math.max(1, ...setups.flatMap(([, p]) => bars.map((b) => Number(b.get(p) ?? 0))));

@@ -1,9 +1,10 @@
 import type { ConfirmChannel, GetMessage, MessagePropertyHeaders } from 'amqplib';
 import { DEAD_LETTER_HEADERS, RETRY_COUNT_HEADER } from './broker.js';
-import { DEAD_LETTER_QUEUES } from './topology.js';
+import { orderIdOfMessageId } from './messages.js';
 
-// The operator's tools for dead letters: list, replay, purge (`npm run dlq -- <command>`). Each
-// takes a confirm channel, so the CLI and the tests share them.
+// What the operator's dead-letter tools do: list, replay, purge. Each takes a confirm channel, so
+// the command line (scripts/dlq.mjs, `npm run dlq -- <command>`) and the tests share them; the
+// command line's own part (arguments, usage, printing, exit codes) lives with the tools.
 //
 // Listing must not lose or reorder anything. A dead-letter queue has no delivery limit (see
 // topology.ts), so taking messages with basic.get and handing them back unacked cannot drop one.
@@ -71,10 +72,11 @@ export function describeDeadLetter(queue: string, msg: GetMessage): DeadLetter {
     // A poison message may not be JSON at all; the messageId still names it.
   }
   const messageId = str(msg.properties.messageId);
-  // messageId is {orderId}:{type}; an order id may itself contain ':', the type never does.
-  const cut = messageId?.lastIndexOf(':') ?? -1;
-  const orderId = str(body?.order?.id) ?? (messageId && cut > 0 ? messageId.slice(0, cut) : undefined);
-  const type = str(msg.properties.type) ?? str(body?.type) ?? (messageId && cut > 0 ? messageId.slice(cut + 1) : undefined);
+  // messageId is {orderId}:{type} (messageIdOf): what is left after the order id is the type.
+  const idOfMessage = orderIdOfMessageId(messageId);
+  const orderId = str(body?.order?.id) ?? idOfMessage;
+  const type =
+    str(msg.properties.type) ?? str(body?.type) ?? (idOfMessage !== undefined ? messageId?.slice(idOfMessage.length + 1) : undefined);
   const retries = Number(headers[RETRY_COUNT_HEADER]);
   const out: DeadLetter = {
     queue,
@@ -170,95 +172,4 @@ export async function purgeDeadLetters(ch: ConfirmChannel, queue: string, limit?
   // An ack has no reply; a round trip makes sure the broker has them before we report.
   await ch.checkQueue(queue);
   return held.length;
-}
-
-export type DlqCommand = 'list' | 'replay' | 'purge';
-
-export interface DlqArgs {
-  command: DlqCommand;
-  queues: string[];
-  limit?: number;
-}
-
-export class DlqUsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'DlqUsageError';
-  }
-}
-
-export const DLQ_USAGE = `usage: npm run dlq -- list|replay|purge [--queue <name>] [--limit <n>]
-  list     show each dead letter (order id, type, reason, error, original queue, when); changes nothing
-  replay   republish to the queue each came from, without the dead-letter headers, then remove it
-  purge    remove dead letters for good
-  --queue  one of ${DEAD_LETTER_QUEUES.join(', ')} (default: both)
-  --limit  at most n messages per queue, oldest first (default: all)`;
-
-/** Parses the CLI's arguments; throws DlqUsageError with a message that says what is wrong. */
-export function parseDlqArgs(argv: readonly string[]): DlqArgs {
-  const [command, ...rest] = argv;
-  if (command === undefined) throw new DlqUsageError('no command given');
-  if (command !== 'list' && command !== 'replay' && command !== 'purge') throw new DlqUsageError(`unknown command "${command}"`);
-  const args: DlqArgs = { command, queues: [...DEAD_LETTER_QUEUES] };
-  let queueGiven = false;
-  for (let i = 0; i < rest.length; i++) {
-    const arg = rest[i] as string;
-    const [flag, inline] =
-      arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
-    if (flag !== '--queue' && flag !== '--limit') throw new DlqUsageError(`unknown argument "${arg}"`);
-    const value = inline ?? rest[++i];
-    if (value === undefined || value === '') throw new DlqUsageError(`${flag} needs a value`);
-    if (flag === '--queue') {
-      if (!(DEAD_LETTER_QUEUES as readonly string[]).includes(value)) {
-        throw new DlqUsageError(`--queue must be one of ${DEAD_LETTER_QUEUES.join(', ')}, got "${value}"`);
-      }
-      args.queues = queueGiven ? [...args.queues, value] : [value];
-      queueGiven = true;
-    } else {
-      if (!/^\d+$/.test(value) || Number(value) < 1)
-        throw new DlqUsageError(`--limit must be a whole number of at least 1, got "${value}"`);
-      args.limit = Number(value);
-    }
-  }
-  return args;
-}
-
-/** One line per dead letter, for the terminal. */
-export function formatDeadLetter(d: DeadLetter): string {
-  const fields = [
-    `order ${d.orderId ?? '?'}`,
-    `type ${d.type ?? '?'}`,
-    `reason ${d.reason ?? '?'}`,
-    `from ${d.originalQueue ?? '?'}`,
-    `at ${d.at ?? '?'}`,
-    ...(d.retries !== undefined ? [`retries ${d.retries}`] : []),
-    ...(d.error ? [`error ${JSON.stringify(d.error)}`] : []),
-  ];
-  return `${d.queue}  ${fields.join('  ')}`;
-}
-
-/** Runs one parsed command on the channel; returns the lines to print. */
-export async function runDlqCommand(ch: ConfirmChannel, args: DlqArgs): Promise<string[]> {
-  const lines: string[] = [];
-  for (const queue of args.queues) {
-    if (args.command === 'list') {
-      const dead = await listDeadLetters(ch, queue);
-      const shown = dead.slice(0, args.limit);
-      lines.push(
-        `${queue}: ${dead.length} dead letter${dead.length === 1 ? '' : 's'}${shown.length < dead.length ? `, the oldest ${shown.length} shown` : ''}`,
-      );
-      lines.push(...shown.map(formatDeadLetter));
-    } else if (args.command === 'replay') {
-      const { replayed, skipped } = await replayDeadLetters(ch, queue, args.limit);
-      lines.push(
-        `${queue}: replayed ${replayed.length}${skipped.length ? `, left ${skipped.length} whose original queue is unknown` : ''}`,
-      );
-      lines.push(...replayed.map((d) => `  -> ${d.originalQueue}  order ${d.orderId ?? '?'}  type ${d.type ?? '?'}`));
-      lines.push(...skipped.map((d) => `  kept ${formatDeadLetter(d)}`));
-    } else {
-      const n = await purgeDeadLetters(ch, queue, args.limit);
-      lines.push(`${queue}: purged ${n}`);
-    }
-  }
-  return lines;
 }

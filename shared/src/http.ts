@@ -296,8 +296,10 @@ export async function startOpsServer(opts: {
   host?: string;
 }): Promise<{ server: Server; address: string; port: number }> {
   const app = new Koa();
-  app.use(problemMiddleware(opts.log));
+  // Timing outside the problem middleware, as in the other services: it sees the status that was
+  // answered (500 for a thrown error), not the 404 Koa holds until something answers.
   app.use(timingMiddleware(opts.metrics));
+  app.use(problemMiddleware(opts.log));
   app.use(opsMiddleware(opts.checks, opts.metrics));
   return listen(app, opts.port, opts.host);
 }

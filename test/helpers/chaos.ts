@@ -15,6 +15,48 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
+/** One kill of a fault test as seen from the process handles. */
+export interface ObservedKill {
+  target: string;
+  /** The process that was to be killed. */
+  pid: number | undefined;
+  /** How it ended, read from its handle once it had exited. */
+  signal: NodeJS.Signals | null;
+  code: number | null;
+  /** The process started in its place. */
+  restartedPid: number | undefined;
+}
+
+/**
+ * What does not hold in a run's kills, empty when every planned kill happened: each target was
+ * killed as often as planned, every killed process ended by SIGKILL (not on its own, not by
+ * another signal), each was replaced by a new process, that new one is the process the next kill
+ * of the target found (so it ran until then), and the last one is the process running now.
+ */
+export function killProblems(
+  plan: Record<string, number>,
+  kills: readonly ObservedKill[],
+  runningNow: Record<string, number | undefined>,
+): string[] {
+  const problems: string[] = [];
+  for (const [target, planned] of Object.entries(plan)) {
+    const mine = kills.filter((k) => k.target === target);
+    if (mine.length !== planned) problems.push(`${target}: ${mine.length} kills observed, ${planned} planned`);
+    mine.forEach((k, i) => {
+      const which = `${target} kill ${i + 1} (pid ${k.pid})`;
+      if (k.signal !== 'SIGKILL') problems.push(`${which} ended by ${k.signal ?? `exit code ${k.code}`}, not SIGKILL`);
+      if (k.restartedPid === undefined || k.restartedPid === k.pid) problems.push(`${which} was not replaced by a new process`);
+      const next = mine[i + 1];
+      if (next && next.pid !== k.restartedPid)
+        problems.push(`${which}: its replacement ${k.restartedPid} is not the process the next kill found (${next.pid})`);
+    });
+    const last = mine[mine.length - 1];
+    if (last && runningNow[target] !== last.restartedPid)
+      problems.push(`${target}: the last replacement ${last.restartedPid} is not running now (${runningNow[target] ?? 'none'} is)`);
+  }
+  return problems;
+}
+
 export interface QueueDepth {
   /** Ready plus unacknowledged, as the broker counts `messages`. */
   messages: number;

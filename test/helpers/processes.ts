@@ -19,7 +19,7 @@ export interface ServiceProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-/** A free port on 127.0.0.1 outside the ephemeral range (see scripts/local-servers.mjs). */
+/** A free port on 127.0.0.1 outside the ephemeral range, reserved: never handed out twice (see scripts/local-servers.mjs). */
 export const freePort: () => Promise<number> = localFreePort;
 
 export function startService(name: Service, env: Record<string, string>): ServiceProcess {
