@@ -1,5 +1,5 @@
 import type { ConfirmChannel, GetMessage, MessagePropertyHeaders } from 'amqplib';
-import { DEAD_LETTER_HEADERS, RETRY_COUNT_HEADER } from './broker.js';
+import { DEAD_LETTER_HEADERS, RETRY_COUNT_HEADER } from './broker/index.js';
 import { DEAD_LETTER_QUEUES } from './topology.js';
 
 // The operator's tools for dead letters: list, replay, purge (`npm run dlq -- <command>`). Each

@@ -7,7 +7,7 @@ export * from './messages.js';
 export * from './redis.js';
 export * from './batch.js';
 export * from './idempotency.js';
-export * from './broker.js';
+export * from './broker/index.js';
 export * from './http.js';
 export * from './lifecycle.js';
 export * from './startup.js';

@@ -1,6 +1,6 @@
 import type { Redis } from 'ioredis';
 import { Gauge } from 'prom-client';
-import { redactUrl, type BrokerObserver, type HandleOutcome } from './broker.js';
+import { redactUrl, type BrokerObserver, type HandleOutcome } from './broker/index.js';
 import type { PoisonMessageError } from './errors.js';
 import type { Metrics } from './http.js';
 

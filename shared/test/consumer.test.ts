@@ -1,0 +1,184 @@
+// The consumer against a fake amqplib channel and a fake of amqp-connection-manager's setup
+// callback, for what a real broker cannot produce on demand: a reconnect at a chosen moment (the
+// setup running again, on a fresh channel), a channel that closes while a handler is still busy.
+// Everything else about the consumer is tested against the real broker (the services' tests).
+import { EventEmitter } from 'node:events';
+import type { Channel, ConsumeMessage } from 'amqplib';
+import { describe, expect, it } from 'vitest';
+import { createLogger, trace } from '@order-pipeline/shared';
+import { startConsumer, type ConsumerParts } from '../src/broker/consumer.js';
+
+/** A channel that records what the consumer does with it; deliveries are pushed by the test. */
+class FakeChannel extends EventEmitter {
+  readonly acks: { tag: number; multiple: boolean }[] = [];
+  readonly nacks: number[] = [];
+  readonly cancelled: string[] = [];
+  /** The consume() calls: each one's delivery callback. */
+  readonly consumers: ((msg: ConsumeMessage | null) => void)[] = [];
+  /** When set, consume() answers only once this resolves (a slow consume-ok). */
+  consumeOk: Promise<void> | undefined;
+  closed = false;
+  private nextTag = 1;
+
+  prefetch = async () => undefined;
+  consume = async (_queue: string, onMessage: (msg: ConsumeMessage | null) => void) => {
+    this.consumers.push(onMessage);
+    await this.consumeOk;
+    return { consumerTag: `ctag-${this.consumers.length}` };
+  };
+  cancel = async (tag: string) => {
+    this.cancelled.push(tag);
+    return { consumerTag: tag };
+  };
+  ack = (msg: ConsumeMessage, multiple = false) => {
+    if (this.closed) throw new Error('Channel closed');
+    this.acks.push({ tag: msg.fields.deliveryTag, multiple });
+  };
+  nack = (msg: ConsumeMessage) => {
+    this.nacks.push(msg.fields.deliveryTag);
+  };
+  close = async () => {
+    this.closed = true;
+    this.emit('close');
+  };
+
+  /** The broker delivers a message to the latest consumer; returns its delivery tag. */
+  deliver(body: string): number {
+    const onMessage = this.consumers.at(-1);
+    if (!onMessage) throw new Error('nobody consumes on this channel');
+    const deliveryTag = this.nextTag++;
+    onMessage({
+      content: Buffer.from(body),
+      fields: { deliveryTag, redelivered: false, exchange: '', routingKey: 'q', consumerTag: '' },
+      properties: { headers: {}, messageId: body },
+    } as unknown as ConsumeMessage);
+    return deliveryTag;
+  }
+
+  /** The connection drops: amqplib closes every channel. */
+  lose(): void {
+    this.closed = true;
+    this.emit('close');
+  }
+
+  get asChannel(): Channel {
+    return this as unknown as Channel;
+  }
+}
+
+interface Deferred {
+  promise: Promise<void>;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+function deferred(): Deferred {
+  let resolve!: () => void;
+  let reject!: (err: Error) => void;
+  const promise = new Promise<void>((res, rej) => ((resolve = res), (reject = rej)));
+  return { promise, resolve, reject };
+}
+
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+/** A consumer whose handler waits for the test to finish each delivery (by message body). */
+function fakeConsumer() {
+  let setup: ((ch: Channel) => Promise<void>) | undefined;
+  const wrapper = { closed: false };
+  const handled: string[] = [];
+  // Handlers in hand, by message body, oldest first.
+  const inHand = new Map<string, Deferred[]>();
+  const parts: ConsumerParts = {
+    createChannel: (o) => {
+      setup = o.setup;
+      return {
+        on: () => undefined,
+        close: async () => {
+          wrapper.closed = true;
+        },
+      } as unknown as ReturnType<ConsumerParts['createChannel']>;
+    },
+    isConnected: () => true,
+    isClosing: () => false,
+    reconnect: () => undefined,
+    watch: () => undefined,
+    prepare: async () => undefined,
+    publish: async () => undefined,
+    log: createLogger('consumer-test', 'silent'),
+    tracer: trace.getTracer('consumer-test'),
+    name: 'test',
+  };
+  const consumer = startConsumer(parts, {
+    queue: 'q',
+    prefetch: 10,
+    handler: (msg) => {
+      const body = msg.content.toString();
+      handled.push(body);
+      const d = deferred();
+      inHand.set(body, [...(inHand.get(body) ?? []), d]);
+      return d.promise;
+    },
+  });
+  return {
+    consumer,
+    wrapper,
+    handled,
+    /** amqp-connection-manager (re)connected: it runs the consumer's setup on a fresh channel. */
+    connect: async (ch: FakeChannel) => {
+      if (!setup) throw new Error('no setup registered');
+      await setup(ch.asChannel);
+    },
+    /** The oldest handler in hand of this message finishes. */
+    finish: (body: string) => inHand.get(body)?.shift()?.resolve(),
+  };
+}
+
+describe('consumer settling (fake channel)', () => {
+  it('acks a delivery only after its handler finished, the handled ones in one multiple ack', async () => {
+    const f = fakeConsumer();
+    const ch = new FakeChannel();
+    await f.connect(ch);
+    for (const body of ['a', 'b', 'c']) ch.deliver(body);
+    await turn();
+    expect(f.handled).toEqual(['a', 'b', 'c']);
+    expect(ch.acks).toEqual([]);
+
+    // b finishes while a is still in hand: b alone (a multiple ack would take a with it).
+    f.finish('b');
+    await turn();
+    await turn();
+    expect(ch.acks).toEqual([{ tag: 2, multiple: false }]);
+
+    // a and c finish in the same turn: one multiple ack up to c.
+    f.finish('c');
+    f.finish('a');
+    await turn();
+    await turn();
+    expect(ch.acks).toEqual([
+      { tag: 2, multiple: false },
+      { tag: 3, multiple: true },
+    ]);
+  });
+
+  it('never acks on the new channel a delivery whose channel closed while its handler ran', async () => {
+    const f = fakeConsumer();
+    const first = new FakeChannel();
+    await f.connect(first);
+    first.deliver('a');
+    await turn();
+
+    first.lose();
+    const second = new FakeChannel();
+    await f.connect(second);
+    // The broker redelivers a on the new channel, under delivery tag 1 again; still in hand.
+    expect(second.deliver('a')).toBe(1);
+    await turn();
+    f.finish('a');
+    await turn();
+    await turn();
+
+    // Acking tag 1 on the second channel would ack the redelivery before its handler finished.
+    expect(second.acks).toEqual([]);
+    expect(first.acks).toEqual([]);
+    expect(f.consumer.isConsuming()).toBe(true);
+  });
+});
