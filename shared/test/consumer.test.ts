@@ -182,3 +182,82 @@ describe('consumer settling (fake channel)', () => {
     expect(f.consumer.isConsuming()).toBe(true);
   });
 });
+
+describe('stopping a consumer (fake channel)', () => {
+  it('does not consume again when a reconnect runs the setup while stop() waits for handlers', async () => {
+    const f = fakeConsumer();
+    const first = new FakeChannel();
+    await f.connect(first);
+    first.deliver('a');
+    await turn();
+
+    let stopped = false;
+    const stopping = f.consumer.stop(5_000).then(() => (stopped = true));
+    await turn();
+    expect(first.cancelled).toEqual(['ctag-1']);
+
+    // The connection drops while a is in hand; amqp-connection-manager reconnects and runs the
+    // setup again. Consuming there would take deliveries nobody acks (stop() acks only on the
+    // first channel), and they would be processed again elsewhere.
+    first.lose();
+    const second = new FakeChannel();
+    await f.connect(second);
+    expect(second.consumers).toHaveLength(0);
+    expect(f.consumer.isConsuming()).toBe(false);
+
+    // stop() still waits for a, then closes the channel.
+    await turn();
+    expect(stopped).toBe(false);
+    f.finish('a');
+    await stopping;
+    expect(f.wrapper.closed).toBe(true);
+    expect(f.handled).toEqual(['a']);
+  });
+
+  it('cancels a consume whose consume-ok arrives after stop() began', async () => {
+    const f = fakeConsumer();
+    const ch = new FakeChannel();
+    const consumeOk = deferred();
+    ch.consumeOk = consumeOk.promise;
+    const setup = f.connect(ch);
+    await turn();
+    expect(ch.consumers).toHaveLength(1);
+
+    // No consumer tag yet: stop() has nothing to cancel until the consume-ok arrives.
+    const stopping = f.consumer.stop(5_000);
+    await turn();
+    consumeOk.resolve();
+    await setup;
+    await stopping;
+    expect(ch.cancelled).toEqual(['ctag-1']);
+    expect(f.wrapper.closed).toBe(true);
+    expect(f.consumer.isConsuming()).toBe(false);
+  });
+
+  it('does not consume when the setup runs after stop() finished', async () => {
+    // amqp-connection-manager finishes a connect that was under way when the wrapper closed.
+    const f = fakeConsumer();
+    await f.consumer.stop(1_000);
+    const late = new FakeChannel();
+    await f.connect(late);
+    expect(late.consumers).toHaveLength(0);
+    expect(late.closed).toBe(true);
+  });
+
+  it('does not hand a delivery that arrives once stop() began to the handler', async () => {
+    // Between stop() and the broker's cancel-ok a delivery can still arrive; it goes back to the
+    // queue when the channel closes, instead of being processed while the consumer shuts down.
+    const f = fakeConsumer();
+    const ch = new FakeChannel();
+    await f.connect(ch);
+    ch.deliver('a');
+    await turn();
+    const stopping = f.consumer.stop(5_000);
+    ch.deliver('b');
+    await turn();
+    f.finish('a');
+    await stopping;
+    expect(f.handled).toEqual(['a']);
+    expect(ch.acks).toEqual([{ tag: 1, multiple: true }]);
+  });
+});

@@ -196,49 +196,88 @@ export function startConsumer(deps: ConsumerParts, c: ConsumeOptions): Consumer 
     }
   };
 
+  // A setup under way (a connect, or a reconnect), so that stop() can wait for it.
+  let settingUp: Promise<void> | undefined;
+  // Set once stop() closed the channel wrapper.
+  let stopped = false;
+
+  const setup = async (ch: Channel) => {
+    ch.on('close', () => {
+      if (current?.ch === ch) current = undefined;
+    });
+    deps.watch(ch, `consume:${c.queue}`, () => stopping);
+    // A setup that runs once stop() began (a reconnect meanwhile) must not consume: stop() acks
+    // only on the channel it had, so whatever this one took would be handled, never acked, and
+    // handled again elsewhere. amqp-connection-manager can even finish a connect that was under
+    // way when the wrapper closed: nobody else would close that channel.
+    const notNow = async () => {
+      if (stopped) await ch.close().catch(() => undefined);
+    };
+    if (stopping) return notNow();
+    await deps.prepare(ch);
+    await ch.prefetch(c.prefetch);
+    if (stopping) return notNow();
+    const acks = new AckBatcher(ch, (err) => clog.debug({ err: err.message }, 'settle on a closed channel'));
+    // Deliveries can arrive before consume() resolves: they are tracked from the first one
+    // (the consumer counts as consuming once it has its tag).
+    current = { ch, tag: '', acks };
+    const { consumerTag } = await ch.consume(c.queue, (msg) => {
+      if (msg === null) {
+        // Cancelled by the broker (queue deleted, or its node went away).
+        clog.warn('consumer cancelled by the broker; reconnecting');
+        if (!stopping && !deps.isClosing()) deps.reconnect();
+        return;
+      }
+      acks.delivered(msg.fields.deliveryTag);
+      // Once stopping, a delivery (before the cancel-ok) stays unacked: it goes back to the
+      // queue when the channel closes, and being in hand, no multiple ack takes it.
+      if (stopping) return;
+      void onMessage(ch, msg);
+    });
+    if (current?.ch !== ch) return;
+    if (stopping) {
+      // stop() began while the consume-ok was on its way: it had no tag to cancel.
+      await ch.cancel(consumerTag).catch(() => undefined);
+      return;
+    }
+    current = { ch, tag: consumerTag, acks };
+    clog.info({ prefetch: c.prefetch }, 'consuming');
+  };
+
   const wrapper = deps.createChannel({
     name: `${deps.name}:consume:${c.queue}`,
-    setup: async (ch: Channel) => {
-      ch.on('close', () => {
-        if (current?.ch === ch) current = undefined;
+    setup: (ch: Channel) => {
+      const run = setup(ch);
+      settingUp = run;
+      return run.finally(() => {
+        if (settingUp === run) settingUp = undefined;
       });
-      deps.watch(ch, `consume:${c.queue}`, () => stopping);
-      await deps.prepare(ch);
-      await ch.prefetch(c.prefetch);
-      const acks = new AckBatcher(ch, (err) => clog.debug({ err: err.message }, 'settle on a closed channel'));
-      // Deliveries can arrive before consume() resolves: they are tracked from the first one
-      // (the consumer counts as consuming once it has its tag).
-      current = { ch, tag: '', acks };
-      const { consumerTag } = await ch.consume(c.queue, (msg) => {
-        if (msg === null) {
-          // Cancelled by the broker (queue deleted, or its node went away).
-          clog.warn('consumer cancelled by the broker; reconnecting');
-          if (!stopping && !deps.isClosing()) deps.reconnect();
-          return;
-        }
-        current?.acks.delivered(msg.fields.deliveryTag);
-        void onMessage(ch, msg);
-      });
-      current = { ch, tag: consumerTag, acks };
-      clog.info({ prefetch: c.prefetch }, 'consuming');
     },
   });
   wrapper.on('error', (err: Error) => clog.error({ err: err.message }, 'consumer setup failed'));
 
   return {
-    isConsuming: () => current !== undefined && current.tag !== '' && deps.isConnected(),
+    isConsuming: () => !stopping && current !== undefined && current.tag !== '' && deps.isConnected(),
     async stop(timeoutMs = 10_000) {
       stopping = true;
-      const cur = current;
-      if (cur?.tag) await cur.ch.cancel(cur.tag).catch(() => undefined);
-      if (inFlight > 0) {
-        await Promise.race([new Promise<void>((r) => (idle = r)), sleep(timeoutMs)]);
+      let timer: NodeJS.Timeout | undefined;
+      const timeUp = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
+      try {
+        // A setup under way sees `stopping` and cancels what it started; wait for it.
+        if (settingUp) await Promise.race([settingUp.catch(() => undefined), timeUp]);
+        const cur = current;
+        if (cur?.tag) await cur.ch.cancel(cur.tag).catch(() => undefined);
+        if (inFlight > 0) await Promise.race([new Promise<void>((r) => (idle = r)), timeUp]);
+        // What was handled is acked now, before the channel closes; unsettled deliveries go back
+        // to the queue when it does. (Handlers of a channel that has gone since are settled by
+        // the broker's redelivery, never on another channel.)
+        current?.acks.flush();
+      } finally {
+        clearTimeout(timer);
+        current = undefined;
+        stopped = true;
+        await wrapper.close().catch(() => undefined);
       }
-      // What was handled is acked now, before the channel closes; unsettled deliveries go back
-      // to the queue when it does.
-      cur?.acks.flush();
-      current = undefined;
-      await wrapper.close().catch(() => undefined);
     },
   };
 }
