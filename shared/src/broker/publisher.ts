@@ -11,6 +11,12 @@ import type { BrokerObserver, Publish } from './types.js';
 // back (basic.return) instead of being confirmed into the void, and a bounded wait for the
 // confirm, so a caller never waits on a broker that does not answer.
 
+/**
+ * Header carrying a publish's own id, which a return brings back: it tells which publish the
+ * broker returned. Set by the publisher on every message, never by callers.
+ */
+export const PUBLISH_ID_HEADER = 'x-publish-id';
+
 export interface PublisherOptions {
   connection: BrokerConnection;
   /** Declares the topology on a fresh channel. */
@@ -31,10 +37,12 @@ export interface Publisher {
 export function createPublisher(opts: PublisherOptions): Publisher {
   const { connection, log, observer, tracer } = opts;
 
-  // When the broker last returned a message as unroutable, by messageId: the confirm that follows
-  // a return must not count as success. Only a return that came after this publish began counts,
-  // so the late return of an earlier, timed-out copy does not fail a retry.
-  const returned = new Map<string, number>();
+  // The publishes waiting for their confirm, by publish id: a return (which always precedes the
+  // confirm of its message) marks its own publish, so the confirm that follows does not count as
+  // success. Not by messageId: copies of one event published at once would take each other's
+  // return. A late return of a publish that timed out finds nobody waiting.
+  const awaiting = new Map<string, { returned: boolean }>();
+  let published = 0;
   const channel = connection.manager.createChannel({
     name: `${opts.name}:publish`,
     confirm: true,
@@ -42,10 +50,9 @@ export function createPublisher(opts: PublisherOptions): Publisher {
       connection.watch(ch, 'publish');
       await opts.prepare(ch);
       ch.on('return', (msg: ConsumeMessage) => {
-        const now = performance.now();
-        returned.set(String(msg.properties.messageId), now);
-        // Returns of timed-out publishes nobody retried would otherwise pile up.
-        if (returned.size > 1000) for (const [k, t] of returned) if (now - t > 60_000) returned.delete(k);
+        const id = msg.properties.headers?.[PUBLISH_ID_HEADER] as unknown;
+        const waiting = id === undefined ? undefined : awaiting.get(String(id));
+        if (waiting) waiting.returned = true;
       });
     },
   });
@@ -90,22 +97,23 @@ export function createPublisher(opts: PublisherOptions): Publisher {
   ): Promise<void> {
     // amqp-connection-manager would buffer without bound while disconnected: refuse instead.
     if (!connection.isConnected()) throw new PublishError('no broker node is connected', 'disconnected');
-    const id = String(options.messageId ?? '');
-    const started = performance.now();
+    // Unique among this client's publishes; the broker hands it back with a return. Set here,
+    // over whatever the caller's headers (e.g. those of a message being retried) carry.
+    const publishId = (++published).toString(36);
+    const waiting = { returned: false };
+    awaiting.set(publishId, waiting);
+    const headers = { ...options.headers, [PUBLISH_ID_HEADER]: publishId };
     try {
-      await channel.publish(exchange, routingKey, content, { ...options, mandatory: true, timeout: timeoutMs });
+      await channel.publish(exchange, routingKey, content, { ...options, headers, mandatory: true, timeout: timeoutMs });
     } catch (err) {
       const message = (err as Error).message;
       if (message === 'timeout') throw new PublishError(`no confirm within ${timeoutMs} ms`, 'timeout');
       if (message === 'Channel closed') throw new PublishError('channel closed before the confirm', 'closed');
       throw new PublishError(`broker refused the message: ${message}`, 'nacked');
+    } finally {
+      awaiting.delete(publishId);
     }
-    // basic.return always precedes the confirm of the same message.
-    const at = returned.get(id);
-    if (at !== undefined) {
-      returned.delete(id);
-      if (at >= started) throw new PublishError(`unroutable: no queue bound to ${exchange} for ${routingKey}`, 'unroutable');
-    }
+    if (waiting.returned) throw new PublishError(`unroutable: no queue bound to ${exchange} for ${routingKey}`, 'unroutable');
   }
 
   return { publish, channel };
