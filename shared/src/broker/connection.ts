@@ -57,9 +57,14 @@ export function openConnection(opts: ConnectionOptions): BrokerConnection {
   let downSince: number | undefined = Date.now();
   let connects = 0;
   let closing = false;
+  let warnedUncoalesced = false;
 
   manager.on('connect', ({ connection: model, url }) => {
-    coalesceFrameWrites(model);
+    if (!coalesceFrameWrites(model) && !warnedUncoalesced) {
+      // Still correct, only a system call per frame: amqplib's internals have changed.
+      warnedUncoalesced = true;
+      log.warn('cannot coalesce frame writes with this amqplib; every frame is its own write');
+    }
     node = redactUrl(typeof url === 'string' ? url : String((url as { url?: string }).url ?? ''));
     log.info({ node, downMs: downSince ? Date.now() - downSince : 0 }, 'broker connected');
     downSince = undefined;
