@@ -5,7 +5,16 @@
 import { EventEmitter } from 'node:events';
 import type { Channel, ConsumeMessage } from 'amqplib';
 import { describe, expect, it } from 'vitest';
-import { createLogger, trace } from '@order-pipeline/shared';
+import {
+  DEAD_LETTER_HEADERS,
+  PoisonMessageError,
+  PublishError,
+  RETRY_COUNT_HEADER,
+  createLogger,
+  exchanges,
+  trace,
+} from '@order-pipeline/shared';
+import { waitFor } from '../../test/helpers/processes.js';
 import { startConsumer, type ConsumerParts } from '../src/broker/consumer.js';
 
 /** A channel that records what the consumer does with it; deliveries are pushed by the test. */
@@ -80,8 +89,17 @@ function deferred(): Deferred {
 
 const turn = () => new Promise((resolve) => setImmediate(resolve));
 
-/** A consumer whose handler waits for the test to finish each delivery (by message body). */
-function fakeConsumer() {
+interface Published {
+  exchange: string;
+  routingKey: string;
+  headers: Record<string, unknown>;
+}
+
+/**
+ * A consumer whose handler waits for the test to finish or fail each delivery (by message body);
+ * its retry copies and dead letters go to `publish`.
+ */
+function fakeConsumer(publish: (p: Published) => Promise<void> = async () => undefined) {
   let setup: ((ch: Channel) => Promise<void>) | undefined;
   const wrapper = { closed: false };
   const handled: string[] = [];
@@ -102,7 +120,7 @@ function fakeConsumer() {
     reconnect: () => undefined,
     watch: () => undefined,
     prepare: async () => undefined,
-    publish: async () => undefined,
+    publish: (exchange, routingKey, _content, options) => publish({ exchange, routingKey, headers: { ...options.headers } }),
     log: createLogger('consumer-test', 'silent'),
     tracer: trace.getTracer('consumer-test'),
     name: 'test',
@@ -110,6 +128,7 @@ function fakeConsumer() {
   const consumer = startConsumer(parts, {
     queue: 'q',
     prefetch: 10,
+    backoffMs: () => 1,
     handler: (msg) => {
       const body = msg.content.toString();
       handled.push(body);
@@ -129,6 +148,8 @@ function fakeConsumer() {
     },
     /** The oldest handler in hand of this message finishes. */
     finish: (body: string) => inHand.get(body)?.shift()?.resolve(),
+    /** The oldest handler in hand of this message throws `err`. */
+    fail: (body: string, err: Error) => inHand.get(body)?.shift()?.reject(err),
   };
 }
 
@@ -180,6 +201,48 @@ describe('consumer settling (fake channel)', () => {
     expect(second.acks).toEqual([]);
     expect(first.acks).toEqual([]);
     expect(f.consumer.isConsuming()).toBe(true);
+  });
+});
+
+describe('carrying out the failure policy (fake channel)', () => {
+  it('acks a poison message once its dead letter, with the reason, is confirmed', async () => {
+    const published: Published[] = [];
+    const confirm = deferred();
+    const f = fakeConsumer(async (p) => {
+      published.push(p);
+      await confirm.promise;
+    });
+    const ch = new FakeChannel();
+    await f.connect(ch);
+    ch.deliver('a');
+    await turn();
+    f.fail('a', new PoisonMessageError('no such field', 'invalid'));
+    await turn();
+    expect(published).toMatchObject([{ exchange: exchanges.dlx, routingKey: 'q', headers: { [DEAD_LETTER_HEADERS.reason]: 'invalid' } }]);
+    await turn();
+    expect(ch.acks).toEqual([]);
+    confirm.resolve();
+    await waitFor('the ack', () => (ch.acks.length > 0 ? true : undefined), 2_000);
+    expect(ch.acks).toEqual([{ tag: 1, multiple: true }]);
+  });
+
+  it('hands a failed delivery back (nack, requeue) when its retry copy cannot be published', async () => {
+    const published: Published[] = [];
+    const f = fakeConsumer(async (p) => {
+      published.push(p);
+      throw new PublishError('no broker node is connected', 'disconnected');
+    });
+    const ch = new FakeChannel();
+    await f.connect(ch);
+    ch.deliver('a');
+    await turn();
+    f.fail('a', new Error('redis down'));
+    await waitFor('the nack', () => (ch.nacks.length > 0 ? true : undefined), 2_000);
+    // The copy would have counted this first attempt.
+    expect(published).toMatchObject([{ exchange: '', routingKey: 'q', headers: { [RETRY_COUNT_HEADER]: 1 } }]);
+    expect(ch.nacks).toEqual([1]);
+    await turn();
+    expect(ch.acks).toEqual([]);
   });
 });
 

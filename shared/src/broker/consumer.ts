@@ -52,6 +52,16 @@ export interface ConsumerParts {
   observer?: BrokerObserver;
 }
 
+/** A delivery in hand, as the failure policy's decision is carried out. */
+interface Delivery {
+  msg: ConsumeMessage;
+  span: Span;
+  attempt: number;
+  log: Logger;
+  /** Records how the delivery ended (metrics, span). */
+  handled: (outcome: HandleOutcome) => void;
+}
+
 export function startConsumer(deps: ConsumerParts, c: ConsumeOptions): Consumer {
   const { observer, tracer, publish } = deps;
   const limits: RetryLimits = { maxAttempts: c.maxAttempts ?? 5, backoffMs: c.backoffMs ?? defaultBackoffMs };
@@ -149,7 +159,7 @@ export function startConsumer(deps: ConsumerParts, c: ConsumeOptions): Consumer 
         span.recordException(failure);
         span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
       }
-      await carryOut(decide(failure, attempt, limits), failure, msg, span, attempt, mlog, handled);
+      await carryOut(decide(failure, attempt, limits), failure?.message ?? '', { msg, span, attempt, log: mlog, handled });
       settle(ch, msg, 'ack');
     } catch (err) {
       // The retry copy or dead letter could not be published (broker trouble): hand the message
@@ -164,16 +174,8 @@ export function startConsumer(deps: ConsumerParts, c: ConsumeOptions): Consumer 
   };
 
   /** Does what the policy decided; resolves once the delivery may be acked. */
-  const carryOut = async (
-    decision: Decision,
-    failure: Error | undefined,
-    msg: ConsumeMessage,
-    span: Span,
-    attempt: number,
-    mlog: Logger,
-    handled: (outcome: HandleOutcome) => void,
-  ) => {
-    const error = failure?.message ?? '';
+  const carryOut = async (decision: Decision, error: string, d: Delivery) => {
+    const { msg, span, attempt, log: mlog, handled } = d;
     switch (decision.kind) {
       case 'ack':
         handled('ack');
@@ -198,7 +200,7 @@ export function startConsumer(deps: ConsumerParts, c: ConsumeOptions): Consumer 
 
   // A setup under way (a connect, or a reconnect), so that stop() can wait for it.
   let settingUp: Promise<void> | undefined;
-  // Set once stop() closed the channel wrapper.
+  // Set once stop() is done with the channel wrapper (closing it).
   let stopped = false;
 
   const setup = async (ch: Channel) => {

@@ -127,6 +127,9 @@ export function createBroker(opts: BrokerOptions): Broker {
     publish: publisher.publish,
     consume,
     channel,
-    close: () => connection.close(() => Promise.all([...wrappers].map((w) => w.close().catch(() => undefined))).then(() => undefined)),
+    close: () =>
+      connection.close(async () => {
+        await Promise.all([...wrappers].map((w) => w.close().catch(() => undefined)));
+      }),
   };
 }
