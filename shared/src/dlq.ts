@@ -1,5 +1,5 @@
 import type { ConfirmChannel, GetMessage, MessagePropertyHeaders } from 'amqplib';
-import { DEAD_LETTER_HEADERS, RETRY_COUNT_HEADER } from './broker.js';
+import { DEAD_LETTER_HEADERS, RETRY_COUNT_HEADER } from './broker/index.js';
 import { orderIdOfMessageId } from './messages.js';
 
 // What the operator's dead-letter tools do: list, replay, purge. Each takes a confirm channel, so

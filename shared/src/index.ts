@@ -10,7 +10,7 @@ export * from './scripts/idempotency.js';
 export * from './scripts/orders.js';
 export * from './scripts/notifications.js';
 export { ScriptReplyError } from './scripts/commands.js';
-export * from './broker.js';
+export * from './broker/index.js';
 export * from './http.js';
 export * from './openapi.js';
 export * from './lifecycle.js';

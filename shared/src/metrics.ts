@@ -1,7 +1,6 @@
 import type { Redis } from 'ioredis';
 import { Gauge } from 'prom-client';
-import { redactUrl, type BrokerObserver, type HandleOutcome } from './broker.js';
-import type { PoisonMessageError } from './errors.js';
+import { redactUrl, type BrokerObserver, type DeadLetterReason, type HandleOutcome } from './broker/index.js';
 import type { Metrics } from './http.js';
 
 // The metrics every service exports about its clients: the broker (connection, publishes, the
@@ -11,14 +10,18 @@ import type { Metrics } from './http.js';
 const SECONDS_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
 const HANDLE_OUTCOMES: readonly HandleOutcome[] = ['ack', 'retry', 'dead_letter'];
+/** Every reason a message can be dead-lettered for; the compiler fails here when one is missing. */
+const DEAD_LETTER_REASON_SET = {
+  unparseable: true,
+  invalid: true,
+  unknown_version: true,
+  unknown_type: true,
+  expired: true,
+  payload_mismatch: true,
+  attempts_exhausted: true,
+} satisfies Record<DeadLetterReason, true>;
 /** Why a message is dead-lettered: a poison reason, or its attempts ran out. */
-export const DEAD_LETTER_REASONS: readonly (PoisonMessageError['reason'] | 'attempts_exhausted')[] = [
-  'unparseable',
-  'invalid',
-  'unknown_version',
-  'unknown_type',
-  'attempts_exhausted',
-];
+export const DEAD_LETTER_REASONS = Object.keys(DEAD_LETTER_REASON_SET) as readonly DeadLetterReason[];
 
 /** The label of the default exchange (''), through which retry copies go back to their queue. */
 const DEFAULT_EXCHANGE_LABEL = '(default)';

@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import { createBroker, defaultBackoffMs, waitForBroker, type Broker, type ConsumeOptions, type Consumer } from './broker.js';
+import { createBroker, defaultBackoffMs, waitForBroker, type Broker, type ConsumeOptions, type Consumer } from './broker/index.js';
 import { configOrExit, type Config, type ServiceName } from './config.js';
 import { exitOnStartFailure, onShutdown } from './lifecycle.js';
 import { createLogger, type Logger } from './logger.js';
