@@ -32,6 +32,7 @@ export const REFUSALS = [
   'unsupported-media-type',
   'idempotency-key-reused',
   'order-in-flight',
+  'order-claim-lost',
   'service-unavailable',
   'internal-server-error',
 ] as const;

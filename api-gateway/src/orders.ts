@@ -241,13 +241,17 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
       'Order Claim Lost',
       `The claim of this request on order ${order.id} lapsed before the order was recorded, and another request took the id: ` +
         'this request was not accepted. Retry to learn the outcome of the order',
+      {},
+      // The other request is answered within its own publish timeout; by then a retry is replayed.
+      { 'Retry-After': '1' },
     );
   }
   if (accepted?.outcome === 'payload_mismatch') {
     olog.warn('the order is recorded with a different payload; answering 409');
+    // The id already stands for another payload: the same answer as a claim that finds it so.
     throw new HttpProblem(
-      409,
-      'Order Claim Lost',
+      422,
+      'Idempotency Key Reused',
       `Order ${order.id} is already recorded with a different payload: this request was not accepted`,
     );
   }

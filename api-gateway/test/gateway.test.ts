@@ -422,6 +422,7 @@ describe('POST /orders', () => {
     expect([ra.status, rb.status]).toEqual([409, 202]);
     expectProblem(ra, 409);
     expect(ra.body.title).toBe('Order Claim Lost');
+    expect(ra.headers.get('retry-after')).toBe('1');
     expect(ra.body.detail).toContain(id);
     expect(rb.body).toMatchObject({ qty: 5 });
     // Only the 202's payload is recorded, in the order and in the idempotency record.
