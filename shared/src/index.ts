@@ -1,20 +1,132 @@
-export * from './config.js';
-export * from './logger.js';
-export * from './keys.js';
-export * from './errors.js';
-export * from './topology.js';
-export * from './messages.js';
-export * from './redis.js';
-export * from './batch.js';
-export * from './scripts/idempotency.js';
-export * from './scripts/orders.js';
-export * from './scripts/notifications.js';
-export { ScriptReplyError } from './scripts/commands.js';
-export * from './broker/index.js';
-export * from './http.js';
-export * from './openapi.js';
-export * from './lifecycle.js';
-export * from './startup.js';
-export * from './metrics.js';
-export * from './tracing.js';
-export * from './dlq.js';
+// The shared package's public surface: what the services, the tools and the tests use. Modules
+// not listed here (the broker's parts, the raw script commands) are internals of this package.
+
+export {
+  brokerConfig,
+  loadConfig,
+  configOrExit,
+  ConfigError,
+  type ServiceName,
+  type QueueType,
+  type Config,
+  type LogLevel,
+  type RedisConfig,
+} from './config.js';
+export { createLogger, type Logger } from './logger.js';
+export { keys } from './keys.js';
+export { PoisonMessageError, OrderExpiredError, PayloadMismatchError, RetryLaterError, TransientError, PublishError } from './errors.js';
+export {
+  dlqOf,
+  queueArguments,
+  topologyFor,
+  applyTopology,
+  exchanges,
+  queues,
+  routingKeys,
+  DELIVERY_LIMIT,
+  WORK_QUEUES,
+  DEAD_LETTER_QUEUES,
+} from './topology.js';
+export {
+  validateOrder,
+  canonicalOrder,
+  makeEvent,
+  encodeEvent,
+  decodeEvent,
+  EVENT_VERSION,
+  EVENT_VERSION_HEADER,
+  ID_PATTERN,
+  ID_REGEX,
+  type EventType,
+  type RejectReason,
+  type Order,
+  type OrderEvent,
+} from './messages.js';
+export { createRedis, redisReady, type RedisClient } from './redis.js';
+export { createBatcher } from './batch.js';
+export {
+  claimOrders,
+  acceptOrders,
+  releaseClaim,
+  type Claim,
+  type ClaimResult,
+  type Acceptance,
+  type AcceptResult,
+  type ReleaseResult,
+} from './scripts/idempotency.js';
+export {
+  reserveOrder,
+  expireOrder,
+  type ReserveResult,
+  type ExpireResult,
+  type DecidedBefore,
+  type PayloadMismatch,
+  type PayloadField,
+} from './scripts/orders.js';
+export { claimNotification, recordNotificationSent, recordNotificationFailed, type NotificationClaim } from './scripts/notifications.js';
+export { scripts, ScriptReplyError } from './scripts/commands.js';
+export {
+  waitForBroker,
+  connectBroker,
+  createBroker,
+  AckBatcher,
+  redactUrl,
+  RETRY_COUNT_HEADER,
+  attemptOf,
+  decide,
+  defaultBackoffMs,
+  coalesceFrameWrites,
+  DEAD_LETTER_HEADERS,
+  type Decision,
+  type ConsumeContext,
+  type Broker,
+  type Publish,
+  type DeadLetterReason,
+  type RetryLimits,
+  type HandleOutcome,
+  type BrokerObserver,
+  type BrokerOptions,
+  type ConsumeOptions,
+  type Consumer,
+} from './broker/index.js';
+export {
+  slug,
+  problemMiddleware,
+  createMetrics,
+  timingMiddleware,
+  requestSpan,
+  tracedRoute,
+  opsMiddleware,
+  listen,
+  closeServer,
+  dependencyChecks,
+  startOpsServer,
+  HttpProblem,
+  PROBLEM_TYPES,
+  openapiRoute,
+  type Metrics,
+} from './http.js';
+export { OPENAPI_TEXT, openapiDocument, OPENAPI_SCHEMA_ID, OPENAPI_KEYWORDS } from './openapi.js';
+export {
+  createServiceClients,
+  runService,
+  startConsumerService,
+  type ServiceDeps,
+  type RunningService,
+  type ConsumerDeps,
+} from './startup.js';
+export { brokerMetrics, observeRedis, DEAD_LETTER_REASONS } from './metrics.js';
+export {
+  setupTracing,
+  forOrder,
+  traceHeaders,
+  endWithError,
+  ROOT_CONTEXT,
+  SpanKind,
+  trace,
+  ATTR,
+  type Context,
+  type Span,
+  type Tracing,
+} from './tracing.js';
+export { describeDeadLetter, listDeadLetters, replayDeadLetters, purgeDeadLetters, type DeadLetter, type ReplayResult } from './dlq.js';
