@@ -238,14 +238,14 @@ describe('GET /events', () => {
 describe('ratesBetween', () => {
   const f = (accepted: number, sent: number): Figures => ({
     processed_orders_count: 0,
-    orders: { accepted, duplicates: 0, created: 0, rejected: 0 },
+    orders: { accepted, duplicates: 0, created: 0, rejected: 0, cancelled: 0 },
     notifications: { sent, failed: 0 },
     inventory: {},
     queues: null,
     generatedAt: '',
   });
   it('divides the counters’ change by the seconds between them, never below zero', () => {
-    expect(ratesBetween(f(10, 4), f(30, 8), 2)).toEqual({ accepted: 10, created: 0, rejected: 0, sent: 2 });
+    expect(ratesBetween(f(10, 4), f(30, 8), 2)).toEqual({ accepted: 10, created: 0, rejected: 0, cancelled: 0, sent: 2 });
     // A counter reset by hand is no negative rate.
     expect(ratesBetween(f(30, 0), f(0, 0), 1).accepted).toBe(0);
     expect(ratesBetween(f(0, 0), f(5, 0), 0).accepted).toBe(0);
