@@ -20,6 +20,7 @@ const OUTCOMES: readonly (OutcomeKind | 'expired')[] = [
   'rejected_out_of_stock',
   'rejected_unknown_sku',
   'redelivered',
+  'cancelled',
   'expired',
 ];
 

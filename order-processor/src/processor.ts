@@ -40,7 +40,7 @@ export interface ProcessorDeps {
 }
 
 /** What handling one order.placed message came to; also the label of processor_orders_total. */
-export type OutcomeKind = 'created' | 'rejected_out_of_stock' | 'rejected_unknown_sku' | 'redelivered';
+export type OutcomeKind = 'created' | 'rejected_out_of_stock' | 'rejected_unknown_sku' | 'redelivered' | 'cancelled';
 
 export interface Outcome {
   kind: OutcomeKind;
@@ -68,7 +68,8 @@ const eventOfStatus: Readonly<Record<string, EventType | undefined>> = {
 function kindOf(result: Exclude<ReserveResult, { outcome: 'payload_mismatch' }>): OutcomeKind {
   switch (result.outcome) {
     case 'decided_before':
-      return 'redelivered';
+      // Not a redelivery: the order was cancelled before its placement was handled (or since).
+      return result.status === 'cancelled' ? 'cancelled' : 'redelivered';
     case 'created':
       return 'created';
     case 'rejected':

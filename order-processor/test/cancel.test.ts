@@ -101,7 +101,7 @@ describe('a cancellation decided once', () => {
     const c = await cancelled(order, 'changed my mind');
     expect(c).toEqual({ cancel: { kind: 'cancelled', orderId: order.id, units: 0, status: 'cancelled', published: 'order.cancelled' } });
     const p = await placed(order);
-    expect(p).toMatchObject({ placed: { kind: 'redelivered', status: 'cancelled' } });
+    expect(p).toMatchObject({ placed: { kind: 'cancelled', status: 'cancelled' } });
     expect('placed' in p && p.placed.published).toBeUndefined();
 
     expect(await stock('sku-b')).toBe(10);
