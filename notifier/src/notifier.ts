@@ -28,14 +28,15 @@ export interface NotifierDeps {
   /** How long a claim keeps other senders off; longer than the sender's own timeout. */
   leaseMs: number;
   /**
-   * Notifications this process sent but could not record as sent (Redis was down), by order id
-   * and kind (`<id>` or `<id>/cancelled`), with the time they were sent: the retry records them instead of sending again. Only a crash
-   * of the process between sending and recording now leads to a second send.
+   * Notifications this process sent but could not record as sent (Redis was down), by their
+   * Idempotency-Key (`<id>`, or `<id>/cancelled` for a cancellation), with the time they were
+   * sent: the retry records them instead of sending again. Only a crash of the process between
+   * sending and recording now leads to a second send.
    */
   unrecorded?: UnrecordedSends;
 }
 
-/** Sent but not yet recorded, by notification (order id, and `/cancelled` for a cancellation); bounded, oldest dropped first. */
+/** Sent but not yet recorded, by Idempotency-Key; bounded, oldest dropped first. */
 export class UnrecordedSends {
   private readonly sends = new Map<string, string>();
   constructor(private readonly max = 10_000) {}

@@ -4,6 +4,7 @@
 import type { Channel, ChannelModel, GetMessage, Message } from 'amqplib';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
+  PublishError,
   acceptOrders,
   cancelOrder,
   connectBroker,
@@ -181,6 +182,39 @@ describe('a cancellation decided once', () => {
     expect(await stock('sku-c')).toBe(10);
     expect(await cancelCount()).toBe(1);
     expect(await published()).toEqual(['cx-crash-1:order.cancelled']);
+  });
+
+  it('a real redelivery after a publish that failed past the script: order.cancelled published, stock back once', async () => {
+    const order = { id: 'cx-redeliver-1', sku: 'sku-r', qty: 2 };
+    await redis.set(keys.inventory('sku-r'), '10');
+    await accept(order);
+    await placed(order);
+    await drainQueue(ch, queues.notifier);
+    const { content, options } = encodeEvent(makeEvent(routingKeys.cancelRequested, order));
+    await broker.publish(exchanges.direct, routingKeys.cancelRequested, content, options);
+    const first = await waitFor(
+      'the cancel on orders.queue',
+      async () => (await ch.get(queues.orders, { noAck: false })) || undefined,
+      15_000,
+    );
+
+    // A fake broker only to inject the fault: the script runs, then the publish fails.
+    const dying = {
+      publish: async () => {
+        throw new PublishError('injected: channel closed before the confirm', 'closed');
+      },
+    };
+    await expect(handleOrderMessage({ redis, broker: dying, log }, first)).rejects.toThrow(/injected/);
+    expect(await stock('sku-r')).toBe(10);
+    ch.nack(first, false, true);
+
+    const again = await waitFor('the redelivered cancel', async () => (await ch.get(queues.orders, { noAck: false })) || undefined, 15_000);
+    expect(again.fields.redelivered).toBe(true);
+    expect(await handleOrderMessage(deps(), again)).toMatchObject({ cancel: { kind: 'already_cancelled', published: 'order.cancelled' } });
+    ch.ack(again);
+    expect(await stock('sku-r')).toBe(10);
+    expect(await cancelCount()).toBe(1);
+    expect(await published()).toEqual(['cx-redeliver-1:order.cancelled']);
   });
 
   it('refuses a copy whose payload differs from the recorded order (dead-lettered), changing nothing', async () => {
