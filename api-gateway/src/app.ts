@@ -17,6 +17,7 @@ import {
   type RunningService,
   type ServiceDeps,
 } from '@order-pipeline/shared';
+import { cancelOrderRequest, cancelResultOf, createCancelMetrics } from './cancel.js';
 import { createOrderMetrics, getOrder, idempotencySteps, placeOrder, resultOf, type OrderDeps } from './orders.js';
 
 export type GatewayDeps = ServiceDeps;
@@ -55,6 +56,7 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
   const metrics = deps.metrics ?? createMetrics(deps.config.service);
   const orderDeps: OrderDeps = { ...deps, metrics: createOrderMetrics(metrics), idempotency: idempotencySteps(redis, deps.config) };
   const refused = refusalCounter(metrics);
+  const cancels = createCancelMetrics(metrics);
   const tracer = trace.getTracer(deps.config.service);
 
   const router = new Router();
@@ -77,6 +79,20 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
   router.get(
     '/orders/:id',
     tracedRoute(tracer, 'GET', '/orders/:id', (ctx) => getOrder(ctx, ctx.params.id ?? '', orderDeps)),
+  );
+  router.post(
+    '/orders/:id/cancel',
+    tracedRoute(tracer, 'POST', '/orders/:id/cancel', async (ctx) => {
+      try {
+        await cancelOrderRequest(ctx, ctx.params.id ?? '', orderDeps);
+      } catch (err) {
+        const result = err instanceof HttpProblem ? cancelResultOf(err.status) : undefined;
+        if (result) cancels(result);
+        throw err;
+      }
+      const result = cancelResultOf(ctx.status);
+      if (result) cancels(result);
+    }),
   );
   // The contract this gateway follows (shared/openapi.json); its POST /orders schema is the one validated.
   router.get('/openapi.json', openapiRoute);

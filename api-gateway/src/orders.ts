@@ -262,17 +262,37 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
   ctx.body = response;
 }
 
-function orderView(order: Record<string, string>, notification: Record<string, string>): Record<string, unknown> {
-  const view: Record<string, unknown> = { id: order.id, sku: order.sku, qty: Number(order.qty), status: order.status };
+function notificationView(n: Record<string, string>): Record<string, unknown> {
+  return { status: n.status, attempts: Number(n.attempts ?? 0), ...(n.sentAt ? { sentAt: n.sentAt } : {}) };
+}
+
+/** `cancelling` while a confirmed cancellation request waits for the processor (cancelRequestedAt set). */
+function statusOf(order: Record<string, string>): string | undefined {
+  if (order.cancelRequestedAt && (order.status === 'accepted' || order.status === 'created')) return 'cancelling';
+  return order.status;
+}
+
+function orderView(
+  order: Record<string, string>,
+  notification: Record<string, string>,
+  cancellation: Record<string, string>,
+): Record<string, unknown> {
+  const view: Record<string, unknown> = { id: order.id, sku: order.sku, qty: Number(order.qty), status: statusOf(order) };
   if (order.reason) view.reason = order.reason;
+  if (order.cancelReason) view.cancelReason = order.cancelReason;
+  if (order.cancelRequestedAt) view.cancelRequestedAt = order.cancelRequestedAt;
+  if (order.cancelledAt) view.cancelledAt = order.cancelledAt;
   if (order.email) view.email = order.email;
+  const notifications: Record<string, unknown> = {};
   if (notification.status) {
-    view.notification = {
-      status: notification.status,
-      attempts: Number(notification.attempts ?? 0),
-      ...(notification.sentAt ? { sentAt: notification.sentAt } : {}),
-    };
+    view.notification = notificationView(notification);
+    // The first outcome's record is the created or rejected notice, whichever the order got.
+    // Only a rejected order has a reason; a cancelled one was created (or never decided: no notice).
+    const first = order.reason ? 'rejected' : 'created';
+    notifications[first] = view.notification;
   }
+  if (cancellation.status) notifications.cancelled = notificationView(cancellation);
+  if (Object.keys(notifications).length > 0) view.notifications = notifications;
   view.createdAt = order.createdAt;
   view.updatedAt = order.updatedAt ?? order.createdAt;
   return view;
@@ -284,19 +304,24 @@ export async function getOrder(ctx: Context, id: string, deps: Pick<OrderDeps, '
   }
   let replies: [Error | null, unknown][] | null;
   try {
-    // One round trip, one instant: the order and its notification as of the same moment.
-    replies = await deps.redis.multi().hgetall(keys.order(id)).hgetall(keys.notification(id)).exec();
+    // One round trip, one instant: the order and its notifications as of the same moment.
+    replies = await deps.redis
+      .multi()
+      .hgetall(keys.order(id))
+      .hgetall(keys.notification(id))
+      .hgetall(keys.cancellationNotification(id))
+      .exec();
   } catch (err) {
     forOrder(deps.log, id, requestSpan(ctx)).warn({ err: (err as Error).message }, 'order lookup failed; answering 503');
     throw unavailable('The order store is not reachable; retry shortly');
   }
-  const [orderReply, notificationReply] = replies ?? [];
-  const failed = orderReply?.[0] ?? notificationReply?.[0];
-  if (!orderReply || !notificationReply || failed) {
+  const [orderReply, notificationReply, cancellationReply] = replies ?? [];
+  const failed = orderReply?.[0] ?? notificationReply?.[0] ?? cancellationReply?.[0];
+  if (!orderReply || !notificationReply || !cancellationReply || failed) {
     forOrder(deps.log, id, requestSpan(ctx)).warn({ err: failed?.message }, 'order lookup failed; answering 503');
     throw unavailable('The order store is not reachable; retry shortly');
   }
   const order = orderReply[1] as Record<string, string>;
   if (Object.keys(order).length === 0) throw new HttpProblem(404, 'Order Not Found', `No order with id ${id}`);
-  ctx.body = orderView(order, notificationReply[1] as Record<string, string>);
+  ctx.body = orderView(order, notificationReply[1] as Record<string, string>, cancellationReply[1] as Record<string, string>);
 }

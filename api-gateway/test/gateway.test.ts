@@ -517,6 +517,7 @@ describe('GET /orders/{id}', () => {
       status: 'rejected',
       reason: 'out_of_stock',
       notification: { status: 'sent', attempts: 2, sentAt: at },
+      notifications: { rejected: { status: 'sent', attempts: 2, sentAt: at } },
       createdAt: at,
       updatedAt: at,
     });

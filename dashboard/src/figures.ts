@@ -21,7 +21,8 @@ export interface Figures {
   inventory_level?: number | null;
   /** Only when `orderId` was asked for; null when the order has no notification record. */
   notification_status?: string | null;
-  orders: { accepted: number; duplicates: number; created: number; rejected: number };
+  /** `cancelled`: orders cancelled (stats:orders:cancelled), whether or not their stock had been reserved. */
+  orders: { accepted: number; duplicates: number; created: number; rejected: number; cancelled: number };
   notifications: { sent: number; failed: number };
   /** Units in stock by SKU, sorted by SKU. */
   inventory: Record<string, number>;
@@ -72,6 +73,7 @@ export async function readFigures(redis: RedisClient, queueChannel: QueueChecker
         keys.stats.rejected,
         keys.stats.notificationsSent,
         keys.stats.notificationsFailed,
+        keys.stats.cancelled,
       ),
       readInventory(redis),
       query.sku === undefined ? undefined : redis.get(keys.inventory(query.sku)),
@@ -80,12 +82,18 @@ export async function readFigures(redis: RedisClient, queueChannel: QueueChecker
   } catch (err) {
     throw new TransientError(`Redis is unavailable: ${(err as Error).message}`, { cause: err });
   }
-  const [accepted, duplicates, created, rejected, sent, failed] = counters;
+  const [accepted, duplicates, created, rejected, sent, failed, cancelled] = counters;
   const figures: Figures = {
     processed_orders_count: count(created),
     ...(query.sku === undefined ? {} : { inventory_level: parseInteger(level) ?? null }),
     ...(query.orderId === undefined ? {} : { notification_status: status ?? null }),
-    orders: { accepted: count(accepted), duplicates: count(duplicates), created: count(created), rejected: count(rejected) },
+    orders: {
+      accepted: count(accepted),
+      duplicates: count(duplicates),
+      created: count(created),
+      rejected: count(rejected),
+      cancelled: count(cancelled),
+    },
     notifications: { sent: count(sent), failed: count(failed) },
     inventory: stock.inventory,
     ...(Object.keys(stock.invalid).length > 0 ? { inventory_invalid: stock.invalid } : {}),
@@ -211,7 +219,7 @@ export async function toPrometheus(figures: Figures, also: Registry[] = []): Pro
 
   const orders = gauge(
     'pipeline_orders',
-    'Orders by state: accepted by the gateway, duplicate requests, created (stock reserved), rejected',
+    'Orders by state: accepted by the gateway, duplicate requests, created (stock reserved), rejected, cancelled (a created one got its stock back)',
     ['state'],
   );
   for (const [state, n] of Object.entries(figures.orders)) orders.set({ state }, n);

@@ -113,6 +113,7 @@ const TILES = [
   ['accepted', 'accepted', (f) => f.orders.accepted, (r) => r.accepted],
   ['created', 'created', (f) => f.orders.created, (r) => r.created],
   ['rejected', 'rejected', (f) => f.orders.rejected, (r) => r.rejected],
+  ['cancelled', 'cancelled', (f) => f.orders.cancelled, (r) => r.cancelled],
   ['duplicates', 'duplicates', (f) => f.orders.duplicates, null],
   ['processed', 'processed', (f) => f.processed_orders_count, null],
   ['sent', 'notifications sent', (f) => f.notifications.sent, (r) => r.sent],
@@ -164,7 +165,7 @@ function renderRate(rates, history) {
   svg.replaceChildren(area, line);
 }
 
-const STATUS_KIND = { created: 'ok', rejected: 'bad', accepted: 'info', cancelled: 'warn', expired: 'warn' };
+const STATUS_KIND = { created: 'ok', rejected: 'bad', accepted: 'info', cancelling: 'info', cancelled: 'warn', expired: 'warn' };
 const NOTIFY_KIND = { sent: 'ok', failed: 'bad', sending: 'warn' };
 
 function time(iso) {

@@ -29,6 +29,7 @@ export interface Rates {
   accepted: number;
   created: number;
   rejected: number;
+  cancelled: number;
   /** Notifications sent per second. */
   sent: number;
 }
@@ -73,7 +74,8 @@ export async function readRecentOrders(redis: RedisClient, limit = RECENT_SHOWN)
       sku: o.sku ?? '',
       qty: parseInteger(o.qty) ?? null,
       // The hash can be gone (deleted by hand): the id alone is still worth showing.
-      status: o.status ?? 'unknown',
+      // As GET /orders/{id} says it: a confirmed cancellation request waiting for the processor.
+      status: o.cancelRequestedAt && (o.status === 'accepted' || o.status === 'created') ? 'cancelling' : (o.status ?? 'unknown'),
       ...(o.reason ? { reason: o.reason } : {}),
       notification: nStatus ? { status: nStatus, attempts: parseInteger(nAttempts) ?? 0 } : null,
       ...(o.createdAt ? { createdAt: o.createdAt } : {}),
@@ -90,6 +92,7 @@ export function ratesBetween(prev: Figures, next: Figures, seconds: number): Rat
     accepted: per(prev.orders.accepted, next.orders.accepted),
     created: per(prev.orders.created, next.orders.created),
     rejected: per(prev.orders.rejected, next.orders.rejected),
+    cancelled: per(prev.orders.cancelled, next.orders.cancelled),
     sent: per(prev.notifications.sent, next.notifications.sent),
   };
 }

@@ -101,6 +101,8 @@ beforeAll(async () => {
     '2',
     keys.stats.notificationsFailed,
     '1',
+    keys.stats.cancelled,
+    '2',
     keys.inventory('mag-safe-phone-case'),
     '98',
     keys.inventory('usb-c-cable'),
@@ -132,7 +134,7 @@ describe('GET /metrics as JSON', () => {
     const body = (await res.json()) as Figures;
     expect(body).toEqual({
       processed_orders_count: 2,
-      orders: { accepted: 3, duplicates: 1, created: 2, rejected: 1 },
+      orders: { accepted: 3, duplicates: 1, created: 2, rejected: 1, cancelled: 2 },
       notifications: { sent: 2, failed: 1 },
       inventory: { 'mag-safe-phone-case': 98, 'usb-c-cable': 0 },
       queues: Object.fromEntries(ALL_QUEUES.map((q) => [q, { messages: 0, consumers: 0 }])),
@@ -215,6 +217,7 @@ describe('GET /metrics as Prometheus text', () => {
     expect(s.get('pipeline_orders{state="duplicates"}')).toBe(1);
     expect(s.get('pipeline_orders{state="created"}')).toBe(2);
     expect(s.get('pipeline_orders{state="rejected"}')).toBe(1);
+    expect(s.get('pipeline_orders{state="cancelled"}')).toBe(2);
     expect(s.get('pipeline_notifications{status="sent"}')).toBe(2);
     expect(s.get('pipeline_notifications{status="failed"}')).toBe(1);
     expect(s.get('pipeline_inventory_units{sku="mag-safe-phone-case"}')).toBe(98);

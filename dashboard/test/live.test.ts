@@ -108,7 +108,16 @@ beforeAll(async () => {
   });
   await seed.hset(keys.notification('live-o1'), { status: 'sent', attempts: '1' });
   await seed.hset(keys.order('live-o2'), { id: 'live-o2', sku: 'nope', qty: '1', status: 'rejected', reason: 'unknown_sku' });
-  await seed.lpush(keys.recentOrders, 'live-o1', 'live-o2');
+  await seed.hset(keys.order('live-o3'), { id: 'live-o3', sku: 'live-sku', qty: '1', status: 'cancelled', cancelReason: 'gone' });
+  // A confirmed cancellation request the processor has not decided yet.
+  await seed.hset(keys.order('live-o4'), {
+    id: 'live-o4',
+    sku: 'live-sku',
+    qty: '1',
+    status: 'created',
+    cancelRequestedAt: new Date().toISOString(),
+  });
+  await seed.lpush(keys.recentOrders, 'live-o1', 'live-o2', 'live-o3', 'live-o4');
   dash = await start({ config, redis: dashRedis, broker, log, port: 0, host: '127.0.0.1', liveEveryMs: 200 });
 });
 
@@ -137,10 +146,12 @@ describe('GET /events', () => {
     expect(snap.figures?.inventory).toEqual({ 'live-sku': 9 });
     expect(Object.keys(snap.figures?.queues ?? {})).toContain('orders.queue.dlq');
     expect(snap.recent.map((o) => [o.id, o.status, o.reason, o.notification?.status])).toEqual([
+      ['live-o4', 'cancelling', undefined, undefined],
+      ['live-o3', 'cancelled', undefined, undefined],
       ['live-o2', 'rejected', 'unknown_sku', undefined],
       ['live-o1', 'created', undefined, 'sent'],
     ]);
-    expect(snap.recent[1]).toMatchObject({ sku: 'live-sku', qty: 2 });
+    expect(snap.recent[3]).toMatchObject({ sku: 'live-sku', qty: 2 });
     // Credentials never leave the server.
     const live = rabbitmqUrls[0] as string;
     const liveNode = `${new URL(live).hostname}:${new URL(live).port}`;
@@ -238,14 +249,14 @@ describe('GET /events', () => {
 describe('ratesBetween', () => {
   const f = (accepted: number, sent: number): Figures => ({
     processed_orders_count: 0,
-    orders: { accepted, duplicates: 0, created: 0, rejected: 0 },
+    orders: { accepted, duplicates: 0, created: 0, rejected: 0, cancelled: 0 },
     notifications: { sent, failed: 0 },
     inventory: {},
     queues: null,
     generatedAt: '',
   });
   it('divides the counters’ change by the seconds between them, never below zero', () => {
-    expect(ratesBetween(f(10, 4), f(30, 8), 2)).toEqual({ accepted: 10, created: 0, rejected: 0, sent: 2 });
+    expect(ratesBetween(f(10, 4), f(30, 8), 2)).toEqual({ accepted: 10, created: 0, rejected: 0, cancelled: 0, sent: 2 });
     // A counter reset by hand is no negative rate.
     expect(ratesBetween(f(30, 0), f(0, 0), 1).accepted).toBe(0);
     expect(ratesBetween(f(0, 0), f(5, 0), 0).accepted).toBe(0);

@@ -55,7 +55,7 @@ describe('parseInteger', () => {
 function sample(overrides: Partial<Figures> = {}): Figures {
   return {
     processed_orders_count: 4,
-    orders: { accepted: 5, duplicates: 1, created: 4, rejected: 1 },
+    orders: { accepted: 5, duplicates: 1, created: 4, rejected: 1, cancelled: 0 },
     notifications: { sent: 4, failed: 1 },
     inventory: { 'mag-safe-phone-case': 98, 'usb-c-cable': 0 },
     queues: { 'orders.queue': { messages: 3, consumers: 1 } },

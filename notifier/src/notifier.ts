@@ -11,10 +11,11 @@ import {
   recordNotificationSent,
   routingKeys,
   type ConsumeContext,
+  type NotificationKind,
   type Logger,
   type RedisClient,
 } from '@order-pipeline/shared';
-import { notificationOf, type Sender } from './senders.js';
+import { idempotencyKeyOf, notificationOf, type Sender } from './senders.js';
 
 // "Send once, done right": a notification is claimed with a lease (not a permanent marker) before
 // it is sent, and recorded as sent after. A sender that dies mid-send leaves a lease that runs out,
@@ -27,14 +28,15 @@ export interface NotifierDeps {
   /** How long a claim keeps other senders off; longer than the sender's own timeout. */
   leaseMs: number;
   /**
-   * Notifications this process sent but could not record as sent (Redis was down), by order id,
-   * with the time they were sent: the retry records them instead of sending again. Only a crash
-   * of the process between sending and recording now leads to a second send.
+   * Notifications this process sent but could not record as sent (Redis was down), by their
+   * Idempotency-Key (`<id>`, or `<id>/cancelled` for a cancellation), with the time they were
+   * sent: the retry records them instead of sending again. Only a crash of the process between
+   * sending and recording now leads to a second send.
    */
   unrecorded?: UnrecordedSends;
 }
 
-/** Sent but not yet recorded, by order id; bounded, oldest dropped first. */
+/** Sent but not yet recorded, by Idempotency-Key; bounded, oldest dropped first. */
 export class UnrecordedSends {
   private readonly sends = new Map<string, string>();
   constructor(private readonly max = 10_000) {}
@@ -89,8 +91,16 @@ async function redisCall<T>(what: string, call: () => Promise<T>): Promise<T> {
  * consume helper to look again shortly, without counting an attempt, so waiting out a lease never
  * dead-letters the message and never holds a handler for the length of a lease.
  */
-async function claim(deps: NotifierDeps, orderId: string, token: string, log: Logger): Promise<{ attempts: number } | 'already_sent'> {
-  const claimed = await redisCall('notifyClaim', () => claimNotification(deps.redis, orderId, token, deps.leaseMs, deps.sender.channel));
+async function claim(
+  deps: NotifierDeps,
+  orderId: string,
+  kind: NotificationKind,
+  token: string,
+  log: Logger,
+): Promise<{ attempts: number } | 'already_sent'> {
+  const claimed = await redisCall('notifyClaim', () =>
+    claimNotification(deps.redis, orderId, token, deps.leaseMs, deps.sender.channel, kind),
+  );
   switch (claimed.outcome) {
     case 'claimed':
       return { attempts: claimed.attempts };
@@ -105,19 +115,24 @@ async function claim(deps: NotifierDeps, orderId: string, token: string, log: Lo
   }
 }
 
-/** Sends the notification of an order.created / order.rejected message once, and records it. */
+/**
+ * Sends the notification of an order.created / order.rejected / order.cancelled message once, and
+ * records it: the first outcome in notifications:<id>, the cancellation in its own record.
+ */
 export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: ConsumeContext): Promise<HandleResult> {
-  const event = decodeEvent(msg.content, [routingKeys.created, routingKeys.rejected]);
+  const event = decodeEvent(msg.content, [routingKeys.created, routingKeys.rejected, routingKeys.cancelled]);
   const notification = notificationOf(event);
   const { orderId } = notification;
+  const kind: NotificationKind = event.type === routingKeys.cancelled ? 'cancelled' : 'outcome';
+  const unrecordedKey = idempotencyKeyOf(notification);
   const log = forOrder(deps.log, orderId, ctx.span);
   const token = randomUUID();
 
-  const sentBefore = deps.unrecorded?.get(orderId);
+  const sentBefore = deps.unrecorded?.get(unrecordedKey);
   if (sentBefore !== undefined) {
     // Sent by this process on an earlier attempt whose record failed: record it, never resend.
-    await redisCall('notifySent', () => recordNotificationSent(deps.redis, orderId, sentBefore));
-    deps.unrecorded?.delete(orderId);
+    await redisCall('notifySent', () => recordNotificationSent(deps.redis, orderId, sentBefore, kind));
+    deps.unrecorded?.delete(unrecordedKey);
     log.info(
       { type: event.type, channel: deps.sender.channel, sentAt: sentBefore },
       'notification sent on an earlier attempt; recorded as sent now',
@@ -125,7 +140,7 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
     return 'sent';
   }
 
-  const claimed = await claim(deps, orderId, token, log);
+  const claimed = await claim(deps, orderId, kind, token, log);
   if (claimed === 'already_sent') {
     log.debug({ type: event.type }, 'notification already sent; nothing to do');
     return 'already_sent';
@@ -138,7 +153,7 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
     const last = ctx.lastAttempt;
     // With attempts left this releases the lease so the retry claims at once; the last one
     // marks the notification failed (the message then goes to the dead-letter queue).
-    const recorded = await redisCall('notifyFail', () => recordNotificationFailed(deps.redis, orderId, token, error, last));
+    const recorded = await redisCall('notifyFail', () => recordNotificationFailed(deps.redis, orderId, token, error, last, kind));
     log.warn(
       { channel: deps.sender.channel, attempts: claimed.attempts, last, recorded: recorded.outcome === 'recorded', err: error },
       'notification failed',
@@ -151,9 +166,9 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
   // same Idempotency-Key and can drop the repeat.
   const sentAt = new Date().toISOString();
   try {
-    await redisCall('notifySent', () => recordNotificationSent(deps.redis, orderId, sentAt));
+    await redisCall('notifySent', () => recordNotificationSent(deps.redis, orderId, sentAt, kind));
   } catch (err) {
-    deps.unrecorded?.add(orderId, sentAt);
+    deps.unrecorded?.add(unrecordedKey, sentAt);
     throw err;
   }
   // Debug, not info: a per-order line costs a synchronous write under load, and the log sender

@@ -17,9 +17,10 @@ import {
 
 export interface Notification {
   orderId: string;
-  type: 'order.created' | 'order.rejected';
-  status: 'created' | 'rejected';
-  reason?: RejectReason;
+  type: 'order.created' | 'order.rejected' | 'order.cancelled';
+  status: 'created' | 'rejected' | 'cancelled';
+  /** Why it was rejected (out_of_stock, unknown_sku), or the client's reason for cancelling. */
+  reason?: RejectReason | string;
   email?: string;
   /** The human-readable text. */
   message: string;
@@ -31,9 +32,27 @@ export interface Sender {
   send(n: Notification, span?: Span): Promise<void>;
 }
 
-/** The notification an order.created or order.rejected event produces. */
+/**
+ * The webhook's Idempotency-Key: the order id for its first outcome (as before), `<id>/cancelled`
+ * for its cancellation (`/` is in no order id, so it never equals another order's key).
+ */
+export function idempotencyKeyOf(n: Pick<Notification, 'orderId' | 'type'>): string {
+  return n.type === 'order.cancelled' ? `${n.orderId}/cancelled` : n.orderId;
+}
+
+/** The notification an order.created, order.rejected or order.cancelled event produces. */
 export function notificationOf(event: OrderEvent): Notification {
   const { order } = event;
+  if (event.type === 'order.cancelled') {
+    return {
+      orderId: order.id,
+      type: 'order.cancelled',
+      status: 'cancelled',
+      ...(event.cancelReason ? { reason: event.cancelReason } : {}),
+      ...(order.email ? { email: order.email } : {}),
+      message: `Order ${order.id} cancelled${event.cancelReason ? `: ${event.cancelReason}` : ''}`,
+    };
+  }
   const created = event.type === 'order.created';
   return {
     orderId: order.id,
@@ -86,7 +105,7 @@ export function webhookSender(url: string, { timeoutMs = 5000 }: { timeoutMs?: n
         { kind: SpanKind.CLIENT, attributes: { ...attributes, [ATTR.orderId]: n.orderId } },
         parent ? trace.setSpan(ROOT_CONTEXT, parent) : ROOT_CONTEXT,
       );
-      const headers = traceHeaders(span, { 'Content-Type': 'application/json', 'Idempotency-Key': n.orderId });
+      const headers = traceHeaders(span, { 'Content-Type': 'application/json', 'Idempotency-Key': idempotencyKeyOf(n) });
       return postNotification(url, timeoutMs, n, headers).then(
         (status) => {
           span.setAttribute('http.response.status_code', status);

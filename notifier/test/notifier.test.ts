@@ -395,3 +395,88 @@ describe('notifier', () => {
     }
   });
 });
+
+describe('the cancellation notice', () => {
+  function cancelledMessage(order: Order, cancelReason?: string) {
+    return encodeEvent(makeEvent(routingKeys.cancelled, order, undefined, { cancelReason }));
+  }
+  const cancellation = (id: string) => redis.hgetall(keys.cancellationNotification(id));
+  const waitCancellation = (id: string, status: string) =>
+    waitFor(
+      `cancellation notice ${id} ${status}`,
+      async () => {
+        const n = await cancellation(id);
+        return n.status === status ? n : undefined;
+      },
+      15_000,
+    );
+
+  it('is sent once besides the first outcome, in its own record, with type order.cancelled and its own Idempotency-Key', async () => {
+    const order = { id: 'nt-cancel-1', sku: 'sku-a', qty: 2, email: 'c@example.com' };
+    const alreadyBefore = await results('already_sent');
+    await publishOutcome(order);
+    await waitStatus(order.id, 'sent');
+    const { content, options } = cancelledMessage(order, 'changed my mind');
+    // Published twice, as a redelivered cancel does.
+    await broker.publish(exchanges.topic, routingKeys.cancelled, content, options);
+    await broker.publish(exchanges.topic, routingKeys.cancelled, content, options);
+    const n = await waitCancellation(order.id, 'sent');
+    await waitFor(
+      'the second copy absorbed',
+      async () => ((await results('already_sent')) === alreadyBefore + 1 ? true : undefined),
+      15_000,
+    );
+
+    const posts = receiver.of(order.id);
+    expect(posts.map((p) => [p.headers['idempotency-key'], p.body.type])).toEqual([
+      ['nt-cancel-1', 'order.created'],
+      ['nt-cancel-1/cancelled', 'order.cancelled'],
+    ]);
+    expect(posts[1]?.body).toEqual({
+      orderId: order.id,
+      type: 'order.cancelled',
+      status: 'cancelled',
+      reason: 'changed my mind',
+      email: 'c@example.com',
+      message: 'Order nt-cancel-1 cancelled: changed my mind',
+    });
+    expect(n).toMatchObject({ status: 'sent', attempts: '1', channel: 'webhook' });
+    // The first outcome's record is what it was.
+    expect(await notification(order.id)).toMatchObject({ status: 'sent', attempts: '1' });
+    expect(await redis.get(keys.stats.notificationsSent)).toBe('2');
+  });
+
+  it('is sent for an order cancelled before any outcome, and retried on its own attempts', async () => {
+    const order = { id: 'nt-cancel-2', sku: 'sku-a', qty: 1 };
+    receiver.responders.set(order.id, (nth) => (nth === 1 ? 503 : 200));
+    const { content, options } = cancelledMessage(order);
+    await broker.publish(exchanges.topic, routingKeys.cancelled, content, options);
+    const n = await waitCancellation(order.id, 'sent');
+    expect(n).toMatchObject({ attempts: '2' });
+    expect(await redis.exists(keys.notification(order.id))).toBe(0);
+    expect(receiver.of(order.id).map((p) => p.body)).toEqual([
+      { orderId: order.id, type: 'order.cancelled', status: 'cancelled', message: 'Order nt-cancel-2 cancelled' },
+      { orderId: order.id, type: 'order.cancelled', status: 'cancelled', message: 'Order nt-cancel-2 cancelled' },
+    ]);
+  });
+
+  it('is not taken for sent when only the first outcome of the order was sent but unrecorded', async () => {
+    const sent: string[] = [];
+    const sender = {
+      channel: 'webhook' as const,
+      send: async (n: { orderId: string; type: string }) => void sent.push(`${n.orderId} ${n.type}`),
+    };
+    const unrecorded = new UnrecordedSends();
+    unrecorded.add('nt-cancel-3', '2026-01-01T00:00:00.000Z');
+    const span = trace.getTracer('notifier-test').startSpan('test');
+    const { content, options } = cancelledMessage({ id: 'nt-cancel-3', sku: 'sku-a', qty: 1 });
+    const msg = { content, properties: { ...options, headers: options.headers ?? {} }, fields: {} } as unknown as Message;
+    expect(await handleOutcome({ redis, sender, log, leaseMs: 30_000, unrecorded }, msg, { attempt: 1, lastAttempt: false, span })).toBe(
+      'sent',
+    );
+    expect(sent).toEqual(['nt-cancel-3 order.cancelled']);
+    expect(await cancellation('nt-cancel-3')).toMatchObject({ status: 'sent', attempts: '1' });
+    expect(await redis.exists(keys.notification('nt-cancel-3'))).toBe(0);
+    expect(unrecorded.get('nt-cancel-3')).toBe('2026-01-01T00:00:00.000Z');
+  });
+});

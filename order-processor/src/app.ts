@@ -6,18 +6,21 @@ import {
   type RunningService,
   type ConsumerDeps,
 } from '@order-pipeline/shared';
-import { handleOrderPlaced, type OutcomeKind } from './processor.js';
+import { handleOrderMessage, type CancelKind, type OutcomeKind } from './processor.js';
 
 export type ProcessorAppDeps = ConsumerDeps;
 
 /** `stop` stops consuming (waits for the messages in hand), then closes the ops server. */
 export type RunningProcessor = RunningService;
 
+const CANCEL_OUTCOMES: readonly CancelKind[] = ['cancelled', 'refunded', 'already_cancelled', 'not_cancellable'];
+
 const OUTCOMES: readonly (OutcomeKind | 'expired')[] = [
   'created',
   'rejected_out_of_stock',
   'rejected_unknown_sku',
   'redelivered',
+  'cancelled',
   'expired',
 ];
 
@@ -27,6 +30,12 @@ export async function start(deps: ProcessorAppDeps): Promise<RunningProcessor> {
   const orders = metrics.counter('processor_orders_total', 'order.placed messages handled, by outcome', ['outcome'] as const);
   // Every label from the start, so a dashboard sees zeros rather than missing series.
   for (const outcome of OUTCOMES) orders.inc({ outcome }, 0);
+  const cancellations = metrics.counter(
+    'processor_cancellations_total',
+    'order.cancel_requested messages handled, by outcome: cancelled before any reservation, refunded (stock given back), already_cancelled (a redelivery or another cancel), not_cancellable (rejected or expired)',
+    ['outcome'] as const,
+  );
+  for (const outcome of CANCEL_OUTCOMES) cancellations.inc({ outcome }, 0);
   const handleSeconds = metrics.histogram(
     'processor_handle_seconds',
     'Time to decide an order and confirm its outcome event',
@@ -42,8 +51,9 @@ export async function start(deps: ProcessorAppDeps): Promise<RunningProcessor> {
     handler: async (msg, ctx) => {
       const end = handleSeconds.startTimer();
       try {
-        const outcome = await handleOrderPlaced({ redis, broker, log, orderTtlMs: config.orderTtlMs }, msg, ctx.span);
-        orders.inc({ outcome: outcome.kind });
+        const handled = await handleOrderMessage({ redis, broker, log, orderTtlMs: config.orderTtlMs }, msg, ctx.span);
+        if ('cancel' in handled) cancellations.inc({ outcome: handled.cancel.kind });
+        else orders.inc({ outcome: handled.placed.kind });
       } catch (err) {
         // Dead-lettered by the consume helper with reason 'expired'.
         if (err instanceof OrderExpiredError) orders.inc({ outcome: 'expired' });

@@ -4,6 +4,7 @@ import {
   PayloadMismatchError,
   TransientError,
   ScriptReplyError,
+  cancelOrder,
   decodeEvent,
   encodeEvent,
   exchanges,
@@ -13,7 +14,9 @@ import {
   makeEvent,
   reserveOrder,
   routingKeys,
+  type CancelResult,
   type ExpireResult,
+  type OrderEvent,
   type Broker,
   type EventType,
   type Logger,
@@ -37,7 +40,7 @@ export interface ProcessorDeps {
 }
 
 /** What handling one order.placed message came to; also the label of processor_orders_total. */
-export type OutcomeKind = 'created' | 'rejected_out_of_stock' | 'rejected_unknown_sku' | 'redelivered';
+export type OutcomeKind = 'created' | 'rejected_out_of_stock' | 'rejected_unknown_sku' | 'redelivered' | 'cancelled';
 
 export interface Outcome {
   kind: OutcomeKind;
@@ -65,7 +68,8 @@ const eventOfStatus: Readonly<Record<string, EventType | undefined>> = {
 function kindOf(result: Exclude<ReserveResult, { outcome: 'payload_mismatch' }>): OutcomeKind {
   switch (result.outcome) {
     case 'decided_before':
-      return 'redelivered';
+      // Not a redelivery: the order was cancelled before its placement was handled (or since).
+      return result.status === 'cancelled' ? 'cancelled' : 'redelivered';
     case 'created':
       return 'created';
     case 'rejected':
@@ -139,7 +143,11 @@ async function reserve(redis: RedisClient, order: Order, log: Logger): Promise<E
  * `span` is the delivery's span: the outcome's publish continues its trace.
  */
 export async function handleOrderPlaced(deps: ProcessorDeps, msg: Message, span?: Span): Promise<Outcome> {
-  const { order, occurredAt } = decodeEvent(msg.content, [routingKeys.placed]);
+  return decidePlacement(deps, decodeEvent(msg.content, [routingKeys.placed]), span);
+}
+
+async function decidePlacement(deps: ProcessorDeps, event: OrderEvent, span?: Span): Promise<Outcome> {
+  const { order, occurredAt } = event;
   const log = forOrder(deps.log, order.id, span);
   // Throws OrderExpiredError (dead-lettered with reason 'expired') for an order that ran out.
   await expireIfDue(deps, order, occurredAt, log);
@@ -169,4 +177,69 @@ export async function handleOrderPlaced(deps: ProcessorDeps, msg: Message, span?
     log.info({ status }, 'order is no longer open; nothing to publish');
   }
   return { kind, orderId: order.id, status, ...(reason ? { reason } : {}), ...(type ? { published: type } : {}) };
+}
+
+/** What handling one order.cancel_requested message came to; also the label of processor_cancellations_total. */
+export type CancelKind = 'cancelled' | 'refunded' | 'already_cancelled' | 'not_cancellable';
+
+export interface CancelOutcome {
+  kind: CancelKind;
+  orderId: string;
+  /** Units given back to inventory:<sku> by this delivery (0 unless kind is 'refunded'). */
+  units: number;
+  /** The order's status after the decision: cancelled, or the final status it kept. */
+  status: string;
+  published?: EventType;
+}
+
+async function cancel(redis: RedisClient, event: OrderEvent, log: Logger): Promise<Exclude<CancelResult, { outcome: 'payload_mismatch' }>> {
+  let result: CancelResult;
+  try {
+    result = await cancelOrder(redis, event.order, event.cancelReason, new Date());
+  } catch (err) {
+    if (err instanceof ScriptReplyError) throw err;
+    const message = err instanceof Error ? err.message : String(err);
+    // As for reserve: inventory:<sku> is not a whole number; retried, and dead-lettered if nobody fixes it.
+    if (err instanceof Error && err.name === 'ReplyError') throw new TransientError(`cannot give stock back: ${message}`, { cause: err });
+    throw new TransientError(`redis unavailable: ${message}`, { cause: err });
+  }
+  if (result.outcome === 'payload_mismatch') throw payloadMismatch(event.order, result.fields, log);
+  return result;
+}
+
+/**
+ * Decides an order.cancel_requested message once (cancel-3.lua) and publishes order.cancelled,
+ * again when it was cancelled before: the first delivery may have died between the script and
+ * the confirm, and the notifier sends the notice once whatever the copies. A rejected or expired
+ * order stays as it is and nothing is published.
+ */
+async function decideCancellation(deps: ProcessorDeps, event: OrderEvent, span?: Span): Promise<CancelOutcome> {
+  const { order } = event;
+  const log = forOrder(deps.log, order.id, span);
+  const result = await cancel(deps.redis, event, log);
+  if (result.outcome === 'final') {
+    log.info({ status: result.status }, 'order is final; the cancellation changes nothing');
+    return { kind: 'not_cancellable', orderId: order.id, units: 0, status: result.status };
+  }
+  const kind: CancelKind = result.outcome === 'cancelled_before' ? 'already_cancelled' : result.units > 0 ? 'refunded' : 'cancelled';
+  if (kind === 'already_cancelled') log.info('order cancelled before; publishing its cancellation again');
+  else log.info({ units: result.outcome === 'cancelled' ? result.units : 0, sku: order.sku }, 'order cancelled');
+  const type = routingKeys.cancelled;
+  const { content, options } = encodeEvent(
+    makeEvent(type, order, undefined, { cancelReason: event.cancelReason, occurredAt: event.occurredAt }),
+    traceHeaders(span),
+  );
+  await deps.broker.publish(exchanges.topic, type, content, options);
+  return { kind, orderId: order.id, units: result.outcome === 'cancelled' ? result.units : 0, status: 'cancelled', published: type };
+}
+
+/** Every message of orders.queue: a placement or a cancellation, each decided once per order id. */
+export async function handleOrderMessage(
+  deps: ProcessorDeps,
+  msg: Message,
+  span?: Span,
+): Promise<{ placed: Outcome } | { cancel: CancelOutcome }> {
+  const event = decodeEvent(msg.content, [routingKeys.placed, routingKeys.cancelRequested]);
+  if (event.type === routingKeys.cancelRequested) return { cancel: await decideCancellation(deps, event, span) };
+  return { placed: await decidePlacement(deps, event, span) };
 }

@@ -35,6 +35,9 @@ export {
   decodeEvent,
   EVENT_VERSION,
   EVENT_VERSION_HEADER,
+  CANCEL_EVENTS,
+  validateCancelRequest,
+  type CancelRequest,
   ID_PATTERN,
   ID_REGEX,
   type EventType,
@@ -63,7 +66,14 @@ export {
   type PayloadMismatch,
   type PayloadField,
 } from './scripts/orders.js';
-export { claimNotification, recordNotificationSent, recordNotificationFailed, type NotificationClaim } from './scripts/notifications.js';
+export { cancelOrder, recordCancelRequest, type CancelResult, type CancelRequestResult } from './scripts/cancellation.js';
+export {
+  claimNotification,
+  recordNotificationSent,
+  recordNotificationFailed,
+  type NotificationClaim,
+  type NotificationKind,
+} from './scripts/notifications.js';
 export { scripts, ScriptReplyError } from './scripts/commands.js';
 export {
   waitForBroker,

@@ -12,6 +12,11 @@ export const keys = {
   order: (orderId: string) => `order:${orderId}`,
   /** hash: the notification's status, attempts, channel, sentAt, lastError, lease. */
   notification: (orderId: string) => `notifications:${orderId}`,
+  /**
+   * hash: the order's cancellation notice, with the same fields as `notification`. The separator
+   * is `/`, which no order id contains, so it never names another order's first-outcome record.
+   */
+  cancellationNotification: (orderId: string) => `notifications:${orderId}/cancelled`,
   /** list: ids of the newest accepted orders, newest first, capped at 50 (accept-n.lua); the dashboard's recent orders. */
   recentOrders: 'orders:recent',
   /** string integer: orders whose stock was reserved. */
@@ -22,6 +27,8 @@ export const keys = {
     accepted: 'stats:orders:accepted',
     duplicates: 'stats:orders:duplicates',
     rejected: 'stats:orders:rejected',
+    /** orders cancelled (cancel-3.lua), whether or not their stock had been reserved. */
+    cancelled: 'stats:orders:cancelled',
     notificationsSent: 'stats:notifications:sent',
     notificationsFailed: 'stats:notifications:failed',
   },

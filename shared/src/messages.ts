@@ -32,7 +32,12 @@ export interface OrderEvent {
   occurredAt: string;
   order: Order;
   reason?: RejectReason;
+  /** On order.cancel_requested and order.cancelled: the client's reason for cancelling, if it gave one. */
+  cancelReason?: string;
 }
+
+/** The events that concern a cancellation; occurredAt is then the time the gateway accepted the cancel. */
+export const CANCEL_EVENTS: readonly EventType[] = [routingKeys.cancelRequested, routingKeys.cancelled];
 
 /** Order ids and SKUs: 1-64 characters of A-Z a-z 0-9 _ . : - (the OpenAPI document's `Id`). */
 export const ID_PATTERN = openapiDocument.components.schemas.Id.pattern;
@@ -41,6 +46,7 @@ export const ID_REGEX = new RegExp(ID_PATTERN);
 // The order's schema is the OpenAPI document's: POST /orders validates its documented request
 // body, and every event carries the same `Order`.
 const POST_ORDERS_BODY = `${OPENAPI_SCHEMA_ID}#/paths/~1orders/post/requestBody/content/application~1json/schema`;
+const POST_CANCEL_BODY = `${OPENAPI_SCHEMA_ID}#/paths/~1orders~1{id}~1cancel/post/requestBody/content/application~1json/schema`;
 const orderSchema = { $ref: `${OPENAPI_SCHEMA_ID}#/components/schemas/Order` } as const;
 
 const eventSchema = {
@@ -54,6 +60,7 @@ const eventSchema = {
     occurredAt: { type: 'string', format: 'date-time' },
     order: orderSchema,
     reason: { enum: ['out_of_stock', 'unknown_sku'] },
+    cancelReason: { $ref: `${OPENAPI_SCHEMA_ID}#/components/schemas/CancelReason` },
   },
 } as const;
 
@@ -64,6 +71,7 @@ addFormats(ajv, ['email', 'date-time']);
 ajv.addVocabulary(OPENAPI_KEYWORDS);
 ajv.addSchema(openapiDocument, OPENAPI_SCHEMA_ID);
 const validateOrderFn = ajv.compile<Order>({ $ref: POST_ORDERS_BODY });
+const validateCancelFn = ajv.compile<CancelRequest>({ $ref: POST_CANCEL_BODY });
 const validateEventFn = ajv.compile<OrderEvent>(eventSchema);
 
 export interface FieldError {
@@ -96,6 +104,17 @@ export function validateOrder(body: unknown): Validation<Order> {
   return { ok: false, errors: fieldErrors(validateOrderFn.errors) };
 }
 
+/** The body of `POST /orders/{id}/cancel` (optional: no body means no reason). */
+export interface CancelRequest {
+  reason?: string;
+}
+
+/** Validates a `POST /orders/{id}/cancel` body (already JSON-parsed). */
+export function validateCancelRequest(body: unknown): Validation<CancelRequest> {
+  if (validateCancelFn(body)) return { ok: true, value: body };
+  return { ok: false, errors: fieldErrors(validateCancelFn.errors) };
+}
+
 /** The order's fields in a fixed order: what the idempotency fingerprint and every message carry. */
 export function canonicalOrder(o: Order): Order {
   return o.email === undefined ? { id: o.id, sku: o.sku, qty: o.qty } : { id: o.id, sku: o.sku, qty: o.qty, email: o.email };
@@ -105,14 +124,20 @@ export function messageIdOf(orderId: string, type: EventType): string {
   return `${orderId}:${type}`;
 }
 
-export function makeEvent(type: EventType, order: Order, reason?: RejectReason): OrderEvent {
+export function makeEvent(
+  type: EventType,
+  order: Order,
+  reason?: RejectReason,
+  extra: { cancelReason?: string | undefined; occurredAt?: string } = {},
+): OrderEvent {
   return {
     type,
     version: EVENT_VERSION,
     eventId: randomUUID(),
-    occurredAt: new Date().toISOString(),
+    occurredAt: extra.occurredAt ?? new Date().toISOString(),
     order: canonicalOrder(order),
     ...(reason ? { reason } : {}),
+    ...(extra.cancelReason ? { cancelReason: extra.cancelReason } : {}),
   };
 }
 
@@ -149,6 +174,9 @@ export function decodeEvent(content: Buffer, accept: readonly EventType[]): Orde
     throw new PoisonMessageError(`event fails its schema: ${detail}`, 'invalid');
   }
   if (!accept.includes(parsed.type)) throw new PoisonMessageError(`unexpected event type ${parsed.type}`, 'unknown_type');
+  if (parsed.cancelReason !== undefined && !CANCEL_EVENTS.includes(parsed.type)) {
+    throw new PoisonMessageError(`${parsed.type} carries a cancelReason`, 'invalid');
+  }
   return parsed;
 }
 

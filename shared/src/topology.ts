@@ -23,6 +23,10 @@ export const routingKeys = {
   placed: 'order.placed',
   created: 'order.created',
   rejected: 'order.rejected',
+  /** Gateway -> processor: cancel this order. On orders.queue with the placements, so one consumer decides both. */
+  cancelRequested: 'order.cancel_requested',
+  /** Processor -> notifier: the order is cancelled (also published again on a redelivered cancel). */
+  cancelled: 'order.cancelled',
 } as const;
 
 /** Redeliveries after which a quorum queue dead-letters a message (e.g. one that crashes its consumer). */
@@ -69,10 +73,14 @@ export function topologyFor(type: QueueType): { exchanges: { name: string; type:
       { name: exchanges.dlx, type: 'topic' },
     ],
     queues: [
-      q(queues.orders, true, [{ exchange: exchanges.direct, routingKey: routingKeys.placed }]),
+      q(queues.orders, true, [
+        { exchange: exchanges.direct, routingKey: routingKeys.placed },
+        { exchange: exchanges.direct, routingKey: routingKeys.cancelRequested },
+      ]),
       q(queues.notifier, true, [
         { exchange: exchanges.topic, routingKey: routingKeys.created },
         { exchange: exchanges.topic, routingKey: routingKeys.rejected },
+        { exchange: exchanges.topic, routingKey: routingKeys.cancelled },
       ]),
       q(queues.ordersDlq, false, [{ exchange: exchanges.dlx, routingKey: queues.orders }]),
       q(queues.notifierDlq, false, [{ exchange: exchanges.dlx, routingKey: queues.notifier }]),

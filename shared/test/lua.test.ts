@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
   ScriptReplyError,
   acceptOrders,
+  cancelOrder,
+  recordCancelRequest,
   claimNotification,
   claimOrders,
   createRedis,
@@ -335,6 +337,67 @@ describe('reserve and expire (processor): a copy with another payload than order
   });
 });
 
+describe('cancel (processor)', () => {
+  it('refuses inventory that is not a whole number before giving a created order back', async () => {
+    await redis.set(keys.inventory('lua-cx-bad'), 5);
+    const order = { id: `lua-cx-bad-${randomUUID()}`, sku: 'lua-cx-bad', qty: 2 };
+    expect(await reserveOrder(redis, order, new Date())).toEqual({ outcome: 'created' });
+    await redis.set(keys.inventory('lua-cx-bad'), '3.0');
+    await expect(cancelOrder(redis, order, 'x', new Date())).rejects.toThrow(/not a whole number/);
+    expect(await redis.hget(keys.order(order.id), 'status')).toBe('created');
+    expect(await redis.hget(keys.order(order.id), 'cancelReason')).toBeNull();
+  });
+
+  it('reserve treats a cancelled order as decided: a late placement reserves nothing', async () => {
+    await redis.set(keys.inventory('lua-cx-late'), 4);
+    const order = { id: `lua-cx-late-${randomUUID()}`, sku: 'lua-cx-late', qty: 1 };
+    expect(await cancelOrder(redis, order, '', new Date())).toEqual({ outcome: 'cancelled', units: 0 });
+    expect(await reserveOrder(redis, order, new Date())).toEqual({ outcome: 'decided_before', status: 'cancelled', reason: '' });
+    expect(await expireOrder(redis, order, new Date())).toEqual({ outcome: 'decided_before', status: 'cancelled', reason: '' });
+    expect(await redis.get(keys.inventory('lua-cx-late'))).toBe('4');
+  });
+});
+
+describe('cancelRequested (gateway)', () => {
+  const at = new Date('2026-01-01T00:00:00.000Z');
+  it('records the first confirmed request once; the first reason stays', async () => {
+    const id = `lua-cr-${randomUUID()}`;
+    await redis.hset(keys.order(id), 'id', id, 'status', 'accepted', 'updatedAt', 'then');
+    expect(await recordCancelRequest(redis, id, 'first', at)).toEqual({ outcome: 'recorded', status: 'accepted', reason: 'first' });
+    expect(await recordCancelRequest(redis, id, 'second', new Date())).toEqual({
+      outcome: 'requested_before',
+      status: 'accepted',
+      reason: 'first',
+    });
+    expect(await redis.hgetall(keys.order(id))).toEqual({
+      id,
+      status: 'accepted',
+      cancelReason: 'first',
+      cancelRequestedAt: at.toISOString(),
+      updatedAt: at.toISOString(),
+    });
+  });
+
+  it('leaves a rejected or expired order alone and writes nothing for a missing one', async () => {
+    for (const status of ['rejected', 'expired']) {
+      const id = `lua-cr-${status}-${randomUUID()}`;
+      await redis.hset(keys.order(id), 'status', status);
+      expect(await recordCancelRequest(redis, id, 'x', at)).toEqual({ outcome: 'final', status });
+      expect(await redis.hgetall(keys.order(id))).toEqual({ status });
+    }
+    const missing = `lua-cr-missing-${randomUUID()}`;
+    expect(await recordCancelRequest(redis, missing, 'x', at)).toEqual({ outcome: 'not_found' });
+    expect(await redis.exists(keys.order(missing))).toBe(0);
+  });
+
+  it('marks an order the processor cancelled already without touching its status or time', async () => {
+    const id = `lua-cr-done-${randomUUID()}`;
+    await redis.hset(keys.order(id), 'status', 'cancelled', 'updatedAt', 'then', 'cancelReason', 'processor');
+    expect(await recordCancelRequest(redis, id, 'gateway', at)).toEqual({ outcome: 'recorded', status: 'cancelled', reason: 'processor' });
+    expect(await redis.hgetall(keys.order(id))).toMatchObject({ status: 'cancelled', updatedAt: 'then', cancelReason: 'processor' });
+  });
+});
+
 describe('notifyClaim (notifier)', () => {
   it('counts an attempt once when the same claim is sent twice', async () => {
     const key = keys.notification('lua-notify-1');
@@ -404,6 +467,11 @@ describe('the wrappers refuse a reply their script does not list', () => {
     ['expireOrder', "return {0, 'created', ''}", 1, (r) => expireOrder(r, { id: 'lua-shape-1', sku: 's', qty: 1 }, new Date())],
     ['expireOrder', 'return {2, {}}', 1, (r) => expireOrder(r, { id: 'lua-shape-1', sku: 's', qty: 1 }, new Date())],
     ['reserve', "return {2, {'price'}}", 4, (r) => reserveOrder(r, { id: 'lua-shape-1', sku: 's', qty: 1 }, new Date())],
+    ['cancel', 'return {0, -1}', 3, (r) => cancelOrder(r, { id: 'lua-shape-1', sku: 's', qty: 1 }, undefined, new Date())],
+    ['cancel', 'return {5, 0}', 3, (r) => cancelOrder(r, { id: 'lua-shape-1', sku: 's', qty: 1 }, undefined, new Date())],
+    ['cancel', "return {2, {'price'}}", 3, (r) => cancelOrder(r, { id: 'lua-shape-1', sku: 's', qty: 1 }, undefined, new Date())],
+    ['cancelRequested', "return {0, 'accepted'}", 1, (r) => recordCancelRequest(r, 'lua-shape-1', undefined, new Date())],
+    ['cancelRequested', "return {2, 'accepted', ''}", 1, (r) => recordCancelRequest(r, 'lua-shape-1', undefined, new Date())],
     ['notifyClaim', 'return {3, 1}', 2, (r) => claimNotification(r, 'lua-shape-1', 't', 5000, 'log')],
     ['notifyClaim', 'return {0, -1}', 2, (r) => claimNotification(r, 'lua-shape-1', 't', 5000, 'log')],
     ['notifySent', 'return 2', 2, (r) => recordNotificationSent(r, 'lua-shape-1', now())],

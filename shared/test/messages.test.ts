@@ -103,6 +103,15 @@ describe('encodeEvent and decodeEvent', () => {
     expect(decoded).toEqual(event);
   });
 
+  it('round-trip a cancellation with its reason and the time the cancel was taken', () => {
+    const at = '2026-01-01T00:00:00.000Z';
+    const event = makeEvent('order.cancel_requested', good, undefined, { cancelReason: 'mistake', occurredAt: at });
+    const { content, options } = encodeEvent(event);
+    expect(options.messageId).toBe('order123:order.cancel_requested');
+    expect(decodeEvent(content, ['order.cancel_requested'])).toEqual({ ...event, occurredAt: at, cancelReason: 'mistake' });
+    expect(makeEvent('order.cancelled', good).cancelReason).toBeUndefined();
+  });
+
   it('give each event of an order a distinct eventId but the same order fields', () => {
     const a = makeEvent('order.created', good);
     const b = makeEvent('order.created', good);
@@ -129,6 +138,9 @@ describe('decodeEvent refuses a poison message', () => {
     ['version 2', 'unknown_version', body({ ...valid, version: 2 })],
     ['a version given as a string', 'unknown_version', body({ ...valid, version: '1' })],
     ['a type this consumer does not take', 'unknown_type', body({ ...valid, type: 'order.placed' })],
+    ['a cancelReason on an event that is not a cancellation', 'invalid', body({ ...valid, cancelReason: 'x' })],
+    ['an empty cancelReason', 'invalid', body({ ...valid, type: 'order.rejected', cancelReason: '' })],
+    ['a cancelReason over 200 characters', 'invalid', body({ ...valid, cancelReason: 'x'.repeat(201) })],
   ];
 
   it.each(cases)('%s is refused as %s', (_name, reason, content) => {

@@ -41,8 +41,10 @@ describe('the topology as data', () => {
       expect(bindings).toEqual(
         [
           'orders.direct --order.placed--> orders.queue',
+          'orders.direct --order.cancel_requested--> orders.queue',
           'orders.topic --order.created--> notifier.queue',
           'orders.topic --order.rejected--> notifier.queue',
+          'orders.topic --order.cancelled--> notifier.queue',
           'orders.dlx --orders.queue--> orders.queue.dlq',
           'orders.dlx --notifier.queue--> notifier.queue.dlq',
         ].sort(),
@@ -50,7 +52,13 @@ describe('the topology as data', () => {
       expect(t.queues.map((q) => q.name).sort()).toEqual(['notifier.queue', 'notifier.queue.dlq', 'orders.queue', 'orders.queue.dlq']);
     }
     expect(exchanges).toEqual({ direct: 'orders.direct', topic: 'orders.topic', dlx: 'orders.dlx' });
-    expect(routingKeys).toEqual({ placed: 'order.placed', created: 'order.created', rejected: 'order.rejected' });
+    expect(routingKeys).toEqual({
+      placed: 'order.placed',
+      created: 'order.created',
+      rejected: 'order.rejected',
+      cancelRequested: 'order.cancel_requested',
+      cancelled: 'order.cancelled',
+    });
     expect([...WORK_QUEUES]).toEqual([queues.orders, queues.notifier]);
     expect([...DEAD_LETTER_QUEUES]).toEqual(WORK_QUEUES.map(dlqOf));
   });

@@ -13,6 +13,8 @@ export interface ScriptCommands {
   release(...keysThenArgs: Arg[]): Promise<unknown>;
   reserve(...keysThenArgs: Arg[]): Promise<unknown>;
   expireOrder(...keysThenArgs: Arg[]): Promise<unknown>;
+  cancel(...keysThenArgs: Arg[]): Promise<unknown>;
+  cancelRequested(...keysThenArgs: Arg[]): Promise<unknown>;
   notifyClaim(...keysThenArgs: Arg[]): Promise<unknown>;
   notifySent(...keysThenArgs: Arg[]): Promise<unknown>;
   notifyFail(...keysThenArgs: Arg[]): Promise<unknown>;

@@ -6,6 +6,17 @@ import { arrayReply, codeReply, countReply, scripts } from './commands.js';
 // notify-sent-2.lua and notify-fail-2.lua. Each lays out its script's KEYS and ARGV and checks the
 // reply (ScriptReplyError when it is unexpected).
 
+/**
+ * Which of the order's notifications: its first outcome (created or rejected, in
+ * notifications:<id>) or its cancellation (notifications:<id>/cancelled). Each has its own
+ * record, lease and attempts.
+ */
+export type NotificationKind = 'outcome' | 'cancelled';
+
+function notificationKey(orderId: string, kind: NotificationKind): string {
+  return kind === 'cancelled' ? keys.cancellationNotification(orderId) : keys.notification(orderId);
+}
+
 /** notify-claim-2.lua's answer. */
 export type NotificationClaim =
   /** Send now; `attempts` counts this one. */
@@ -22,10 +33,11 @@ export async function claimNotification(
   token: string,
   leaseMs: number,
   channel: string,
+  kind: NotificationKind = 'outcome',
 ): Promise<NotificationClaim> {
   const reply = arrayReply(
     'notifyClaim',
-    await scripts(redis).notifyClaim(keys.notification(orderId), keys.stats.notificationsFailed, token, leaseMs, channel),
+    await scripts(redis).notifyClaim(notificationKey(orderId, kind), keys.stats.notificationsFailed, token, leaseMs, channel),
     2,
   );
   const code = codeReply('notifyClaim', reply[0], [0, 1, 2] as const, reply);
@@ -45,8 +57,9 @@ export async function recordNotificationSent(
   redis: RedisClient,
   orderId: string,
   sentAt: string,
+  kind: NotificationKind = 'outcome',
 ): Promise<{ outcome: 'recorded' | 'recorded_before' }> {
-  const reply = await scripts(redis).notifySent(keys.notification(orderId), keys.stats.notificationsSent, sentAt);
+  const reply = await scripts(redis).notifySent(notificationKey(orderId, kind), keys.stats.notificationsSent, sentAt);
   return { outcome: codeReply('notifySent', reply, [0, 1] as const) === 1 ? 'recorded' : 'recorded_before' };
 }
 
@@ -61,7 +74,14 @@ export async function recordNotificationFailed(
   token: string,
   error: string,
   last: boolean,
+  kind: NotificationKind = 'outcome',
 ): Promise<{ outcome: 'recorded' | 'not_ours' }> {
-  const reply = await scripts(redis).notifyFail(keys.notification(orderId), keys.stats.notificationsFailed, token, error, last ? '1' : '0');
+  const reply = await scripts(redis).notifyFail(
+    notificationKey(orderId, kind),
+    keys.stats.notificationsFailed,
+    token,
+    error,
+    last ? '1' : '0',
+  );
   return { outcome: codeReply('notifyFail', reply, [0, 1] as const) === 1 ? 'recorded' : 'not_ours' };
 }

@@ -1,0 +1,20 @@
+-- cancelRequested: the gateway records a cancellation request once the broker confirmed its
+-- order.cancel_requested message, so every 'cancelling' answer stands for a confirmed message.
+-- Marking after the confirm leaves nothing to undo when the publish fails; two cancels of one
+-- order at once may both publish (the processor's cancel-3.lua decides once).
+-- KEYS[1] order:<id>
+-- ARGV[1] cancel reason ('' for none)  ARGV[2] now (ISO time)
+-- Returns {0, status, reason}  recorded now: this request is the first
+--         {1, status, reason}  requested before (or the order is cancelled and was requested
+--                              before): nothing changed but a missing reason
+--         {3, status, ''}      the order became final meanwhile ('rejected', 'expired'): nothing changed
+--         {4, '', ''}          no such order (deleted meanwhile): nothing written
+-- status is the order's status ('accepted', 'created' or 'cancelled'); reason is the one recorded
+-- first ('' for none).
+local status = redis.call('HGET', KEYS[1], 'status')
+if not status then return {4, '', ''} end
+if status ~= 'accepted' and status ~= 'created' and status ~= 'cancelled' then return {3, status, ''} end
+if ARGV[1] ~= '' then redis.call('HSETNX', KEYS[1], 'cancelReason', ARGV[1]) end
+local first = redis.call('HSETNX', KEYS[1], 'cancelRequestedAt', ARGV[2])
+if first == 1 and status ~= 'cancelled' then redis.call('HSET', KEYS[1], 'updatedAt', ARGV[2]) end
+return {first == 1 and 0 or 1, status, redis.call('HGET', KEYS[1], 'cancelReason') or ''}
