@@ -29,6 +29,7 @@ export {
 } from './topology.js';
 export {
   validateOrder,
+  documentValidator,
   canonicalOrder,
   makeEvent,
   encodeEvent,
@@ -41,6 +42,8 @@ export {
   type RejectReason,
   type Order,
   type OrderEvent,
+  type Validation,
+  type FieldError,
 } from './messages.js';
 export { createRedis, redisReady, type RedisClient } from './redis.js';
 export { createBatcher } from './batch.js';
@@ -63,6 +66,7 @@ export {
   type PayloadMismatch,
   type PayloadField,
 } from './scripts/orders.js';
+export { adjustInventory, MAX_INVENTORY_LEVEL, MAX_INVENTORY_DELTA, type Adjustment, type AdjustResult } from './scripts/inventory.js';
 export { claimNotification, recordNotificationSent, recordNotificationFailed, type NotificationClaim } from './scripts/notifications.js';
 export { scripts, ScriptReplyError } from './scripts/commands.js';
 export {
