@@ -221,6 +221,16 @@ function single(ctx: Context, name: string, errors: FieldError[]): string | unde
 }
 
 /**
+ * How many slots the next SCAN step visits: what the page still lacks, so a dense keyspace (mostly
+ * SKUs) fills the page in about one step and overshoots little; doubled at each further step, so
+ * a sparse one (mostly orders) still moves on quickly. Capped: one step stays cheap for Redis.
+ */
+export function scanCount(missing: number, step: number): number {
+  return Math.min(missing * 2 ** step, MAX_SCAN_COUNT);
+}
+export const MAX_SCAN_COUNT = 1000;
+
+/**
  * GET /inventory: SCAN steps from the cursor until the page holds `limit` SKUs, the cursor is back
  * at 0, or MAX_SCAN_STEPS were made. Every key of the last step is kept: a SCAN step cannot be cut
  * without losing keys, so a page may hold a few more than `limit` (and fewer, even none, when the
@@ -248,7 +258,7 @@ export async function listInventory(ctx: Context, deps: InventoryDeps): Promise<
   do {
     const from = cursor;
     const [next, batch] = await store(
-      () => deps.redis.scan(from, 'MATCH', keys.inventoryPattern, 'COUNT', Math.max(limit - found.size, 10)),
+      () => deps.redis.scan(from, 'MATCH', keys.inventoryPattern, 'COUNT', scanCount(limit - found.size, steps)),
       deps.log,
       'inventory scan',
     );

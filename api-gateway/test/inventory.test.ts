@@ -13,6 +13,8 @@ import {
   type Config,
   type RedisClient,
 } from '@order-pipeline/shared';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newBroker } from '../../test/helpers/broker.js';
 import { expectDocumented } from '../../test/helpers/openapi.js';
@@ -461,6 +463,31 @@ describe('the Inventory API with Redis unreachable', () => {
       expectProblem(r, 503, 'service-unavailable');
       expect(r.headers.get('retry-after')).toBe('1');
     }
+  });
+});
+
+describe('inventory changes are logged', () => {
+  it('PUT and an applied adjustment log the SKU, the change and who sent it; a replay logs no change', async () => {
+    const lines: Record<string, unknown>[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split('\n').filter(Boolean)) lines.push(JSON.parse(line) as Record<string, unknown>);
+        done();
+      },
+    });
+    const other = await start({ config, redis: gwRedis, broker, log: pino({ level: 'info' }, sink), port: 0, host: '127.0.0.1' });
+    cleanups.push(() => other.stop());
+    const sku = newSku('log');
+    await send('PUT', `/inventory/${sku}`, { available: 4 }, { 'user-agent': 'stock-tool/1' }, other.address);
+    await send('PUT', `/inventory/${sku}`, { available: 9 }, {}, other.address);
+    await adjust(sku, { delta: -2 }, { 'idempotency-key': 'log-1', 'user-agent': 'stock-tool/1' }, other.address);
+    await adjust(sku, { delta: -2 }, { 'idempotency-key': 'log-1' }, other.address);
+    const changes = lines.filter((l) => l.sku === sku && (l.msg === 'inventory level set' || l.msg === 'inventory adjusted'));
+    expect(changes).toEqual([
+      expect.objectContaining({ kind: 'set', previous: null, available: 4, ip: expect.any(String), userAgent: 'stock-tool/1' }),
+      expect.objectContaining({ kind: 'set', previous: '4', available: 9 }),
+      expect.objectContaining({ kind: 'adjust', delta: -2, available: 7, idempotencyKey: 'log-1', userAgent: 'stock-tool/1' }),
+    ]);
   });
 });
 
