@@ -18,6 +18,7 @@ import {
   type ServiceDeps,
 } from '@order-pipeline/shared';
 import { cancelOrderRequest, cancelResultOf, createCancelMetrics } from './cancel.js';
+import { adjustStock, getInventory, inventoryChangeCounter, listInventory, setInventory, type InventoryDeps } from './inventory.js';
 import { createOrderMetrics, getOrder, idempotencySteps, placeOrder, resultOf, type OrderDeps } from './orders.js';
 
 export type GatewayDeps = ServiceDeps;
@@ -93,6 +94,23 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
       const result = cancelResultOf(ctx.status);
       if (result) cancels(result);
     }),
+  );
+  const inventoryDeps: InventoryDeps = { config: deps.config, redis, log, changed: inventoryChangeCounter(metrics) };
+  router.get(
+    '/inventory',
+    tracedRoute(tracer, 'GET', '/inventory', (ctx) => listInventory(ctx, inventoryDeps)),
+  );
+  router.get(
+    '/inventory/:sku',
+    tracedRoute(tracer, 'GET', '/inventory/:sku', (ctx) => getInventory(ctx, inventoryDeps)),
+  );
+  router.put(
+    '/inventory/:sku',
+    tracedRoute(tracer, 'PUT', '/inventory/:sku', (ctx) => setInventory(ctx, inventoryDeps)),
+  );
+  router.post(
+    '/inventory/:sku/adjust',
+    tracedRoute(tracer, 'POST', '/inventory/:sku/adjust', (ctx) => adjustStock(ctx, inventoryDeps)),
   );
   // The contract this gateway follows (shared/openapi.json); its POST /orders schema is the one validated.
   router.get('/openapi.json', openapiRoute);

@@ -29,6 +29,7 @@ export {
 } from './topology.js';
 export {
   validateOrder,
+  documentValidator,
   canonicalOrder,
   makeEvent,
   encodeEvent,
@@ -44,6 +45,8 @@ export {
   type RejectReason,
   type Order,
   type OrderEvent,
+  type Validation,
+  type FieldError,
 } from './messages.js';
 export { createRedis, redisReady, type RedisClient } from './redis.js';
 export { createBatcher } from './batch.js';
@@ -74,6 +77,7 @@ export {
   type NotificationClaim,
   type NotificationKind,
 } from './scripts/notifications.js';
+export { adjustInventory, MAX_INVENTORY_LEVEL, MAX_INVENTORY_DELTA, type Adjustment, type AdjustResult } from './scripts/inventory.js';
 export { scripts, ScriptReplyError } from './scripts/commands.js';
 export {
   waitForBroker,

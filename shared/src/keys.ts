@@ -6,6 +6,13 @@ export const keys = {
   /** SCAN pattern that lists every inventory key. */
   inventoryPattern: 'inventory:*',
   inventoryPrefix: 'inventory:',
+  /**
+   * string (JSON): the answer of an inventory adjustment stored under its Idempotency-Key
+   * (inventory-adjust-n.lua), scoped to the SKU. Not under `idemp:` (an order id may contain ':',
+   * so `idemp:inventory:...` could be an order's record) nor `inventory:` (SCANned as SKUs). The
+   * key has no ':', so sku and key split at the last ':'.
+   */
+  inventoryIdempotency: (sku: string, idempotencyKey: string) => `idemp-inventory:${sku}:${idempotencyKey}`,
   /** string (JSON): the gateway's idempotency record for an order id. */
   idempotency: (orderId: string) => `idemp:${orderId}`,
   /** hash: order status and fields; also the processor's once-only marker. */

@@ -186,3 +186,12 @@ export function orderIdOfMessageId(messageId: unknown): string | undefined {
   const at = messageId.lastIndexOf(':');
   return at > 0 ? messageId.slice(0, at) : undefined;
 }
+
+/**
+ * A validator of the OpenAPI document's schema at `pointer` (`#/components/...`), with field errors
+ * as the order's: every request schema comes from the document, compiled once by the caller.
+ */
+export function documentValidator<T>(pointer: string): (value: unknown) => Validation<T> {
+  const fn = ajv.compile<T>({ $ref: `${OPENAPI_SCHEMA_ID}${pointer}` });
+  return (value) => (fn(value) ? { ok: true, value } : { ok: false, errors: fieldErrors(fn.errors) });
+}

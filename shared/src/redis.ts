@@ -32,7 +32,8 @@ export function loadLuaScripts(): LuaScript[] {
  * A client made by createRedis. It carries one command per Lua file, but nothing calls those
  * directly: each has a typed wrapper in ./scripts/ that lays out its KEYS and ARGV and checks its
  * reply (claimOrders, acceptOrders, releaseClaim, reserveOrder, expireOrder, cancelOrder,
- * recordCancelRequest, claimNotification, recordNotificationSent, recordNotificationFailed).
+ * recordCancelRequest, claimNotification, recordNotificationSent, recordNotificationFailed,
+ * adjustInventory).
  */
 export type RedisClient = Redis;
 

@@ -4,10 +4,13 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import {
+  MAX_INVENTORY_DELTA,
+  MAX_INVENTORY_LEVEL,
   ScriptReplyError,
   acceptOrders,
   cancelOrder,
   recordCancelRequest,
+  adjustInventory,
   claimNotification,
   claimOrders,
   createRedis,
@@ -488,6 +491,129 @@ describe('the wrappers refuse a reply their script does not list', () => {
       );
       expect(err).toBeInstanceOf(ScriptReplyError);
       expect((err as ScriptReplyError).message).toContain(`from the ${name} script`);
+    } finally {
+      stand.disconnect();
+    }
+  });
+});
+
+describe('inventoryAdjust (gateway)', () => {
+  const sku = (name: string) => `lua-inv-${name}-${randomUUID().slice(0, 8)}`;
+  const adjust = (s: string, delta: number, idempotencyKey?: string, token = randomUUID()) =>
+    adjustInventory(redis, { sku: s, delta, idempotencyKey, token }, 60, new Date());
+
+  it('adds and takes, keeping inventory:<sku> a plain integer string the processor can DECRBY', async () => {
+    const s = sku('plain');
+    await redis.set(keys.inventory(s), '10');
+    expect(await adjust(s, 5)).toEqual({ outcome: 'applied', available: 15 });
+    expect(await adjust(s, -15)).toEqual({ outcome: 'applied', available: 0 });
+    expect(await redis.get(keys.inventory(s))).toBe('0');
+    expect(await adjust(s, 7)).toEqual({ outcome: 'applied', available: 7 });
+    expect(await reserveOrder(redis, { id: `${s}-order`, sku: s, qty: 7 }, new Date())).toEqual({ outcome: 'created' });
+    expect(await redis.get(keys.inventory(s))).toBe('0');
+  });
+
+  it('never goes below 0 nor past the limit, and a refusal writes nothing', async () => {
+    const s = sku('bounds');
+    await redis.set(keys.inventory(s), '3');
+    expect(await adjust(s, -4, 'k-low')).toEqual({ outcome: 'insufficient', available: 3 });
+    await redis.set(keys.inventory(s), String(MAX_INVENTORY_LEVEL - 1));
+    expect(await adjust(s, 2, 'k-high')).toEqual({ outcome: 'over_limit', available: MAX_INVENTORY_LEVEL - 1 });
+    expect(await adjust(s, 1)).toEqual({ outcome: 'applied', available: MAX_INVENTORY_LEVEL });
+    // Refusals store nothing under their key: a retry is decided afresh.
+    expect(await redis.exists(keys.inventoryIdempotency(s, 'k-low'), keys.inventoryIdempotency(s, 'k-high'))).toBe(0);
+  });
+
+  it('refuses a SKU never stocked, whatever the sign, and creates nothing', async () => {
+    const s = sku('unknown');
+    expect(await adjust(s, 5, 'k')).toEqual({ outcome: 'unknown_sku' });
+    expect(await adjust(s, -5)).toEqual({ outcome: 'unknown_sku' });
+    expect(await redis.exists(keys.inventory(s), keys.inventoryIdempotency(s, 'k'))).toBe(0);
+  });
+
+  it('applies once per key: the same delta replays the stored level, another delta is refused', async () => {
+    const s = sku('key');
+    await redis.set(keys.inventory(s), '10');
+    expect(await adjust(s, -3, 'key-1')).toEqual({ outcome: 'applied', available: 7 });
+    await redis.set(keys.inventory(s), '50');
+    // The stored answer, not the level now; and nothing applied again.
+    expect(await adjust(s, -3, 'key-1')).toEqual({ outcome: 'replayed', available: 7 });
+    expect(await adjust(s, -4, 'key-1')).toEqual({ outcome: 'key_reused', delta: '-3' });
+    expect(await redis.get(keys.inventory(s))).toBe('50');
+    const ttl = await redis.ttl(keys.inventoryIdempotency(s, 'key-1'));
+    expect(ttl).toBeGreaterThan(50);
+    expect(ttl).toBeLessThanOrEqual(60);
+    // Keys are per SKU: the same key on another SKU is another key.
+    const other = sku('key-other');
+    await redis.set(keys.inventory(other), '1');
+    expect(await adjust(other, -1, 'key-1')).toEqual({ outcome: 'applied', available: 0 });
+  });
+
+  it('treats the same call sent twice (a resend after a reconnect) as applied once, not as a replay', async () => {
+    const s = sku('resend');
+    await redis.set(keys.inventory(s), '10');
+    const token = randomUUID();
+    expect(await adjust(s, -2, 'k', token)).toEqual({ outcome: 'applied', available: 8 });
+    expect(await adjust(s, -2, 'k', token)).toEqual({ outcome: 'applied', available: 8 });
+    expect(await redis.get(keys.inventory(s))).toBe('8');
+  });
+
+  it.each(['10.0', '1e3', ' 5', '-1', '007', '+5', 'ten', '1234567890123456'])(
+    'refuses a level of %j before writing anything',
+    async (raw) => {
+      const s = sku('bad');
+      await redis.set(keys.inventory(s), raw);
+      expect(await adjust(s, 1, 'k')).toEqual({ outcome: 'unreadable_level', raw });
+      expect(await redis.get(keys.inventory(s))).toBe(raw);
+      expect(await redis.exists(keys.inventoryIdempotency(s, 'k'))).toBe(0);
+    },
+  );
+
+  it('refuses a level that is not a string, and leaves an unreadable record alone', async () => {
+    const s = sku('types');
+    await redis.hset(keys.inventory(s), 'n', '1');
+    expect(await adjust(s, 1)).toEqual({ outcome: 'unreadable_level', raw: 'not a string' });
+    await redis.del(keys.inventory(s));
+    await redis.set(keys.inventory(s), '5');
+    for (const record of ['not json', '{"delta":-1}', '[1]']) {
+      await redis.set(keys.inventoryIdempotency(s, 'k'), record);
+      expect(await adjust(s, -1, 'k')).toEqual({ outcome: 'unreadable_record' });
+      expect(await redis.get(keys.inventoryIdempotency(s, 'k'))).toBe(record);
+    }
+    expect(await redis.get(keys.inventory(s))).toBe('5');
+  });
+
+  it('refuses arguments the script would take wrongly, before calling it', async () => {
+    const s = sku('args');
+    for (const delta of [0, 1.5, MAX_INVENTORY_DELTA + 1, -MAX_INVENTORY_DELTA - 1]) {
+      await expect(adjust(s, delta)).rejects.toThrow(/delta/);
+    }
+    for (const key of ['', 'a:b', 'a b', 'x'.repeat(129)]) await expect(adjust(s, 1, key)).rejects.toThrow(/idempotency key/);
+    await expect(adjustInventory(redis, { sku: 'a b', delta: 1, token: 't' }, 60, new Date())).rejects.toThrow(/sku/);
+  });
+});
+
+describe('the inventoryAdjust wrapper refuses a reply its script does not list', () => {
+  it.each([
+    'return {8, 1}',
+    'return {0}',
+    'return {0, -1}',
+    "return {1, 'seven'}",
+    'return {2, 3}',
+    'return {5, 1}',
+    'return {6}',
+    'return 0',
+  ])('answering %s: ScriptReplyError naming the script', async (lua) => {
+    const stand = createRedis({ url: redisUrl });
+    try {
+      await redisReady(stand);
+      stand.defineCommand('inventoryAdjust', { lua });
+      const err = await adjustInventory(stand, { sku: 'lua-shape', delta: 1, token: 't' }, 60, new Date()).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(ScriptReplyError);
+      expect((err as ScriptReplyError).message).toContain('from the inventoryAdjust script');
     } finally {
       stand.disconnect();
     }
