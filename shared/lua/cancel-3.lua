@@ -12,7 +12,8 @@
 --         {2, fields}  order:<id> records another payload: the names of the fields that differ
 --                      (of 'sku', 'qty', 'email'); nothing changed
 --         error        the order is created and inventory:<sku> holds something that is not a whole number
--- The reason is kept with HSETNX: the first one recorded (here or by the gateway) stays.
+-- The reason is kept with HSETNX: the first one recorded (here or by the gateway) stays. A created
+-- order's hash also gets 'refunded' (the units given back).
 local h = redis.call('HMGET', KEYS[1], 'sku', 'qty', 'email')
 if h[1] then
   local differ = {}
@@ -33,6 +34,9 @@ if status == 'created' then
   end
   units = tonumber(ARGV[3])
   redis.call('INCRBY', KEYS[2], units)
+  -- What was given back stays on the order: an audit tells a reserved-then-cancelled order from
+  -- one cancelled before its placement was decided.
+  redis.call('HSET', KEYS[1], 'refunded', units)
 else
   -- Not decided yet (the placement may still be in the queue, or the gateway may not have
   -- recorded the order yet): fill in what is missing, so the placement finds it decided.

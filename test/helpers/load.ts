@@ -26,6 +26,11 @@ export interface LoadOptions {
   requestTimeoutMs?: number;
   /** After stop(), how long clients keep retrying the orders they hold before giving up. */
   settleTimeoutMs?: number;
+  /**
+   * Every n-th order, once accepted, is cancelled by its client (POST /orders/{id}/cancel), which
+   * retries 503s and connection errors as it does for the placement. None when absent.
+   */
+  cancelEvery?: number;
 }
 
 export interface PlacedOrder {
@@ -42,6 +47,10 @@ export interface LoadReport {
   accepted: Map<string, PlacedOrder>;
   /** Orders that never got a 2xx before the client gave up. They may or may not exist. */
   abandoned: Map<string, PlacedOrder>;
+  /** Accepted orders whose cancellation was answered 202 or 200 (see cancelEvery). */
+  cancelled: Set<string>;
+  /** Accepted orders whose cancellation never got a definite answer before the client gave up. */
+  cancelAbandoned: Set<string>;
   /** Answers by status; 0 counts connection errors, -1 requests aborted as hung. */
   statuses: Record<number, number>;
   /** 503 answers without a Retry-After header (the contract says every 503 has one). */
@@ -77,6 +86,8 @@ export function startLoad(opts: LoadOptions): Load {
     requests: 0,
     accepted: new Map(),
     abandoned: new Map(),
+    cancelled: new Set(),
+    cancelAbandoned: new Set(),
     statuses: {},
     unavailableWithoutRetryAfter: 0,
     unexpected: [],
@@ -91,20 +102,21 @@ export function startLoad(opts: LoadOptions): Load {
 
   const nextSlot = (n: number) => (opts.ratePerSecond ? started + (n * 1000) / opts.ratePerSecond : 0);
 
-  async function placeOne(id: string, order: PlacedOrder): Promise<void> {
-    const body = JSON.stringify({ id, sku: order.sku, qty: order.qty });
+  /**
+   * POSTs `body` to `path` until it gets a definite answer: a 503, 409 (placements only: the first
+   * request is in flight), connection error or hang is retried after retryDelayMs. Resolves with
+   * the status, or undefined when the settle deadline passed first.
+   */
+  async function untilDefinite(path: string, body: string, retry409: boolean): Promise<{ status: number; text: string } | undefined> {
     for (;;) {
-      if (performance.now() > settleDeadline) {
-        report.abandoned.set(id, order);
-        return;
-      }
+      if (performance.now() > settleDeadline) return undefined;
       report.requests++;
       const t0 = performance.now();
       let status: number;
       let text = '';
       let retryAfter: string | null = null;
       try {
-        const res = await fetch(`${gateway()}/orders`, {
+        const res = await fetch(`${gateway()}${path}`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
           body,
@@ -118,20 +130,34 @@ export function startLoad(opts: LoadOptions): Load {
         status = (err as Error).name === 'TimeoutError' ? -1 : 0;
       }
       report.statuses[status] = (report.statuses[status] ?? 0) + 1;
-      if (status === 200 || status === 202) {
-        const now = performance.now();
-        report.longestGapMs = Math.max(report.longestGapMs, now - lastSuccess);
-        lastSuccess = now;
-        report.accepted.set(id, order);
-        return;
-      }
       if (status === 503 && retryAfter === null) report.unavailableWithoutRetryAfter++;
-      if (status !== 503 && status !== 409 && status > 0) {
-        report.unexpected.push({ id, status, body: text.slice(0, 300) });
-        return;
+      if (status === 503 || status <= 0 || (retry409 && status === 409)) {
+        await sleep(retryDelayMs);
+        continue;
       }
-      await sleep(retryDelayMs);
+      return { status, text };
     }
+  }
+
+  async function placeOne(id: string, order: PlacedOrder, cancel: boolean): Promise<void> {
+    const answer = await untilDefinite('/orders', JSON.stringify({ id, sku: order.sku, qty: order.qty }), true);
+    if (answer === undefined) {
+      report.abandoned.set(id, order);
+      return;
+    }
+    if (answer.status !== 200 && answer.status !== 202) {
+      report.unexpected.push({ id, status: answer.status, body: answer.text.slice(0, 300) });
+      return;
+    }
+    const now = performance.now();
+    report.longestGapMs = Math.max(report.longestGapMs, now - lastSuccess);
+    lastSuccess = now;
+    report.accepted.set(id, order);
+    if (!cancel) return;
+    const cancelled = await untilDefinite(`/orders/${encodeURIComponent(id)}/cancel`, JSON.stringify({ reason: 'load test' }), false);
+    if (cancelled === undefined) report.cancelAbandoned.add(id);
+    else if (cancelled.status === 200 || cancelled.status === 202) report.cancelled.add(id);
+    else report.unexpected.push({ id, status: cancelled.status, body: cancelled.text.slice(0, 300) });
   }
 
   const waiters = new Set<() => void>();
@@ -143,7 +169,8 @@ export function startLoad(opts: LoadOptions): Load {
       if (wait > 0) await sleep(wait);
       const sku = opts.skus[n % opts.skus.length];
       if (sku === undefined) throw new Error('no SKUs given');
-      await placeOne(`${opts.idPrefix}-${n}`, { sku, qty: 1 + (n % 3) });
+      const cancel = opts.cancelEvery !== undefined && n % opts.cancelEvery === 0;
+      await placeOne(`${opts.idPrefix}-${n}`, { sku, qty: 1 + (n % 3) }, cancel);
       for (const w of waiters) w();
       void worker;
     }
@@ -223,9 +250,16 @@ export async function startWebhookSink(opts: WebhookSinkOptions = {}): Promise<W
 export interface AuditResult {
   sent: number;
   accepted: number;
-  /** Accepted orders that are not created and notified (sent) by the deadline. Must be 0. */
+  /**
+   * Accepted orders that did not take their whole effect by the deadline: created and notified,
+   * or, when cancelled, cancelled with the cancellation notified (and the first outcome notified
+   * too when stock had been reserved). Must be 0.
+   */
   lost: string[];
-  /** Units reserved beyond one reservation per created order. Must be 0. */
+  /**
+   * Units reserved or given back beyond once per order: stock must have moved by exactly the
+   * quantities of the orders created and not cancelled. Must be 0.
+   */
   appliedTwice: number;
   /** Orders the client gave up on that nonetheless exist (accepted without the client hearing it). */
   createdButAbandoned: number;
@@ -233,7 +267,12 @@ export interface AuditResult {
   createdQty: number;
   processedCount: number;
   createdOrders: number;
+  /** Orders now cancelled; of them, those whose stock had been reserved and was given back. */
+  cancelledOrders: number;
+  refunded: Set<string>;
   notified: number;
+  /** Cancelled orders whose cancellation notice is recorded as sent. */
+  cancellationsNotified: number;
   /** Webhook deliveries beyond the first per order (the receiver dedupes them by Idempotency-Key). */
   webhookRepeats: number;
 }
@@ -257,9 +296,20 @@ export interface AuditOptions {
 export async function auditOrders(opts: AuditOptions): Promise<AuditResult> {
   const { redis, report } = opts;
   const deadline = Date.now() + (opts.settleTimeoutMs ?? 60_000);
+  const read = async (id: string) => {
+    const [[status, refunded], notification, cancellation] = await Promise.all([
+      redis.hmget(keys.order(id), 'status', 'refunded'),
+      redis.hget(keys.notification(id), 'status'),
+      redis.hget(keys.cancellationNotification(id), 'status'),
+    ]);
+    return { status, refunded: Number(refunded ?? 0), notification, cancellation };
+  };
   const settled = async (id: string) => {
-    const [status, notification] = await Promise.all([redis.hget(keys.order(id), 'status'), redis.hget(keys.notification(id), 'status')]);
-    return status === 'created' && notification === 'sent';
+    const o = await read(id);
+    if (!report.cancelled.has(id)) return o.status === 'created' && o.notification === 'sent';
+    // A cancel taken after the placement was rejected leaves the order rejected, and notified.
+    if (o.status === 'rejected') return o.notification === 'sent';
+    return o.status === 'cancelled' && o.cancellation === 'sent' && (o.refunded === 0 || o.notification === 'sent');
   };
   let pending = [...report.accepted.keys()];
   while (pending.length > 0 && Date.now() < deadline) {
@@ -273,15 +323,23 @@ export async function auditOrders(opts: AuditOptions): Promise<AuditResult> {
   let createdQty = 0;
   let createdOrders = 0;
   let createdButAbandoned = 0;
+  let cancelledOrders = 0;
+  const refunded = new Set<string>();
   let notified = 0;
+  let cancellationsNotified = 0;
   for (const [id, order] of all) {
-    const [status, notification] = await Promise.all([redis.hget(keys.order(id), 'status'), redis.hget(keys.notification(id), 'status')]);
-    if (status === 'created') {
+    const o = await read(id);
+    if (o.status === 'created') {
       createdQty += order.qty;
       createdOrders++;
       if (!report.accepted.has(id)) createdButAbandoned++;
     }
-    if (notification === 'sent') notified++;
+    if (o.status === 'cancelled') {
+      cancelledOrders++;
+      if (o.refunded > 0) refunded.add(id);
+    }
+    if (o.notification === 'sent') notified++;
+    if (o.cancellation === 'sent') cancellationsNotified++;
   }
   let stockDelta = 0;
   for (const [sku, before] of Object.entries(opts.initialStock)) stockDelta += before - Number(await redis.get(keys.inventory(sku)));
@@ -290,13 +348,17 @@ export async function auditOrders(opts: AuditOptions): Promise<AuditResult> {
     sent: report.sent,
     accepted: report.accepted.size,
     lost: pending,
-    appliedTwice: stockDelta - createdQty + Math.max(0, processedCount - createdOrders),
+    // A reserved order counts once in orders.processed.count, cancelled later or not.
+    appliedTwice: Math.abs(stockDelta - createdQty) + Math.max(0, processedCount - createdOrders - refunded.size),
     createdButAbandoned,
     stockDelta,
     createdQty,
     processedCount,
     createdOrders,
+    cancelledOrders,
+    refunded,
     notified,
+    cancellationsNotified,
     webhookRepeats: opts.webhook?.repeats() ?? 0,
   };
 }
