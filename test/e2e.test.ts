@@ -40,6 +40,24 @@ function post(body: unknown, headers: Record<string, string> = {}) {
   });
 }
 
+/** Any request to the gateway, JSON-encoding an object body. */
+function send(method: string, path: string, body?: unknown, headers: Record<string, string> = {}) {
+  return fetch(`${gateway}${path}`, {
+    method,
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    ...(body === undefined ? {} : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+  });
+}
+
+/** Deliveries the processor has handled so far (its consumer_handle_seconds count, summed). */
+async function processorHandled(): Promise<number> {
+  const text = await (await fetch(`${pipeline.base['order-processor']}/metrics`)).text();
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('consumer_handle_seconds_count'))
+    .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+}
+
 async function getOrder(id: string): Promise<OrderView | undefined> {
   const res = await fetch(`${gateway}/orders/${id}`);
   return res.status === 200 ? ((await res.json()) as OrderView) : undefined;
@@ -154,7 +172,76 @@ describe('the pipeline, end to end, as the README tells it', () => {
       { name: 'array body', res: () => post('[1,2]'), status: 400 },
       { name: 'wrong content type', res: () => post({ id: 'bad9', sku: SKU, qty: 1 }, { 'content-type': 'text/plain' }), status: 415 },
       { name: 'body over 16 KiB', res: () => post({ id: 'bad10', sku: SKU, qty: 1, pad: 'x'.repeat(17 * 1024) }), status: 413 },
+      // POST /orders/{id}/cancel
+      { name: 'cancel: malformed id', res: () => send('POST', '/orders/bad%20id/cancel', {}), status: 400 },
+      { name: 'cancel: id of 65 characters', res: () => send('POST', `/orders/${'x'.repeat(65)}/cancel`, {}), status: 400 },
+      { name: 'cancel: unknown id', res: () => send('POST', '/orders/never-placed/cancel', {}), status: 404 },
+      { name: 'cancel: malformed JSON', res: () => send('POST', '/orders/order123/cancel', '{"reason":'), status: 400 },
+      { name: 'cancel: empty reason', res: () => send('POST', '/orders/order123/cancel', { reason: '' }), status: 400 },
+      {
+        name: 'cancel: reason of 201 characters',
+        res: () => send('POST', '/orders/order123/cancel', { reason: 'r'.repeat(201) }),
+        status: 400,
+      },
+      { name: 'cancel: reason not a string', res: () => send('POST', '/orders/order123/cancel', { reason: 7 }), status: 400 },
+      { name: 'cancel: extra property', res: () => send('POST', '/orders/order123/cancel', { reason: 'x', force: true }), status: 400 },
+      {
+        name: 'cancel: wrong content type',
+        res: () => send('POST', '/orders/order123/cancel', { reason: 'x' }, { 'content-type': 'text/plain' }),
+        status: 415,
+      },
+      {
+        name: 'cancel: body over 16 KiB',
+        res: () => send('POST', '/orders/order123/cancel', { reason: 'x', pad: 'x'.repeat(17 * 1024) }),
+        status: 413,
+      },
+      // The inventory API
+      { name: 'inventory: malformed SKU', res: () => send('GET', '/inventory/bad%20sku'), status: 400 },
+      { name: 'inventory: never stocked', res: () => send('GET', '/inventory/never-stocked'), status: 404 },
+      { name: 'inventory: limit 0', res: () => send('GET', '/inventory?limit=0'), status: 400 },
+      { name: 'inventory: limit 101', res: () => send('GET', '/inventory?limit=101'), status: 400 },
+      { name: 'inventory: cursor not a cursor', res: () => send('GET', '/inventory?cursor=abc'), status: 400 },
+      { name: 'inventory: unknown parameter', res: () => send('GET', '/inventory?sku=x'), status: 400 },
+      { name: 'put: malformed SKU', res: () => send('PUT', '/inventory/bad%20sku', { available: 1 }), status: 400 },
+      { name: 'put: negative level', res: () => send('PUT', `/inventory/${SKU}`, { available: -1 }), status: 400 },
+      { name: 'put: level over 1e9', res: () => send('PUT', `/inventory/${SKU}`, { available: 1_000_000_001 }), status: 400 },
+      { name: 'put: fractional level', res: () => send('PUT', `/inventory/${SKU}`, { available: 1.5 }), status: 400 },
+      { name: 'put: level as string', res: () => send('PUT', `/inventory/${SKU}`, { available: '5' }), status: 400 },
+      { name: 'put: malformed JSON', res: () => send('PUT', `/inventory/${SKU}`, '{"available":'), status: 400 },
+      {
+        name: 'put: wrong content type',
+        res: () => send('PUT', `/inventory/${SKU}`, { available: 1 }, { 'content-type': 'text/plain' }),
+        status: 415,
+      },
+      {
+        name: 'put: body over 16 KiB',
+        res: () => send('PUT', `/inventory/${SKU}`, { available: 1, pad: 'x'.repeat(17 * 1024) }),
+        status: 413,
+      },
+      { name: 'adjust: delta 0', res: () => send('POST', `/inventory/${SKU}/adjust`, { delta: 0 }), status: 400 },
+      { name: 'adjust: fractional delta', res: () => send('POST', `/inventory/${SKU}/adjust`, { delta: 0.5 }), status: 400 },
+      { name: 'adjust: missing delta', res: () => send('POST', `/inventory/${SKU}/adjust`, {}), status: 400 },
+      { name: 'adjust: below zero', res: () => send('POST', `/inventory/${SKU}/adjust`, { delta: -1_000_000 }), status: 409 },
+      { name: 'adjust: never stocked', res: () => send('POST', '/inventory/never-stocked/adjust', { delta: 5 }), status: 404 },
+      {
+        name: 'adjust: malformed Idempotency-Key',
+        res: () => send('POST', `/inventory/${SKU}/adjust`, { delta: 1 }, { 'idempotency-key': 'a b' }),
+        status: 400,
+      },
+      {
+        name: 'adjust: Idempotency-Key of 129 characters',
+        res: () => send('POST', `/inventory/${SKU}/adjust`, { delta: 1 }, { 'idempotency-key': 'k'.repeat(129) }),
+        status: 400,
+      },
+      {
+        name: 'adjust: wrong content type',
+        res: () => send('POST', `/inventory/${SKU}/adjust`, { delta: 1 }, { 'content-type': 'text/plain' }),
+        status: 415,
+      },
     ];
+    const handledBefore = await processorHandled();
+    // The orders of the tests before this one were handled: the figure is really read.
+    expect(handledBefore).toBeGreaterThan(0);
     for (const c of cases) {
       const res = await c.res();
       expect(res.status, c.name).toBe(c.status);
@@ -162,9 +249,13 @@ describe('the pipeline, end to end, as the README tells it', () => {
       const body = (await res.json()) as { status: number; title: string; detail: string; errors?: unknown[] };
       expect(body.status, c.name).toBe(c.status);
       expect(body.detail, c.name).toBeTruthy();
-      if (c.status === 400) expect(body.errors?.length, c.name).toBeGreaterThan(0);
+      // A bad body, query or SKU says which part is wrong; a bad order id in the path is the whole answer.
+      if (c.status === 400 && body.title !== 'Invalid Order Id') expect(body.errors?.length ?? 0, c.name).toBeGreaterThan(0);
     }
+    // A message published by mistake would reach the processor within this pause.
+    await new Promise((r) => setTimeout(r, 500));
     expect(await snapshot()).toEqual(before);
+    expect(await processorHandled()).toBe(handledBefore);
   });
 
   it('takes one order when many clients send the same id at once', async () => {
