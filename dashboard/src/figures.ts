@@ -219,7 +219,7 @@ export async function toPrometheus(figures: Figures, also: Registry[] = []): Pro
 
   const orders = gauge(
     'pipeline_orders',
-    'Orders by state: accepted by the gateway, duplicate requests, created (stock reserved), rejected, cancelled (a created one got its stock back)',
+    'Orders by state: accepted by the gateway, duplicate requests, created (stock reserved), rejected, cancelled (before or after its stock was reserved)',
     ['state'],
   );
   for (const [state, n] of Object.entries(figures.orders)) orders.set({ state }, n);
