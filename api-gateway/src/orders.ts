@@ -247,7 +247,7 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
     );
   }
   if (accepted?.outcome === 'payload_mismatch') {
-    olog.warn('the order is recorded with a different payload; answering 409');
+    olog.warn('the order is recorded with a different payload; answering 422');
     // The id already stands for another payload: the same answer as a claim that finds it so.
     throw new HttpProblem(
       422,

@@ -108,7 +108,7 @@ async function expireIfDue(deps: ProcessorDeps, order: Order, occurredAt: string
 
 /**
  * A copy whose payload differs from the one order:<id> records comes from another request under
- * the same id: the gateway refused it (409) after its lease lapsed, but its message was already
+ * the same id: the gateway refused it (409 or 422) after its lease lapsed, but its message was already
  * confirmed. It must never reserve stock or publish an outcome with its payload. Dead-lettered
  * rather than acked and logged: it is a client reusing an id with another payload, which an
  * operator should see (the dead-letter queue and its count), and the message is kept as evidence;

@@ -31,9 +31,15 @@ describe('closeServer', () => {
     const closed = closeServer(server, 10_000).then(() => Date.now());
 
     expect((await first).headers.connection).toBe('keep-alive');
-    const res = await second;
+    // The queued request goes out once the first answer is read: answered with Connection: close,
+    // or, if the server found the connection idle in that moment and closed it first, reset
+    // before it reached the server. Never a keep-alive answer from a stopping server.
+    const outcome = await second.then(
+      (res) => res.headers.connection,
+      (err: NodeJS.ErrnoException) => err.code,
+    );
     const answeredAt = Date.now();
-    expect(res.headers.connection).toBe('close');
+    expect(['close', 'ECONNRESET']).toContain(outcome);
     // Without it the connection would stay for the keep-alive timeout (5 s), or for ever under load.
     expect((await closed) - answeredAt).toBeLessThan(1000);
     agent.destroy();
