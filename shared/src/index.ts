@@ -6,6 +6,8 @@ export {
   loadConfig,
   configOrExit,
   ConfigError,
+  DEFAULT_ORDER_RETENTION_DAYS,
+  orderRetentionMs,
   type ServiceName,
   type QueueType,
   type Config,
@@ -13,7 +15,7 @@ export {
   type RedisConfig,
 } from './config.js';
 export { createLogger, type Logger } from './logger.js';
-export { keys } from './keys.js';
+export { keys, ORDER_STATUSES, type OrderStatus } from './keys.js';
 export { PoisonMessageError, OrderExpiredError, PayloadMismatchError, RetryLaterError, TransientError, PublishError } from './errors.js';
 export {
   dlqOf,
@@ -75,6 +77,7 @@ export {
   type NotificationKind,
 } from './scripts/notifications.js';
 export { scripts, ScriptReplyError } from './scripts/commands.js';
+export { listIndex, type IndexEntry } from './scripts/listing.js';
 export {
   waitForBroker,
   connectBroker,

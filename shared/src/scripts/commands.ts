@@ -18,6 +18,7 @@ export interface ScriptCommands {
   notifyClaim(...keysThenArgs: Arg[]): Promise<unknown>;
   notifySent(...keysThenArgs: Arg[]): Promise<unknown>;
   notifyFail(...keysThenArgs: Arg[]): Promise<unknown>;
+  listOrders(...keysThenArgs: Arg[]): Promise<unknown>;
 }
 
 /** The script commands of a client made by createRedis (which defines one per Lua file). */
