@@ -73,6 +73,7 @@ for i = 1, (#KEYS - 4) / 4 do
         end
         redis.call('ZADD', KEYS[3], now_ms, id)
         redis.call('ZADD', by_sku, now_ms, id)
+        redis.call('ZREMRANGEBYSCORE', by_sku, '-inf', '(' .. (now_ms - retention_ms))
         redis.call('ZADD', KEYS[4], now_ms, id)
         redis.call('PEXPIREAT', order, now_ms + retention_ms)
         redis.call('PEXPIREAT', history, now_ms + retention_ms)
@@ -100,8 +101,10 @@ end
 if accepted > 0 then
   redis.call('INCRBY', KEYS[1], accepted)
   redis.call('LTRIM', KEYS[2], 0, 49)
-  -- Orders past their retention are gone: their entries leave the index of all orders here (the
-  -- per-sku and per-status sets are pruned by the listing that reads them).
+  -- Orders past their retention are gone: their entries leave the index of all orders and the
+  -- accepted set here, the sku's set with each new order of the sku, and each other status set
+  -- as an order moves into it; the listing prunes the set it reads as well.
   redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now_ms - retention_ms))
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now_ms - retention_ms))
 end
 return replies

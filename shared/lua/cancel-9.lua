@@ -32,6 +32,12 @@ local function change(id, now_ms, retention_ms, entry)
   redis.call('PEXPIREAT', HISTORY, now_ms + retention_ms)
   return now_ms
 end
+-- Moves the id into the status set `key` with its score, pruning that set's entries past the
+-- retention (their orders have expired), so every set stays within the retention's orders.
+local function move_to(key, id, score, now_ms, retention_ms)
+  redis.call('ZADD', key, score, id)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (now_ms - retention_ms))
+end
 local h = redis.call('HMGET', KEYS[1], 'sku', 'qty', 'email')
 if h[1] then
   local differ = {}
@@ -67,5 +73,6 @@ redis.call('INCR', KEYS[3])
 local entry = {at = ARGV[6], event = 'cancelled', units = units}
 if ARGV[5] ~= '' then entry.reason = ARGV[5] end
 redis.call('ZREM', KEYS[status == 'created' and 8 or 7], ARGV[1])
-redis.call('ZADD', KEYS[9], change(ARGV[1], tonumber(ARGV[7]), tonumber(ARGV[8]), entry), ARGV[1])
+local now_ms, retention_ms = tonumber(ARGV[7]), tonumber(ARGV[8])
+move_to(KEYS[9], ARGV[1], change(ARGV[1], now_ms, retention_ms, entry), now_ms, retention_ms)
 return {0, units}

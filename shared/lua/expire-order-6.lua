@@ -30,6 +30,12 @@ local function change(id, now_ms, retention_ms, entry)
   redis.call('PEXPIREAT', HISTORY, now_ms + retention_ms)
   return now_ms
 end
+-- Moves the id into the status set `key` with its score, pruning that set's entries past the
+-- retention (their orders have expired), so every set stays within the retention's orders.
+local function move_to(key, id, score, now_ms, retention_ms)
+  redis.call('ZADD', key, score, id)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (now_ms - retention_ms))
+end
 local h = redis.call('HMGET', KEYS[1], 'sku', 'qty', 'email')
 if h[1] then
   local differ = {}
@@ -50,5 +56,6 @@ if ARGV[4] ~= '' then redis.call('HSETNX', KEYS[1], 'email', ARGV[4]) end
 redis.call('HSETNX', KEYS[1], 'createdAt', ARGV[5])
 redis.call('HSET', KEYS[1], 'status', 'expired', 'updatedAt', ARGV[5])
 redis.call('ZREM', KEYS[5], ARGV[1])
-redis.call('ZADD', KEYS[6], change(ARGV[1], tonumber(ARGV[6]), tonumber(ARGV[7]), {at = ARGV[5], event = 'expired'}), ARGV[1])
+local now_ms, retention_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
+move_to(KEYS[6], ARGV[1], change(ARGV[1], now_ms, retention_ms, {at = ARGV[5], event = 'expired'}), now_ms, retention_ms)
 return {0, 'expired', ''}

@@ -33,6 +33,12 @@ local function change(id, now_ms, retention_ms, entry)
   redis.call('PEXPIREAT', HISTORY, now_ms + retention_ms)
   return now_ms
 end
+-- Moves the id into the status set `key` with its score, pruning that set's entries past the
+-- retention (their orders have expired), so every set stays within the retention's orders.
+local function move_to(key, id, score, now_ms, retention_ms)
+  redis.call('ZADD', key, score, id)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (now_ms - retention_ms))
+end
 local h = redis.call('HMGET', KEYS[1], 'sku', 'qty', 'email')
 if h[1] then
   local differ = {}
@@ -72,12 +78,13 @@ local now_ms, retention_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
 redis.call('ZREM', KEYS[8], ARGV[1])
 if reason ~= '' then
   redis.call('HSET', KEYS[1], 'status', 'rejected', 'reason', reason, 'updatedAt', ARGV[5])
-  redis.call('ZADD', KEYS[10], change(ARGV[1], now_ms, retention_ms, {at = ARGV[5], event = 'rejected', reason = reason}), ARGV[1])
+  local score = change(ARGV[1], now_ms, retention_ms, {at = ARGV[5], event = 'rejected', reason = reason})
+  move_to(KEYS[10], ARGV[1], score, now_ms, retention_ms)
   redis.call('INCR', KEYS[4])
   return {0, 'rejected', reason}
 end
 redis.call('DECRBY', KEYS[2], qty)
 redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], 'status', 'created', 'updatedAt', ARGV[5])
-redis.call('ZADD', KEYS[9], change(ARGV[1], now_ms, retention_ms, {at = ARGV[5], event = 'created'}), ARGV[1])
+move_to(KEYS[9], ARGV[1], change(ARGV[1], now_ms, retention_ms, {at = ARGV[5], event = 'created'}), now_ms, retention_ms)
 return {0, 'created', ''}

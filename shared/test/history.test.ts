@@ -229,6 +229,28 @@ describe('retention', () => {
   });
 });
 
+describe('every index stays within the retention', () => {
+  it('the scripts prune the sets they write: all orders, the sku, accepted at acceptance, each other status as an order enters it', async () => {
+    const stale = 'h-stale';
+    const sets = [
+      keys.ordersIndex,
+      keys.ordersBySku('h-prune'),
+      ...(['accepted', 'created', 'rejected', 'expired', 'cancelled'] as const).map((s) => keys.ordersByStatus(s)),
+    ];
+    for (const key of sets) await redis.zadd(key, 1, stale);
+    await redis.set(keys.inventory('h-prune'), 10);
+    const order = (n: number, sku = 'h-prune') => ({ id: `h-p-${n}-${randomUUID()}`, sku, qty: 1 });
+    const now = new Date();
+    const [a, b, c, d] = [order(1), order(2, 'h-prune-unknown'), order(3), order(4)];
+    await accept(a, now, DAY);
+    await reserveOrder(redis, a, now, DAY);
+    await reserveOrder(redis, b, now, DAY);
+    await expireOrder(redis, c, now, DAY);
+    await cancelOrder(redis, d, undefined, now, DAY);
+    for (const key of sets) expect([key, await redis.zscore(key, stale)]).toEqual([key, null]);
+  });
+});
+
 describe('listIndex (list-orders-1.lua)', () => {
   const key = 'test:list-index';
 
