@@ -12,6 +12,7 @@ import {
   forOrder,
   keys,
   orderRetentionMs,
+  parseHistory,
   requestSpan,
   traceHeaders,
   makeEvent,
@@ -275,20 +276,6 @@ function statusOf(order: Record<string, string>): string | undefined {
   return order.status;
 }
 
-/** history:<id>'s entries, oldest first; an entry that is not a JSON object is left out. */
-export function historyView(raw: readonly string[]): Record<string, unknown>[] {
-  const entries: Record<string, unknown>[] = [];
-  for (const one of raw) {
-    try {
-      const entry: unknown = JSON.parse(one);
-      if (entry !== null && typeof entry === 'object' && !Array.isArray(entry)) entries.push(entry as Record<string, unknown>);
-    } catch {
-      // Not written by our scripts: nothing to show.
-    }
-  }
-  return entries;
-}
-
 export function orderView(
   order: Record<string, string>,
   notification: Record<string, string>,
@@ -343,6 +330,6 @@ export async function getOrder(ctx: Context, id: string, deps: Pick<OrderDeps, '
   if (Object.keys(order).length === 0) throw new HttpProblem(404, 'Order Not Found', `No order with id ${id}`);
   ctx.body = {
     ...orderView(order, notificationReply[1] as Record<string, string>, cancellationReply[1] as Record<string, string>),
-    history: historyView(historyReply[1] as string[]),
+    history: parseHistory(historyReply[1] as string[]),
   };
 }

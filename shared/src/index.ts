@@ -16,6 +16,7 @@ export {
 } from './config.js';
 export { createLogger, type Logger } from './logger.js';
 export { keys, ORDER_STATUSES, type OrderStatus } from './keys.js';
+export { parseHistory } from './history.js';
 export { PoisonMessageError, OrderExpiredError, PayloadMismatchError, RetryLaterError, TransientError, PublishError } from './errors.js';
 export {
   dlqOf,
