@@ -28,11 +28,18 @@ export const keys = {
    * prefix, so one id names one list whatever `:` it holds.
    */
   history: (orderId: string) => `history:${orderId}`,
-  /** sorted set: every order's id, scored by its acceptance time (ms); GET /orders reads it. */
+  /**
+   * sorted set: every order's id, scored by its first write (the acceptance, or the processor's
+   * decision when it came first) in ms; GET /orders reads it. Written by the script of each change;
+   * entries past ORDER_RETENTION_DAYS are pruned by the scripts and the listing.
+   */
   ordersIndex: 'orders:index',
-  /** sorted set: the ids of the orders of one sku, scored like `ordersIndex`. */
+  /**
+   * sorted set: the ids of the orders of one sku, scored like `ordersIndex`. A sku may hold `:`,
+   * but `orders:by-sku:` prefixes nothing else, so one sku names one set.
+   */
   ordersBySku: (sku: string) => `orders:by-sku:${sku}`,
-  /** sorted set: the ids of the orders whose recorded status is `status`, scored like `ordersIndex`. */
+  /** sorted set: the ids of the orders whose recorded status is `status`, scored like `ordersIndex`; the scripts move an id between them. */
   ordersByStatus: (status: OrderStatus) => `orders:by-status:${status}`,
   /** list: ids of the newest accepted orders, newest first, capped at 50 (accept-n.lua); the dashboard's recent orders. */
   recentOrders: 'orders:recent',
