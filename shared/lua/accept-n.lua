@@ -93,6 +93,12 @@ for i = 1, (#KEYS - 4) / 4 do
         redis.pcall('HSETNX', order, 'qty', qty)
         if email ~= '' then redis.pcall('HSETNX', order, 'email', email) end
         redis.pcall('HSETNX', order, 'createdAt', now)
+        -- A history this entry just began (an order decided without one, e.g. by hand or by an
+        -- earlier version) lives as long as the order, or for the retention.
+        if redis.call('PTTL', history) == -1 then
+          local ttl = redis.pcall('PTTL', order)
+          redis.call('PEXPIRE', history, (type(ttl) == 'number' and ttl > 0) and ttl or retention_ms)
+        end
       end
     end
   end

@@ -100,6 +100,16 @@ describe('history and index, per script', () => {
     expect(await redis.call('PEXPIRETIME', keys.history(order.id))).toBe(first.getTime() + RETENTION);
   });
 
+  it('an acceptance of an order decided without a history (by hand, or by an earlier version) gives the history an expiry', async () => {
+    const order = { id: `h-2b-${randomUUID()}`, sku: 'h-sku-2b', qty: 1 };
+    await redis.hset(keys.order(order.id), { ...order, qty: '1', status: 'created', createdAt: 'x' });
+    await accept(order, new Date(), DAY);
+    expect(await history(order.id)).toEqual([{ at: expect.any(String), event: 'accepted' }]);
+    const ttl = await redis.pttl(keys.history(order.id));
+    expect(ttl).toBeGreaterThan(DAY - 60_000);
+    expect(ttl).toBeLessThanOrEqual(DAY);
+  });
+
   it('expire: one entry however often, and the id moves from accepted to expired', async () => {
     const order = { id: `h-3-${randomUUID()}`, sku: 'h-sku-3', qty: 1 };
     const at = new Date('2030-01-03T00:00:00.000Z');
