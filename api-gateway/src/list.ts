@@ -2,6 +2,7 @@ import type { Context } from 'koa';
 import {
   HttpProblem,
   ID_REGEX,
+  ScriptReplyError,
   ORDER_STATUSES,
   keys,
   listIndex,
@@ -99,7 +100,8 @@ export async function listOrders(ctx: Context, deps: { config: Config; redis: Re
   try {
     ctx.body = await readPage(deps.redis, q, Date.now() - orderRetentionMs(deps.config));
   } catch (err) {
-    if (err instanceof HttpProblem) throw err;
+    // A script and its wrapper disagreeing is a defect (500), not an outage.
+    if (err instanceof HttpProblem || err instanceof ScriptReplyError) throw err;
     deps.log.warn({ err: (err as Error).message }, 'order listing failed; answering 503');
     throw unavailable();
   }

@@ -21,6 +21,7 @@ import {
 } from '@order-pipeline/shared';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { newBroker } from '../../test/helpers/broker.js';
+import { freePort } from '../../test/helpers/processes.js';
 import { expectDocumented } from '../../test/helpers/openapi.js';
 import { resetAll, resetRedis, testServers } from '../../test/helpers/servers.js';
 import { start, type Gateway } from '../src/app.js';
@@ -214,6 +215,23 @@ describe('GET /orders', () => {
     const ttl = await redis.pttl(keys.order('ret-1'));
     expect(ttl).toBeGreaterThan(DAY - 60_000);
     expect(ttl).toBeLessThanOrEqual(DAY);
+  });
+});
+
+describe('GET /orders without Redis', () => {
+  it('answers 503 with Retry-After', async () => {
+    const deadRedis = createRedis({ url: `redis://127.0.0.1:${await freePort()}` }, { log, overrides: { retryStrategy: () => null } });
+    const other = await start({ config, redis: deadRedis, broker, log, port: 0, host: '127.0.0.1' });
+    try {
+      const res = await fetch(`${other.address}/orders?limit=5`);
+      const text = await res.text();
+      expectDocumented({ method: 'GET', path: '/orders?limit=5', status: res.status, headers: res.headers, body: text });
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('1');
+    } finally {
+      await other.stop();
+      deadRedis.disconnect();
+    }
   });
 });
 
