@@ -30,6 +30,7 @@ interface OrderView {
   status: string;
   reason?: string;
   notification?: { status: string; attempts: number; sentAt?: string };
+  history?: { at: string; event: string; kind?: string }[];
 }
 
 function post(body: unknown, headers: Record<string, string> = {}) {
@@ -85,7 +86,9 @@ async function snapshot(): Promise<Record<string, string>> {
           ? JSON.stringify(await redis.hgetall(k))
           : type === 'list'
             ? JSON.stringify(await redis.lrange(k, 0, -1))
-            : String(await redis.get(k));
+            : type === 'zset'
+              ? JSON.stringify(await redis.zrange(k, 0, -1, 'WITHSCORES'))
+              : String(await redis.get(k));
     }
   } while (cursor !== '0');
   return out;
@@ -303,6 +306,14 @@ describe('the pipeline, end to end, as the README tells it', () => {
     const o = await getOrder('order123');
     expect(o).toMatchObject({ id: 'order123', sku: SKU, qty: 2, status: 'created', notification: { status: 'sent', attempts: 1 } });
     expect(typeof o?.notification?.sentAt).toBe('string');
+    // Its history: each change once (the replay and the refused 422 above added nothing). The
+    // gateway records the acceptance after the confirm, so the processor (and even the notifier)
+    // may come first.
+    const events = (o?.history ?? []).map((e) => e.event);
+    expect(events.sort()).toEqual(['accepted', 'created', 'notification_sent']);
+    // And it is listed, under its sku and its status.
+    const listed = (await (await fetch(`${gateway}/orders?sku=${SKU}&status=created`)).json()) as { items: { id: string }[] };
+    expect(listed.items.map((i) => i.id)).toContain('order123');
     const missing = await fetch(`${gateway}/orders/nobody`);
     expect(missing.status).toBe(404);
   });

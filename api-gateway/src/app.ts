@@ -17,6 +17,7 @@ import {
   type RunningService,
   type ServiceDeps,
 } from '@order-pipeline/shared';
+import { listOrders } from './list.js';
 import { cancelOrderRequest, cancelResultOf, createCancelMetrics } from './cancel.js';
 import { adjustStock, getInventory, inventoryChangeCounter, listInventory, setInventory, type InventoryDeps } from './inventory.js';
 import { createOrderMetrics, getOrder, idempotencySteps, placeOrder, resultOf, type OrderDeps } from './orders.js';
@@ -76,6 +77,10 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
       const result = resultOf(ctx.status);
       if (result) orderDeps.metrics.orders(result);
     }),
+  );
+  router.get(
+    '/orders',
+    tracedRoute(tracer, 'GET', '/orders', (ctx) => listOrders(ctx, orderDeps)),
   );
   router.get(
     '/orders/:id',

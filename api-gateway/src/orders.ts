@@ -11,6 +11,8 @@ import {
   exchanges,
   forOrder,
   keys,
+  orderRetentionMs,
+  parseHistory,
   requestSpan,
   traceHeaders,
   makeEvent,
@@ -81,7 +83,9 @@ export function idempotencySteps(redis: RedisClient, config: Config): Idempotenc
   const leaseMs = claimLeaseMs(config);
   return {
     claim: createBatcher((claims: Claim[]) => claimOrders(redis, leaseMs, claims)),
-    accept: createBatcher((acceptances: Acceptance[]) => acceptOrders(redis, config.idempotencyTtlSeconds, new Date(), acceptances)),
+    accept: createBatcher((acceptances: Acceptance[]) =>
+      acceptOrders(redis, config.idempotencyTtlSeconds, new Date(), acceptances, orderRetentionMs(config)),
+    ),
   };
 }
 
@@ -272,7 +276,7 @@ function statusOf(order: Record<string, string>): string | undefined {
   return order.status;
 }
 
-function orderView(
+export function orderView(
   order: Record<string, string>,
   notification: Record<string, string>,
   cancellation: Record<string, string>,
@@ -310,18 +314,22 @@ export async function getOrder(ctx: Context, id: string, deps: Pick<OrderDeps, '
       .hgetall(keys.order(id))
       .hgetall(keys.notification(id))
       .hgetall(keys.cancellationNotification(id))
+      .lrange(keys.history(id), 0, -1)
       .exec();
   } catch (err) {
     forOrder(deps.log, id, requestSpan(ctx)).warn({ err: (err as Error).message }, 'order lookup failed; answering 503');
     throw unavailable('The order store is not reachable; retry shortly');
   }
-  const [orderReply, notificationReply, cancellationReply] = replies ?? [];
-  const failed = orderReply?.[0] ?? notificationReply?.[0] ?? cancellationReply?.[0];
-  if (!orderReply || !notificationReply || !cancellationReply || failed) {
+  const [orderReply, notificationReply, cancellationReply, historyReply] = replies ?? [];
+  const failed = orderReply?.[0] ?? notificationReply?.[0] ?? cancellationReply?.[0] ?? historyReply?.[0];
+  if (!orderReply || !notificationReply || !cancellationReply || !historyReply || failed) {
     forOrder(deps.log, id, requestSpan(ctx)).warn({ err: failed?.message }, 'order lookup failed; answering 503');
     throw unavailable('The order store is not reachable; retry shortly');
   }
   const order = orderReply[1] as Record<string, string>;
   if (Object.keys(order).length === 0) throw new HttpProblem(404, 'Order Not Found', `No order with id ${id}`);
-  ctx.body = orderView(order, notificationReply[1] as Record<string, string>, cancellationReply[1] as Record<string, string>);
+  ctx.body = {
+    ...orderView(order, notificationReply[1] as Record<string, string>, cancellationReply[1] as Record<string, string>),
+    history: parseHistory(historyReply[1] as string[]),
+  };
 }

@@ -377,6 +377,7 @@ describe('GET /orders/{id} after a cancellation', () => {
       notifications: { created: { status: 'sent', attempts: 1, sentAt: at }, cancelled: { status: 'sending', attempts: 2 } },
       createdAt: at,
       updatedAt: at,
+      history: [],
     });
   });
 });

@@ -483,9 +483,11 @@ describe('POST /orders with a dependency down', () => {
 });
 
 describe('GET /orders/{id}', () => {
-  it('shows an accepted order with its fields as numbers and strings', async () => {
+  it('shows an accepted order with its fields as numbers and strings, and its history: accepted once however often it is replayed', async () => {
     const order = { id: 'gw-get-1', sku: 'sku-a', qty: 7, email: 'get@example.com' };
     expect((await postOrder(order)).status).toBe(202);
+    expect((await postOrder(order)).status).toBe(200);
+    expect((await postOrder(order)).status).toBe(200);
     const r = await request('/orders/gw-get-1');
     expect(r.status).toBe(200);
     expect(r.body).toEqual({
@@ -493,6 +495,7 @@ describe('GET /orders/{id}', () => {
       status: 'accepted',
       createdAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
       updatedAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT/),
+      history: [{ at: r.body.createdAt, event: 'accepted' }],
     });
   });
 
@@ -520,6 +523,8 @@ describe('GET /orders/{id}', () => {
       notifications: { rejected: { status: 'sent', attempts: 2, sentAt: at } },
       createdAt: at,
       updatedAt: at,
+      // Written by hand here, not by the scripts: no history.
+      history: [],
     });
   });
 

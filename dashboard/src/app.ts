@@ -5,6 +5,8 @@ import {
   HttpProblem,
   ID_REGEX,
   TransientError,
+  keys,
+  parseHistory,
   closeServer,
   dependencyChecks,
   createMetrics,
@@ -109,6 +111,24 @@ export async function start(deps: DashboardDeps & DashboardOptions): Promise<Das
     // Koa leaves the response alone from here; the feed writes and ends it.
     ctx.respond = false;
     feed.attach(ctx.res);
+  });
+  // One order's history for the live page (a click on a recent order); the page may only fetch
+  // from its own origin, so the dashboard reads history:<id> itself.
+  router.get('/orders/:id/history', async (ctx) => {
+    const id = ctx.params.id ?? '';
+    if (!ID_REGEX.test(id)) throw new HttpProblem(400, 'Invalid Order Id', 'An order id is 1-64 characters of A-Z a-z 0-9 _ . : -');
+    let found: [number, string[]];
+    try {
+      const [exists, raw] = await Promise.all([redis.exists(keys.order(id)), redis.lrange(keys.history(id), 0, -1)]);
+      found = [exists, raw];
+    } catch (err) {
+      log.debug({ err: (err as Error).message }, 'history unavailable');
+      throw new HttpProblem(503, 'Service Unavailable', 'Redis is unavailable; the history cannot be read', {}, { 'Retry-After': '1' });
+    }
+    const [exists, raw] = found;
+    if (exists === 0 && raw.length === 0) throw new HttpProblem(404, 'Order Not Found', `No order with id ${id}`);
+    ctx.set('Cache-Control', 'no-store');
+    ctx.body = { id, history: parseHistory(raw) };
   });
   // The whole pipeline's document (shared/openapi.json), as the gateway serves it: one contract, tagged by service.
   router.get('/openapi.json', openapiRoute);

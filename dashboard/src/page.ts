@@ -72,6 +72,10 @@ const STYLE = `
   .node { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; font-size: .85rem; flex: 1; overflow: hidden; text-overflow: ellipsis; }
   .stale { opacity: .55; }
   #invalid { color: var(--warn); font-size: .8rem; margin: .25rem 0 0; }
+  #recent tr[data-id] { cursor: pointer; }
+  #recent tr.selected td { background: var(--info-bg); }
+  #history-panel[hidden] { display: none; }
+  #history td.details { white-space: normal; color: var(--muted); }
 `;
 
 const SCRIPT = `
@@ -191,6 +195,67 @@ function renderRecent(list) {
   }));
 }
 
+// The history of the order last clicked in the recent list, fetched from the dashboard's own
+// origin (the CSP allows no other); fetched again when that order's row changes.
+let selected = null;
+let selectedSignature = '';
+
+function markSelected() {
+  for (const tr of $('recent').children) tr.classList.toggle('selected', tr.dataset.id === selected);
+}
+
+function detailsOf(e) {
+  const parts = [];
+  for (const k of ['reason', 'kind', 'channel', 'attempts', 'units', 'error']) {
+    if (e[k] !== undefined && e[k] !== null) parts.push(k + ' ' + String(e[k]).replace(/_/g, ' '));
+  }
+  return parts.join(', ');
+}
+
+async function showHistory(id) {
+  selected = id;
+  $('history-panel').hidden = false;
+  $('history-id').textContent = id;
+  markSelected();
+  const tbody = $('history');
+  let res;
+  let body;
+  try {
+    res = await fetch('/orders/' + encodeURIComponent(id) + '/history', { headers: { accept: 'application/json' } });
+    body = await res.json();
+  } catch (err) {
+    if (selected === id) emptyRow(tbody, 3, 'history unavailable');
+    return;
+  }
+  if (selected !== id) return;
+  if (!res.ok) return emptyRow(tbody, 3, res.status === 404 ? 'no such order (gone after its retention?)' : 'history unavailable');
+  if (body.history.length === 0) return emptyRow(tbody, 3, 'no history recorded');
+  tbody.replaceChildren(...body.history.map((e) => {
+    const tr = el('tr');
+    tr.dataset.event = String(e.event);
+    tr.append(el('td', 'time', time(e.at)), el('td', 'event', String(e.event).replace(/_/g, ' ')), el('td', 'details', detailsOf(e)));
+    return tr;
+  }));
+}
+
+function followSelected(list) {
+  markSelected();
+  const o = list.find((x) => x.id === selected);
+  if (!o) return;
+  const signature = o.status + '|' + (o.notification ? o.notification.status + o.notification.attempts : '');
+  if (signature !== selectedSignature) {
+    selectedSignature = signature;
+    showHistory(selected);
+  }
+}
+
+$('recent').addEventListener('click', (ev) => {
+  const tr = ev.target instanceof Element ? ev.target.closest('tr') : null;
+  if (!tr || !tr.dataset.id) return;
+  selectedSignature = '';
+  showHistory(tr.dataset.id);
+});
+
 function renderQueues(queues) {
   const tbody = $('queues');
   const alert = $('dlq-alert');
@@ -272,6 +337,7 @@ function render(s) {
   renderTiles(s.figures, s.rates);
   renderRate(s.rates, s.history);
   renderRecent(s.recent);
+  followSelected(s.recent);
   renderQueues(s.figures.queues);
   renderInventory(s.figures);
 }
@@ -331,6 +397,13 @@ export const PAGE_HTML = `<!doctype html>
 <table>
 <thead><tr><th>time</th><th>order</th><th>SKU</th><th class="num">qty</th><th>status</th><th>notification</th></tr></thead>
 <tbody id="recent"></tbody>
+</table>
+</section>
+<section id="history-panel" hidden>
+<h2>Order history <span class="aside" id="history-id"></span></h2>
+<table>
+<thead><tr><th>time</th><th>event</th><th>details</th></tr></thead>
+<tbody id="history"></tbody>
 </table>
 </section>
 </div>

@@ -355,6 +355,40 @@ describe('health and readiness', () => {
   });
 });
 
+describe('GET /orders/{id}/history (the live page, on a click)', () => {
+  it("gives the order's history oldest first, leaving out an entry that is not a JSON object", async () => {
+    const at = '2030-01-01T00:00:00.000Z';
+    await seed.hset(keys.order('dash-h:1'), { id: 'dash-h:1', sku: 's', qty: '1', status: 'created', createdAt: at });
+    await seed.rpush(
+      keys.history('dash-h:1'),
+      JSON.stringify({ at, event: 'accepted' }),
+      'not json',
+      JSON.stringify({ at, event: 'created' }),
+    );
+    const { res, body } = await getJson(dash.address, '/orders/dash-h:1/history');
+    expect(res.status).toBe(200);
+    expect(res.headers.get('cache-control')).toBe('no-store');
+    expect(body).toEqual({
+      id: 'dash-h:1',
+      history: [
+        { at, event: 'accepted' },
+        { at, event: 'created' },
+      ],
+    });
+    // Another id that starts with this one has its own history (none here).
+    expect((await fetch(`${dash.address}/orders/dash-h:1:x/history`)).status).toBe(404);
+  });
+
+  it('answers 404 for an unknown order and 400 for an id that cannot be one', async () => {
+    const missing = await fetch(`${dash.address}/orders/dash-h-never/history`);
+    expect(missing.status).toBe(404);
+    expect(((await missing.json()) as { type: string }).type).toBe('/problems/order-not-found');
+    const bad = await fetch(`${dash.address}/orders/${'x'.repeat(65)}/history`);
+    expect(bad.status).toBe(400);
+    expect(((await bad.json()) as { type: string }).type).toBe('/problems/invalid-order-id');
+  });
+});
+
 describe('stop', () => {
   /** GET on 127.0.0.1:port through `agent`; resolves once the whole answer is read. */
   function get(port: number, path: string, agent: Agent): Promise<IncomingMessage> {

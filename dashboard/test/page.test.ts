@@ -171,6 +171,38 @@ describe.skipIf(!haveChromium)('the live page in Chromium', () => {
     expect(await page.title()).toBe('Order pipeline');
   });
 
+  it("shows a clicked order's history, follows its changes, and shows a client-written reason as text", async () => {
+    const history = () =>
+      page
+        .locator('#history tr')
+        .evaluateAll((rows) => rows.map((r) => [(r as HTMLElement).dataset.event, r.querySelector('td.details')?.textContent ?? '']));
+    await page.locator('#recent tr[data-id="live-1"]').click();
+    await page.locator('#history-panel:not([hidden])').waitFor({ timeout: PAGE_WAIT_MS });
+    expect(await text('#history-id')).toBe('live-1');
+    await page.locator('#history tr[data-event="notification_sent"]').waitFor({ timeout: PAGE_WAIT_MS });
+    // The gateway records the acceptance after the broker confirm: the processor may come first.
+    expect((await history()).map(([e]) => e).sort()).toEqual(['accepted', 'created', 'notification_sent']);
+    expect(await page.locator('#recent tr.selected').evaluateAll((rows) => rows.map((r) => (r as HTMLElement).dataset.id))).toEqual([
+      'live-1',
+    ]);
+
+    // A cancel with a hostile reason: the open panel follows, and shows the reason as text.
+    const reason = '<img src=x onerror="document.title=2">';
+    const res = await fetch(`${gateway}/orders/live-1/cancel`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ reason }),
+    });
+    expect(res.status).toBe(202);
+    await page.locator('#history tr[data-event="cancelled"]').waitFor({ timeout: PAGE_WAIT_MS });
+    const rows = await history();
+    expect(rows.find(([e]) => e === 'cancel_requested')?.[1]).toBe(`reason ${reason}`);
+    expect(rows.find(([e]) => e === 'cancelled')?.[1]).toBe(`reason ${reason}, units 3`);
+    expect(await page.locator('#history img').count()).toBe(0);
+    expect(await page.title()).toBe('Order pipeline');
+    expect(errors).toEqual([]);
+  });
+
   it('shows a dead-lettered message prominently', async () => {
     const { queues } = await import('@order-pipeline/shared');
     const broker = brokers[0] as Broker;

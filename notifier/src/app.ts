@@ -1,4 +1,5 @@
 import {
+  orderRetentionMs,
   PoisonMessageError,
   RetryLaterError,
   createMetrics,
@@ -56,7 +57,14 @@ export async function start(deps: NotifierAppDeps): Promise<RunningNotifier> {
       }
     },
   };
-  const handlerDeps = { redis, sender, log, leaseMs: deps.leaseMs ?? DEFAULT_LEASE_MS, unrecorded: new UnrecordedSends() };
+  const handlerDeps = {
+    redis,
+    sender,
+    log,
+    leaseMs: deps.leaseMs ?? DEFAULT_LEASE_MS,
+    retentionMs: orderRetentionMs(config),
+    unrecorded: new UnrecordedSends(),
+  };
 
   return startConsumerService({
     deps,

@@ -27,6 +27,8 @@ export interface NotifierDeps {
   log: Logger;
   /** How long a claim keeps other senders off; longer than the sender's own timeout. */
   leaseMs: number;
+  /** How long an order's records are kept after its acceptance (ORDER_RETENTION_DAYS), in ms. */
+  retentionMs?: number;
   /**
    * Notifications this process sent but could not record as sent (Redis was down), by their
    * Idempotency-Key (`<id>`, or `<id>/cancelled` for a cancellation), with the time they were
@@ -99,7 +101,7 @@ async function claim(
   log: Logger,
 ): Promise<{ attempts: number } | 'already_sent'> {
   const claimed = await redisCall('notifyClaim', () =>
-    claimNotification(deps.redis, orderId, token, deps.leaseMs, deps.sender.channel, kind),
+    claimNotification(deps.redis, orderId, token, deps.leaseMs, deps.sender.channel, kind, deps.retentionMs),
   );
   switch (claimed.outcome) {
     case 'claimed':
@@ -131,7 +133,7 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
   const sentBefore = deps.unrecorded?.get(unrecordedKey);
   if (sentBefore !== undefined) {
     // Sent by this process on an earlier attempt whose record failed: record it, never resend.
-    await redisCall('notifySent', () => recordNotificationSent(deps.redis, orderId, sentBefore, kind));
+    await redisCall('notifySent', () => recordNotificationSent(deps.redis, orderId, sentBefore, kind, deps.retentionMs));
     deps.unrecorded?.delete(unrecordedKey);
     log.info(
       { type: event.type, channel: deps.sender.channel, sentAt: sentBefore },
@@ -153,7 +155,9 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
     const last = ctx.lastAttempt;
     // With attempts left this releases the lease so the retry claims at once; the last one
     // marks the notification failed (the message then goes to the dead-letter queue).
-    const recorded = await redisCall('notifyFail', () => recordNotificationFailed(deps.redis, orderId, token, error, last, kind));
+    const recorded = await redisCall('notifyFail', () =>
+      recordNotificationFailed(deps.redis, orderId, token, error, last, kind, deps.retentionMs),
+    );
     log.warn(
       { channel: deps.sender.channel, attempts: claimed.attempts, last, recorded: recorded.outcome === 'recorded', err: error },
       'notification failed',
@@ -166,7 +170,7 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
   // same Idempotency-Key and can drop the repeat.
   const sentAt = new Date().toISOString();
   try {
-    await redisCall('notifySent', () => recordNotificationSent(deps.redis, orderId, sentAt, kind));
+    await redisCall('notifySent', () => recordNotificationSent(deps.redis, orderId, sentAt, kind, deps.retentionMs));
   } catch (err) {
     deps.unrecorded?.add(unrecordedKey, sentAt);
     throw err;

@@ -89,6 +89,8 @@ function configFor(webhook: string | undefined) {
     RABBITMQ_URLS: rabbitmqUrls.join(','),
     PREFETCH: '20',
     LOG_LEVEL: 'silent',
+    // Not the default: the records' expiry shows the notifier passes its own retention.
+    ORDER_RETENTION_DAYS: '2',
     ...(webhook ? { NOTIFY_WEBHOOK_URL: webhook } : {}),
   });
 }
@@ -113,6 +115,7 @@ async function publishOutcome(order: Order, reason?: RejectReason): Promise<void
 }
 
 const notification = (id: string) => redis.hgetall(keys.notification(id));
+const history = async (id: string) => (await redis.lrange(keys.history(id), 0, -1)).map((e) => JSON.parse(e) as unknown);
 const waitStatus = (id: string, status: string) =>
   waitFor(
     `notification ${id} ${status}`,
@@ -206,6 +209,15 @@ describe('notifier', () => {
     expect(receiver.of('nt-dup-1')).toHaveLength(1);
     expect(await notification('nt-dup-1')).toMatchObject({ status: 'sent', attempts: '1' });
     expect(await redis.get(keys.stats.notificationsSent)).toBe('1');
+    expect(await history('nt-dup-1')).toEqual([
+      { at: expect.any(String), event: 'notification_sent', kind: 'outcome', channel: 'webhook', attempts: 1 },
+    ]);
+    // No order here (the notifier alone): the records are kept for the retention (2 days) from now.
+    for (const key of [keys.notification('nt-dup-1'), keys.history('nt-dup-1')]) {
+      const ttl = await redis.pttl(key);
+      expect(ttl).toBeGreaterThan(2 * 86_400_000 - 60_000);
+      expect(ttl).toBeLessThanOrEqual(2 * 86_400_000);
+    }
   });
 
   it('retries a failing webhook with growing delays until it accepts', async () => {
@@ -222,6 +234,10 @@ describe('notifier', () => {
     expect(t2 - t1).toBeGreaterThanOrEqual(backoffMs(1));
     expect(t3 - t2).toBeGreaterThan(t2 - t1);
     expect((await results('failed_attempt')) - failedBefore).toBe(2);
+    // The failed attempts before the send add nothing: one entry, the send.
+    expect(await history('nt-retry-1')).toEqual([
+      { at: expect.any(String), event: 'notification_sent', kind: 'outcome', channel: 'webhook', attempts: 3 },
+    ]);
   });
 
   it('marks the notification failed and dead-letters it when the webhook never accepts', async () => {
@@ -237,6 +253,16 @@ describe('notifier', () => {
     expect(receiver.of('nt-fail-1')).toHaveLength(MAX_ATTEMPTS);
     expect(await redis.get(keys.stats.notificationsFailed)).toBe('1');
     expect(await redis.get(keys.stats.notificationsSent)).toBeNull();
+    expect(await history('nt-fail-1')).toEqual([
+      {
+        at: expect.any(String),
+        event: 'notification_failed',
+        kind: 'outcome',
+        channel: 'webhook',
+        attempts: MAX_ATTEMPTS,
+        error: expect.stringContaining('500'),
+      },
+    ]);
   });
 
   it('waits out the lease of a sender that died mid-send, then sends once', async () => {

@@ -1,4 +1,5 @@
 import {
+  orderRetentionMs,
   OrderExpiredError,
   createMetrics,
   startConsumerService,
@@ -51,7 +52,11 @@ export async function start(deps: ProcessorAppDeps): Promise<RunningProcessor> {
     handler: async (msg, ctx) => {
       const end = handleSeconds.startTimer();
       try {
-        const handled = await handleOrderMessage({ redis, broker, log, orderTtlMs: config.orderTtlMs }, msg, ctx.span);
+        const handled = await handleOrderMessage(
+          { redis, broker, log, orderTtlMs: config.orderTtlMs, retentionMs: orderRetentionMs(config) },
+          msg,
+          ctx.span,
+        );
         if ('cancel' in handled) cancellations.inc({ outcome: handled.cancel.kind });
         else orders.inc({ outcome: handled.placed.kind });
       } catch (err) {

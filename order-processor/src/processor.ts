@@ -37,6 +37,8 @@ export interface ProcessorDeps {
   log: Logger;
   /** An order that waited in orders.queue longer than this is expired instead (ORDER_TTL_MS). */
   orderTtlMs?: number;
+  /** How long an order and its history are kept after acceptance (ORDER_RETENTION_DAYS), in ms. */
+  retentionMs?: number;
 }
 
 /** What handling one order.placed message came to; also the label of processor_orders_total. */
@@ -93,7 +95,7 @@ async function expireIfDue(deps: ProcessorDeps, order: Order, occurredAt: string
   if (!(waitedMs > deps.orderTtlMs)) return;
   let result: ExpireResult;
   try {
-    result = await expireOrder(deps.redis, order, new Date());
+    result = await expireOrder(deps.redis, order, new Date(), deps.retentionMs);
   } catch (err) {
     // The script and this code disagree: said as such, not as "redis unavailable".
     if (err instanceof ScriptReplyError) throw err;
@@ -119,10 +121,15 @@ function payloadMismatch(order: Order, fields: readonly string[], log: Logger): 
   return new PayloadMismatchError(`order ${order.id} is recorded with another payload: this copy differs in ${fields.join(', ')}`);
 }
 
-async function reserve(redis: RedisClient, order: Order, log: Logger): Promise<Exclude<ReserveResult, { outcome: 'payload_mismatch' }>> {
+async function reserve(
+  redis: RedisClient,
+  order: Order,
+  log: Logger,
+  retentionMs: number | undefined,
+): Promise<Exclude<ReserveResult, { outcome: 'payload_mismatch' }>> {
   let result: ReserveResult;
   try {
-    result = await reserveOrder(redis, order, new Date());
+    result = await reserveOrder(redis, order, new Date(), retentionMs);
   } catch (err) {
     // The script and this code disagree: said as such, not as "redis unavailable".
     if (err instanceof ScriptReplyError) throw err;
@@ -152,7 +159,7 @@ async function decidePlacement(deps: ProcessorDeps, event: OrderEvent, span?: Sp
   // Throws OrderExpiredError (dead-lettered with reason 'expired') for an order that ran out.
   await expireIfDue(deps, order, occurredAt, log);
 
-  const result = await reserve(deps.redis, order, log);
+  const result = await reserve(deps.redis, order, log, deps.retentionMs);
   const status = result.outcome === 'decided_before' ? result.status : result.outcome;
   const rawReason = result.outcome === 'created' ? '' : result.reason;
   if (status === 'rejected' && !isRejectReason(rawReason)) {
@@ -192,10 +199,15 @@ export interface CancelOutcome {
   published?: EventType;
 }
 
-async function cancel(redis: RedisClient, event: OrderEvent, log: Logger): Promise<Exclude<CancelResult, { outcome: 'payload_mismatch' }>> {
+async function cancel(
+  redis: RedisClient,
+  event: OrderEvent,
+  log: Logger,
+  retentionMs: number | undefined,
+): Promise<Exclude<CancelResult, { outcome: 'payload_mismatch' }>> {
   let result: CancelResult;
   try {
-    result = await cancelOrder(redis, event.order, event.cancelReason, new Date());
+    result = await cancelOrder(redis, event.order, event.cancelReason, new Date(), retentionMs);
   } catch (err) {
     if (err instanceof ScriptReplyError) throw err;
     const message = err instanceof Error ? err.message : String(err);
@@ -208,7 +220,7 @@ async function cancel(redis: RedisClient, event: OrderEvent, log: Logger): Promi
 }
 
 /**
- * Decides an order.cancel_requested message once (cancel-3.lua) and publishes order.cancelled,
+ * Decides an order.cancel_requested message once (cancel-9.lua) and publishes order.cancelled,
  * again when it was cancelled before: the first delivery may have died between the script and
  * the confirm, and the notifier sends the notice once whatever the copies. A rejected or expired
  * order stays as it is and nothing is published.
@@ -216,7 +228,7 @@ async function cancel(redis: RedisClient, event: OrderEvent, log: Logger): Promi
 async function decideCancellation(deps: ProcessorDeps, event: OrderEvent, span?: Span): Promise<CancelOutcome> {
   const { order } = event;
   const log = forOrder(deps.log, order.id, span);
-  const result = await cancel(deps.redis, event, log);
+  const result = await cancel(deps.redis, event, log, deps.retentionMs);
   if (result.outcome === 'final') {
     log.info({ status: result.status }, 'order is final; the cancellation changes nothing');
     return { kind: 'not_cancellable', orderId: order.id, units: 0, status: result.status };

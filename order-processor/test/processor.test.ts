@@ -35,8 +35,22 @@ const config = loadConfig('order-processor', {
   RABBITMQ_URLS: rabbitmqUrls.join(','),
   PREFETCH: '20',
   LOG_LEVEL: 'silent',
+  // Not the default: the keys' expiry shows the processor passes its own retention.
+  ORDER_RETENTION_DAYS: '2',
 });
 const MAX_ATTEMPTS = 3;
+
+/** The events of history:<id>, oldest first. */
+async function historyEvents(id: string): Promise<unknown[]> {
+  return (await redis.lrange(keys.history(id), 0, -1)).map((e) => (JSON.parse(e) as { event: string }).event);
+}
+
+/** The key expires about ORDER_RETENTION_DAYS (2) from now: it was first written a moment ago. */
+async function expectRetention(key: string): Promise<void> {
+  const ttl = await redis.pttl(key);
+  expect(ttl).toBeGreaterThan(2 * 86_400_000 - 60_000);
+  expect(ttl).toBeLessThanOrEqual(2 * 86_400_000);
+}
 const backoffMs = (attempt: number) => 50 * attempt;
 
 let redis: RedisClient;
@@ -180,6 +194,11 @@ describe('order processor', () => {
     const out = await takeAll(queues.notifier);
     expect(out.map((m) => m.properties.messageId)).toEqual(['op-dup-1:order.created', 'op-dup-1:order.created']);
     expect((await handled('redelivered')) - redeliveredBefore).toBe(1);
+    // One decision, one entry; the order is indexed as created, with the configured retention.
+    expect(await historyEvents('op-dup-1')).toEqual(['created']);
+    expect(await redis.zscore(keys.ordersByStatus('created'), 'op-dup-1')).not.toBeNull();
+    await expectRetention(keys.order('op-dup-1'));
+    await expectRetention(keys.history('op-dup-1'));
   });
 
   it('publishes the outcome on a redelivery after a crash between the Redis write and the confirm', async () => {
@@ -213,6 +232,7 @@ describe('order processor', () => {
     expect(await redis.get(keys.processedCount)).toBe('1');
     const out = await takeAll(queues.notifier);
     expect(out.map((m) => m.properties.messageId)).toEqual(['op-crash-1:order.created']);
+    expect(await historyEvents('op-crash-1')).toEqual(['created']);
   });
 
   it('creates exactly as many of 50 concurrent orders as the stock allows', async () => {

@@ -6,25 +6,31 @@
 -- call); each is decided exactly as if it ran alone.
 -- KEYS[1]    stats:orders:accepted
 -- KEYS[2]    orders:recent (list of order ids, newest first, kept to the newest 50)
--- KEYS[1+2i] idemp:<id> and KEYS[2+2i] order:<id> of the i-th acceptance
+-- KEYS[3]    orders:index  KEYS[4] orders:by-status:accepted
+-- KEYS[1+4i] idemp:<id>, KEYS[2+4i] order:<id>, KEYS[3+4i] history:<id> and
+--            KEYS[4+4i] orders:by-sku:<sku> of the i-th acceptance
 -- ARGV[1]    TTL of the accepted records in seconds
--- ARGV[2]    now (ISO time)
--- ARGV[6i-3 .. 6i+2]  the i-th acceptance: the claim's token, the accepted record
+-- ARGV[2]    now (ISO time)  ARGV[3] now (ms)  ARGV[4] order retention (ms)
+-- ARGV[6i-1 .. 6i+4]  the i-th acceptance: the claim's token, the accepted record
 --            {"state":"accepted","fp":...,"response":...,"token":...}, id, sku, qty, email ('' for none)
 -- Returns one reply per acceptance, in order:
 --   1  recorded: the accepted record, the order hash, the count and the recent list (or it was
 --      recorded by this same claim before: the client resent the script after a reconnect; nothing
---      changes then)
+--      changes then). Recording appends {"at","event":"accepted"} to history:<id>; a new order is
+--      also indexed (orders:index, orders:by-sku:<sku>, orders:by-status:accepted, scored by now in
+--      ms) and its order:<id> and history:<id> expire after the retention.
 --   0  not ours: another claim holds the record (our lease ran out and another request took the
 --      id), or another claim's acceptance is recorded, or the record is unreadable. Nothing written.
 --   2  ours, but order:<id> already holds a different sku, qty or email (the processor filled it
 --      in from another copy of the id). Nothing written.
 local now = ARGV[2]
+local now_ms, retention_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
+local entry = cjson.encode({at = now, event = 'accepted'})
 local replies = {}
 local accepted = 0
-for i = 1, (#KEYS - 2) / 2 do
-  local idemp, order = KEYS[1 + 2 * i], KEYS[2 + 2 * i]
-  local a = 6 * i - 3
+for i = 1, (#KEYS - 4) / 4 do
+  local idemp, order, history, by_sku = KEYS[1 + 4 * i], KEYS[2 + 4 * i], KEYS[3 + 4 * i], KEYS[4 + 4 * i]
+  local a = 6 * i - 1
   local token, record, id, sku, qty, email = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
   -- No record at all (a nil reply is false here): the lease ran out and nobody claimed the id
   -- since, so this is still ours. A record that is not a JSON string is not ours.
@@ -56,21 +62,43 @@ for i = 1, (#KEYS - 2) / 2 do
       redis.call('LPUSH', KEYS[2], id)
       -- Usually the order is new here: write it whole in one command. A fast processor can decide
       -- the order before this runs: then only fill what is missing, never touching its status.
+      -- The history's entry comes first either way; a decided order's history already has its
+      -- expiry (the processor's script set it with the first entry), which RPUSH keeps.
+      if redis.pcall('RPUSH', history, entry) == 101 then redis.pcall('LTRIM', history, -100, -1) end
       if not held and redis.call('EXISTS', order) == 0 then
         if email ~= '' then
           redis.pcall('HSET', order, 'status', 'accepted', 'updatedAt', now, 'id', id, 'sku', sku, 'qty', qty, 'email', email, 'createdAt', now)
         else
           redis.pcall('HSET', order, 'status', 'accepted', 'updatedAt', now, 'id', id, 'sku', sku, 'qty', qty, 'createdAt', now)
         end
+        redis.call('ZADD', KEYS[3], now_ms, id)
+        redis.call('ZADD', by_sku, now_ms, id)
+        redis.call('ZREMRANGEBYSCORE', by_sku, '-inf', '(' .. (now_ms - retention_ms))
+        redis.call('ZADD', KEYS[4], now_ms, id)
+        redis.call('PEXPIREAT', order, now_ms + retention_ms)
+        redis.call('PEXPIREAT', history, now_ms + retention_ms)
       else
         if redis.pcall('HSETNX', order, 'status', 'accepted') == 1 then
           redis.pcall('HSET', order, 'updatedAt', now)
+          -- No status yet (nobody decided it): index it as accepted, keeping a score it already has.
+          local score = tonumber(redis.call('ZSCORE', KEYS[3], id)) or now_ms
+          redis.call('ZADD', KEYS[3], score, id)
+          redis.call('ZADD', by_sku, score, id)
+          redis.call('ZADD', KEYS[4], score, id)
+          redis.pcall('PEXPIREAT', order, score + retention_ms)
+          redis.call('PEXPIREAT', history, score + retention_ms)
         end
         redis.pcall('HSETNX', order, 'id', id)
         redis.pcall('HSETNX', order, 'sku', sku)
         redis.pcall('HSETNX', order, 'qty', qty)
         if email ~= '' then redis.pcall('HSETNX', order, 'email', email) end
         redis.pcall('HSETNX', order, 'createdAt', now)
+        -- A history this entry just began (an order decided without one, e.g. by hand or by an
+        -- earlier version) lives as long as the order, or for the retention.
+        if redis.call('PTTL', history) == -1 then
+          local ttl = redis.pcall('PTTL', order)
+          redis.call('PEXPIRE', history, (type(ttl) == 'number' and ttl > 0) and ttl or retention_ms)
+        end
       end
     end
   end
@@ -79,5 +107,10 @@ end
 if accepted > 0 then
   redis.call('INCRBY', KEYS[1], accepted)
   redis.call('LTRIM', KEYS[2], 0, 49)
+  -- Orders past their retention are gone: their entries leave the index of all orders and the
+  -- accepted set here, the sku's set with each new order of the sku, and each other status set
+  -- as an order moves into it; the listing prunes the set it reads as well.
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now_ms - retention_ms))
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now_ms - retention_ms))
 end
 return replies

@@ -24,6 +24,11 @@ export interface Config {
   prefetch: number;
   /** How long an order may wait in orders.queue before the processor expires it instead. */
   orderTtlMs: number;
+  /**
+   * ORDER_RETENTION_DAYS: an order, its history and its notification records expire this many days
+   * after its acceptance, whatever its status; its index entries are pruned then.
+   */
+  orderRetentionDays: number;
   notifyWebhookUrl?: string;
   /** OTLP/HTTP endpoint (base URL) to export trace spans to; unset: spans are not exported. */
   otlpEndpoint?: string;
@@ -32,6 +37,16 @@ export interface Config {
   /** Port of the HTTP server of this service. */
   port: number;
 }
+
+export const DEFAULT_ORDER_RETENTION_DAYS = 30;
+
+/** The retention of orders in ms, as the scripts take it. */
+export function orderRetentionMs(config: Pick<Config, 'orderRetentionDays'>): number {
+  return config.orderRetentionDays * 86_400_000;
+}
+
+/** The retention the script wrappers use when a caller gives none (the default ORDER_RETENTION_DAYS). */
+export const DEFAULT_ORDER_RETENTION_MS = DEFAULT_ORDER_RETENTION_DAYS * 86_400_000;
 
 export class ConfigError extends Error {
   constructor(
@@ -166,6 +181,7 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     idempotencyTtlSeconds: int(env, 'IDEMPOTENCY_TTL_SECONDS', 86_400, 60, 30 * 86_400),
     prefetch: int(env, 'PREFETCH', 100, 1, 65_535),
     orderTtlMs: int(env, 'ORDER_TTL_MS', 900_000, 100, 7 * 86_400_000),
+    orderRetentionDays: int(env, 'ORDER_RETENTION_DAYS', DEFAULT_ORDER_RETENTION_DAYS, 1, 3650),
     logLevel: logLevel as LogLevel,
     ports,
     port,

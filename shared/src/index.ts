@@ -6,6 +6,8 @@ export {
   loadConfig,
   configOrExit,
   ConfigError,
+  DEFAULT_ORDER_RETENTION_DAYS,
+  orderRetentionMs,
   type ServiceName,
   type QueueType,
   type Config,
@@ -13,7 +15,8 @@ export {
   type RedisConfig,
 } from './config.js';
 export { createLogger, type Logger } from './logger.js';
-export { keys } from './keys.js';
+export { keys, ORDER_STATUSES, type OrderStatus } from './keys.js';
+export { parseHistory } from './history.js';
 export { PoisonMessageError, OrderExpiredError, PayloadMismatchError, RetryLaterError, TransientError, PublishError } from './errors.js';
 export {
   dlqOf,
@@ -79,6 +82,7 @@ export {
 } from './scripts/notifications.js';
 export { adjustInventory, MAX_INVENTORY_LEVEL, MAX_INVENTORY_DELTA, type Adjustment, type AdjustResult } from './scripts/inventory.js';
 export { scripts, ScriptReplyError } from './scripts/commands.js';
+export { listIndex, type IndexEntry } from './scripts/listing.js';
 export {
   waitForBroker,
   connectBroker,

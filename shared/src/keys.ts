@@ -1,5 +1,9 @@
 // Every Redis key of the product, in one place. Nothing else concatenates key names.
 
+/** The statuses order:<id> records (the API's `cancelling` is an accepted or created order with a cancel request). */
+export const ORDER_STATUSES = ['accepted', 'created', 'rejected', 'expired', 'cancelled'] as const;
+export type OrderStatus = (typeof ORDER_STATUSES)[number];
+
 export const keys = {
   /** string integer: units in stock, seeded by operators with `SET inventory:<sku> 100`. */
   inventory: (sku: string) => `inventory:${sku}`,
@@ -24,6 +28,26 @@ export const keys = {
    * is `/`, which no order id contains, so it never names another order's first-outcome record.
    */
   cancellationNotification: (orderId: string) => `notifications:${orderId}/cancelled`,
+  /**
+   * list: the order's history, oldest first: JSON entries {"at","event",...} appended by the script
+   * that makes each change (accepted, created, rejected, expired, cancel_requested, cancelled,
+   * notification_sent, notification_failed), kept to the newest 100. `history:` is no other key's
+   * prefix, so one id names one list whatever `:` it holds.
+   */
+  history: (orderId: string) => `history:${orderId}`,
+  /**
+   * sorted set: every order's id, scored by its first write (the acceptance, or the processor's
+   * decision when it came first) in ms; GET /orders reads it. Written by the script of each change;
+   * entries past ORDER_RETENTION_DAYS are pruned by the scripts and the listing.
+   */
+  ordersIndex: 'orders:index',
+  /**
+   * sorted set: the ids of the orders of one sku, scored like `ordersIndex`. A sku may hold `:`,
+   * but `orders:by-sku:` prefixes nothing else, so one sku names one set.
+   */
+  ordersBySku: (sku: string) => `orders:by-sku:${sku}`,
+  /** sorted set: the ids of the orders whose recorded status is `status`, scored like `ordersIndex`; the scripts move an id between them. */
+  ordersByStatus: (status: OrderStatus) => `orders:by-status:${status}`,
   /** list: ids of the newest accepted orders, newest first, capped at 50 (accept-n.lua); the dashboard's recent orders. */
   recentOrders: 'orders:recent',
   /** string integer: orders whose stock was reserved. */

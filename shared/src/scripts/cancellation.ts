@@ -1,14 +1,15 @@
+import { DEFAULT_ORDER_RETENTION_MS } from '../config.js';
 import { keys } from '../keys.js';
 import type { Order } from '../messages.js';
 import type { RedisClient } from '../redis.js';
 import { ScriptReplyError, arrayReply, codeReply, countReply, stringReply, scripts } from './commands.js';
 import type { PayloadField, PayloadMismatch } from './orders.js';
 
-// An order's cancellation, one wrapper per script: cancel-3.lua (the processor's once-only
-// decision) and cancel-requested-1.lua (the gateway's record of a confirmed request). Each lays
+// An order's cancellation, one wrapper per script: cancel-9.lua (the processor's once-only
+// decision) and cancel-requested-2.lua (the gateway's record of a confirmed request). Each lays
 // out its script's KEYS and ARGV and checks the reply (ScriptReplyError when it is unexpected).
 
-/** cancel-3.lua's answer. */
+/** cancel-9.lua's answer. */
 export type CancelResult =
   /** Cancelled now; `units` went back to inventory:<sku> (0 when the order was not decided yet). */
   | { outcome: 'cancelled'; units: number }
@@ -26,19 +27,33 @@ const PAYLOAD_FIELDS: readonly string[] = ['sku', 'qty', 'email'] satisfies Payl
  * stats:orders:cancelled. Rejects with a Redis ReplyError when the order is created and
  * inventory:<sku> is not a whole number (nothing is written then).
  */
-export async function cancelOrder(redis: RedisClient, order: Order, reason: string | undefined, now: Date): Promise<CancelResult> {
+export async function cancelOrder(
+  redis: RedisClient,
+  order: Order,
+  reason: string | undefined,
+  now: Date,
+  retentionMs: number = DEFAULT_ORDER_RETENTION_MS,
+): Promise<CancelResult> {
   const reply = arrayReply(
     'cancel',
     await scripts(redis).cancel(
       keys.order(order.id),
       keys.inventory(order.sku),
       keys.stats.cancelled,
+      keys.history(order.id),
+      keys.ordersIndex,
+      keys.ordersBySku(order.sku),
+      keys.ordersByStatus('accepted'),
+      keys.ordersByStatus('created'),
+      keys.ordersByStatus('cancelled'),
       order.id,
       order.sku,
       order.qty,
       order.email ?? '',
       reason ?? '',
       now.toISOString(),
+      now.getTime(),
+      retentionMs,
     ),
     2,
   );
@@ -60,7 +75,7 @@ export async function cancelOrder(redis: RedisClient, order: Order, reason: stri
   }
 }
 
-/** cancel-requested-1.lua's answer. `status` is the order's: accepted, created or cancelled. */
+/** cancel-requested-2.lua's answer. `status` is the order's: accepted, created or cancelled. */
 export type CancelRequestResult =
   /** This request is the first recorded; `reason` is the one recorded ('' for none). */
   | { outcome: 'recorded'; status: string; reason: string }
@@ -80,7 +95,7 @@ export async function recordCancelRequest(
 ): Promise<CancelRequestResult> {
   const reply = arrayReply(
     'cancelRequested',
-    await scripts(redis).cancelRequested(keys.order(orderId), reason ?? '', now.toISOString()),
+    await scripts(redis).cancelRequested(keys.order(orderId), keys.history(orderId), reason ?? '', now.toISOString()),
     3,
   );
   const code = codeReply('cancelRequested', reply[0], [0, 1, 3, 4] as const, reply);

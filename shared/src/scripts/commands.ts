@@ -19,6 +19,7 @@ export interface ScriptCommands {
   notifySent(...keysThenArgs: Arg[]): Promise<unknown>;
   notifyFail(...keysThenArgs: Arg[]): Promise<unknown>;
   inventoryAdjust(numberOfKeys: number, ...keysThenArgs: Arg[]): Promise<unknown>;
+  listOrders(...keysThenArgs: Arg[]): Promise<unknown>;
 }
 
 /** The script commands of a client made by createRedis (which defines one per Lua file). */

@@ -1,3 +1,4 @@
+import { DEFAULT_ORDER_RETENTION_MS } from '../config.js';
 import { keys } from '../keys.js';
 import type { RedisClient } from '../redis.js';
 import { ScriptReplyError, arrayReply, codeReply, countReply, scripts, stringReply } from './commands.js';
@@ -102,11 +103,12 @@ export async function acceptOrders(
   ttlSeconds: number,
   now: Date,
   acceptances: readonly Acceptance[],
+  retentionMs: number = DEFAULT_ORDER_RETENTION_MS,
 ): Promise<AcceptResult[]> {
-  const keyList: string[] = [keys.stats.accepted, keys.recentOrders];
-  const args: (string | number)[] = [ttlSeconds, now.toISOString()];
+  const keyList: string[] = [keys.stats.accepted, keys.recentOrders, keys.ordersIndex, keys.ordersByStatus('accepted')];
+  const args: (string | number)[] = [ttlSeconds, now.toISOString(), now.getTime(), retentionMs];
   for (const a of acceptances) {
-    keyList.push(keys.idempotency(a.id), keys.order(a.id));
+    keyList.push(keys.idempotency(a.id), keys.order(a.id), keys.history(a.id), keys.ordersBySku(a.sku));
     args.push(a.token, acceptedRecord(a), a.id, a.sku, a.qty, a.email ?? '');
   }
   const reply = arrayReply('accept', await scripts(redis).accept(keyList.length, ...keyList, ...args), acceptances.length);

@@ -1,9 +1,10 @@
+import { DEFAULT_ORDER_RETENTION_MS } from '../config.js';
 import { keys } from '../keys.js';
 import type { RedisClient } from '../redis.js';
 import { arrayReply, codeReply, countReply, scripts } from './commands.js';
 
-// The notifier's send-once bookkeeping, one wrapper per script: notify-claim-2.lua,
-// notify-sent-2.lua and notify-fail-2.lua. Each lays out its script's KEYS and ARGV and checks the
+// The notifier's send-once bookkeeping, one wrapper per script: notify-claim-3.lua,
+// notify-sent-3.lua and notify-fail-3.lua. Each lays out its script's KEYS and ARGV and checks the
 // reply (ScriptReplyError when it is unexpected).
 
 /**
@@ -17,7 +18,7 @@ function notificationKey(orderId: string, kind: NotificationKind): string {
   return kind === 'cancelled' ? keys.cancellationNotification(orderId) : keys.notification(orderId);
 }
 
-/** notify-claim-2.lua's answer. */
+/** notify-claim-3.lua's answer. */
 export type NotificationClaim =
   /** Send now; `attempts` counts this one. */
   | { outcome: 'claimed'; attempts: number }
@@ -34,10 +35,19 @@ export async function claimNotification(
   leaseMs: number,
   channel: string,
   kind: NotificationKind = 'outcome',
+  retentionMs: number = DEFAULT_ORDER_RETENTION_MS,
 ): Promise<NotificationClaim> {
   const reply = arrayReply(
     'notifyClaim',
-    await scripts(redis).notifyClaim(notificationKey(orderId, kind), keys.stats.notificationsFailed, token, leaseMs, channel),
+    await scripts(redis).notifyClaim(
+      notificationKey(orderId, kind),
+      keys.stats.notificationsFailed,
+      keys.history(orderId),
+      token,
+      leaseMs,
+      channel,
+      retentionMs,
+    ),
     2,
   );
   const code = codeReply('notifyClaim', reply[0], [0, 1, 2] as const, reply);
@@ -58,8 +68,16 @@ export async function recordNotificationSent(
   orderId: string,
   sentAt: string,
   kind: NotificationKind = 'outcome',
+  retentionMs: number = DEFAULT_ORDER_RETENTION_MS,
 ): Promise<{ outcome: 'recorded' | 'recorded_before' }> {
-  const reply = await scripts(redis).notifySent(notificationKey(orderId, kind), keys.stats.notificationsSent, sentAt);
+  const reply = await scripts(redis).notifySent(
+    notificationKey(orderId, kind),
+    keys.stats.notificationsSent,
+    keys.history(orderId),
+    sentAt,
+    kind,
+    retentionMs,
+  );
   return { outcome: codeReply('notifySent', reply, [0, 1] as const) === 1 ? 'recorded' : 'recorded_before' };
 }
 
@@ -75,13 +93,19 @@ export async function recordNotificationFailed(
   error: string,
   last: boolean,
   kind: NotificationKind = 'outcome',
+  retentionMs: number = DEFAULT_ORDER_RETENTION_MS,
+  now: Date = new Date(),
 ): Promise<{ outcome: 'recorded' | 'not_ours' }> {
   const reply = await scripts(redis).notifyFail(
     notificationKey(orderId, kind),
     keys.stats.notificationsFailed,
+    keys.history(orderId),
     token,
     error,
     last ? '1' : '0',
+    kind,
+    now.toISOString(),
+    retentionMs,
   );
   return { outcome: codeReply('notifyFail', reply, [0, 1] as const) === 1 ? 'recorded' : 'not_ours' };
 }

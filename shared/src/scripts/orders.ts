@@ -1,10 +1,11 @@
+import { DEFAULT_ORDER_RETENTION_MS } from '../config.js';
 import { keys } from '../keys.js';
 import type { Order, RejectReason } from '../messages.js';
 import type { RedisClient } from '../redis.js';
 import { ScriptReplyError, arrayReply, codeReply, stringReply, scripts } from './commands.js';
 
-// The processor's once-only decisions on an order, one wrapper per script: reserve-4.lua and
-// expire-order-1.lua. Each lays out its script's KEYS and ARGV and checks the reply
+// The processor's once-only decisions on an order, one wrapper per script: reserve-10.lua and
+// expire-order-6.lua. Each lays out its script's KEYS and ARGV and checks the reply
 // (ScriptReplyError when it is unexpected).
 
 /** The order was decided before (a redelivery or duplicate copy, or an expired order): nothing changed. */
@@ -28,7 +29,7 @@ export interface PayloadMismatch {
 export type PayloadField = 'sku' | 'qty' | 'email';
 const PAYLOAD_FIELDS: readonly string[] = ['sku', 'qty', 'email'] satisfies PayloadField[];
 
-/** reserve-4.lua's answer. */
+/** reserve-10.lua's answer. */
 export type ReserveResult = { outcome: 'created' } | { outcome: 'rejected'; reason: RejectReason } | DecidedBefore | PayloadMismatch;
 
 const REJECT_REASONS: readonly string[] = ['out_of_stock', 'unknown_sku'] satisfies RejectReason[];
@@ -38,7 +39,12 @@ const REJECT_REASONS: readonly string[] = ['out_of_stock', 'unknown_sku'] satisf
  * out_of_stock). Rejects with a Redis ReplyError when inventory:<sku> is not a whole number
  * (nothing is written then).
  */
-export async function reserveOrder(redis: RedisClient, order: Order, now: Date): Promise<ReserveResult> {
+export async function reserveOrder(
+  redis: RedisClient,
+  order: Order,
+  now: Date,
+  retentionMs: number = DEFAULT_ORDER_RETENTION_MS,
+): Promise<ReserveResult> {
   const reply = arrayReply(
     'reserve',
     await scripts(redis).reserve(
@@ -46,11 +52,19 @@ export async function reserveOrder(redis: RedisClient, order: Order, now: Date):
       keys.inventory(order.sku),
       keys.processedCount,
       keys.stats.rejected,
+      keys.history(order.id),
+      keys.ordersIndex,
+      keys.ordersBySku(order.sku),
+      keys.ordersByStatus('accepted'),
+      keys.ordersByStatus('created'),
+      keys.ordersByStatus('rejected'),
       order.id,
       order.sku,
       order.qty,
       order.email ?? '',
       now.toISOString(),
+      now.getTime(),
+      retentionMs,
     ),
   );
   const code = codeReply('reserve', reply[0], [0, 1, 2] as const, reply);
@@ -64,14 +78,33 @@ export async function reserveOrder(redis: RedisClient, order: Order, now: Date):
   throw new ScriptReplyError('reserve', reply);
 }
 
-/** expire-order-1.lua's answer. */
+/** expire-order-6.lua's answer. */
 export type ExpireResult = { outcome: 'expired' } | DecidedBefore | PayloadMismatch;
 
 /** Marks an undecided order expired; a decided one (created, rejected, expired) is left as it is. */
-export async function expireOrder(redis: RedisClient, order: Order, now: Date): Promise<ExpireResult> {
+export async function expireOrder(
+  redis: RedisClient,
+  order: Order,
+  now: Date,
+  retentionMs: number = DEFAULT_ORDER_RETENTION_MS,
+): Promise<ExpireResult> {
   const reply = arrayReply(
     'expireOrder',
-    await scripts(redis).expireOrder(keys.order(order.id), order.id, order.sku, order.qty, order.email ?? '', now.toISOString()),
+    await scripts(redis).expireOrder(
+      keys.order(order.id),
+      keys.history(order.id),
+      keys.ordersIndex,
+      keys.ordersBySku(order.sku),
+      keys.ordersByStatus('accepted'),
+      keys.ordersByStatus('expired'),
+      order.id,
+      order.sku,
+      order.qty,
+      order.email ?? '',
+      now.toISOString(),
+      now.getTime(),
+      retentionMs,
+    ),
   );
   const code = codeReply('expireOrder', reply[0], [0, 1, 2] as const, reply);
   if (code === 2) return payloadMismatch('expireOrder', reply);

@@ -2,8 +2,12 @@
 -- undecided order (no status yet, or 'accepted'), so an order is never both created and expired:
 -- a created or rejected order stays as it is, and reserve (reserve-4.lua) refuses an expired one
 -- since its status is no longer 'accepted'.
--- KEYS[1] order:<id>
+-- KEYS[1] order:<id>  KEYS[2] history:<id>  KEYS[3] orders:index  KEYS[4] orders:by-sku:<sku>
+-- KEYS[5] orders:by-status:accepted  KEYS[6] orders:by-status:expired
 -- ARGV[1] id  ARGV[2] sku  ARGV[3] qty  ARGV[4] email ('' for none)  ARGV[5] now (ISO time)
+-- ARGV[6] now (ms)  ARGV[7] retention (ms)
+-- Expiring now also appends {"at","event":"expired"} to history:<id> and moves the id from the
+-- accepted to the expired set.
 -- Returns {0, 'expired', ''}   expired now
 --         {1, status, reason}  decided before (expired, created or rejected): nothing changed
 --         {2, fields}          order:<id> records another payload: the names of the fields that
@@ -11,6 +15,27 @@
 -- A copy whose sku, qty or email differ from those order:<id> records is another request's copy of
 -- the id (the gateway recorded, or the processor filled in, a different payload): refused before
 -- anything else, whatever the status, and nothing changes.
+local ORDER, HISTORY, INDEX, BY_SKU = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+-- Appends entry to history:<id> (kept to the newest 100), then indexes the order (orders:index,
+-- orders:by-sku:<sku>) if it is not yet, and sets its retention then: order:<id> and history:<id>
+-- expire retention ms after that time (the index score). An index entry older than the retention
+-- (a late redelivery recreated the order after its keys expired) starts anew. Returns the score.
+local function change(id, now_ms, retention_ms, entry)
+  if redis.call('RPUSH', HISTORY, cjson.encode(entry)) > 100 then redis.call('LTRIM', HISTORY, -100, -1) end
+  local score = tonumber(redis.call('ZSCORE', INDEX, id))
+  if score and score + retention_ms > now_ms then return score end
+  redis.call('ZADD', INDEX, now_ms, id)
+  redis.call('ZADD', BY_SKU, now_ms, id)
+  redis.call('PEXPIREAT', ORDER, now_ms + retention_ms)
+  redis.call('PEXPIREAT', HISTORY, now_ms + retention_ms)
+  return now_ms
+end
+-- Moves the id into the status set `key` with its score, pruning that set's entries past the
+-- retention (their orders have expired), so every set stays within the retention's orders.
+local function move_to(key, id, score, now_ms, retention_ms)
+  redis.call('ZADD', key, score, id)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (now_ms - retention_ms))
+end
 local h = redis.call('HMGET', KEYS[1], 'sku', 'qty', 'email')
 if h[1] then
   local differ = {}
@@ -30,4 +55,7 @@ redis.call('HSETNX', KEYS[1], 'qty', ARGV[3])
 if ARGV[4] ~= '' then redis.call('HSETNX', KEYS[1], 'email', ARGV[4]) end
 redis.call('HSETNX', KEYS[1], 'createdAt', ARGV[5])
 redis.call('HSET', KEYS[1], 'status', 'expired', 'updatedAt', ARGV[5])
+redis.call('ZREM', KEYS[5], ARGV[1])
+local now_ms, retention_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
+move_to(KEYS[6], ARGV[1], change(ARGV[1], now_ms, retention_ms, {at = ARGV[5], event = 'expired'}), now_ms, retention_ms)
 return {0, 'expired', ''}

@@ -3,8 +3,12 @@
 -- KEYS[1] order:<id>               status hash; its status is the once-only marker
 -- KEYS[2] inventory:<sku>          units in stock; a created order's qty goes back here
 -- KEYS[3] stats:orders:cancelled   orders cancelled
+-- KEYS[4] history:<id>  KEYS[5] orders:index  KEYS[6] orders:by-sku:<sku>
+-- KEYS[7] orders:by-status:accepted  KEYS[8] orders:by-status:created  KEYS[9] orders:by-status:cancelled
 -- ARGV[1] id  ARGV[2] sku  ARGV[3] qty  ARGV[4] email ('' for none)  ARGV[5] cancel reason ('' for none)
--- ARGV[6] now (ISO time)
+-- ARGV[6] now (ISO time)  ARGV[7] now (ms)  ARGV[8] retention (ms)
+-- Cancelling now also appends {"at","event":"cancelled","reason","units"} to history:<id> and moves
+-- the id from the accepted or created set to the cancelled set.
 -- Returns {0, units}   cancelled now; units given back to inventory:<sku> (0 when the order was
 --                      not decided yet: no status or 'accepted', so its placement reserves nothing)
 --         {1, ''}      cancelled before (a redelivery or another cancel): nothing changed
@@ -14,6 +18,27 @@
 --         error        the order is created and inventory:<sku> holds something that is not a whole number
 -- The reason is kept with HSETNX: the first one recorded (here or by the gateway) stays. A created
 -- order's hash also gets 'refunded' (the units given back).
+local ORDER, HISTORY, INDEX, BY_SKU = KEYS[1], KEYS[4], KEYS[5], KEYS[6]
+-- Appends entry to history:<id> (kept to the newest 100), then indexes the order (orders:index,
+-- orders:by-sku:<sku>) if it is not yet, and sets its retention then: order:<id> and history:<id>
+-- expire retention ms after that time (the index score). An index entry older than the retention
+-- (a late redelivery recreated the order after its keys expired) starts anew. Returns the score.
+local function change(id, now_ms, retention_ms, entry)
+  if redis.call('RPUSH', HISTORY, cjson.encode(entry)) > 100 then redis.call('LTRIM', HISTORY, -100, -1) end
+  local score = tonumber(redis.call('ZSCORE', INDEX, id))
+  if score and score + retention_ms > now_ms then return score end
+  redis.call('ZADD', INDEX, now_ms, id)
+  redis.call('ZADD', BY_SKU, now_ms, id)
+  redis.call('PEXPIREAT', ORDER, now_ms + retention_ms)
+  redis.call('PEXPIREAT', HISTORY, now_ms + retention_ms)
+  return now_ms
+end
+-- Moves the id into the status set `key` with its score, pruning that set's entries past the
+-- retention (their orders have expired), so every set stays within the retention's orders.
+local function move_to(key, id, score, now_ms, retention_ms)
+  redis.call('ZADD', key, score, id)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (now_ms - retention_ms))
+end
 local h = redis.call('HMGET', KEYS[1], 'sku', 'qty', 'email')
 if h[1] then
   local differ = {}
@@ -49,4 +74,9 @@ end
 if ARGV[5] ~= '' then redis.call('HSETNX', KEYS[1], 'cancelReason', ARGV[5]) end
 redis.call('HSET', KEYS[1], 'status', 'cancelled', 'cancelledAt', ARGV[6], 'updatedAt', ARGV[6])
 redis.call('INCR', KEYS[3])
+local entry = {at = ARGV[6], event = 'cancelled', units = units}
+if ARGV[5] ~= '' then entry.reason = ARGV[5] end
+redis.call('ZREM', KEYS[status == 'created' and 8 or 7], ARGV[1])
+local now_ms, retention_ms = tonumber(ARGV[7]), tonumber(ARGV[8])
+move_to(KEYS[9], ARGV[1], change(ARGV[1], now_ms, retention_ms, entry), now_ms, retention_ms)
 return {0, units}

@@ -2,7 +2,7 @@
 -- order.cancel_requested message, so every 'cancelling' answer stands for a confirmed message.
 -- Marking after the confirm leaves nothing to undo when the publish fails; two cancels of one
 -- order at once may both publish (the processor's cancel-3.lua decides once).
--- KEYS[1] order:<id>
+-- KEYS[1] order:<id>  KEYS[2] history:<id> (gets {"at","event":"cancel_requested","reason"} when recorded now)
 -- ARGV[1] cancel reason ('' for none)  ARGV[2] now (ISO time)
 -- Returns {0, status, reason}  recorded now: this request is the first
 --         {1, status, reason}  requested before (or the order is cancelled and was requested
@@ -17,4 +17,12 @@ if status ~= 'accepted' and status ~= 'created' and status ~= 'cancelled' then r
 if ARGV[1] ~= '' then redis.call('HSETNX', KEYS[1], 'cancelReason', ARGV[1]) end
 local first = redis.call('HSETNX', KEYS[1], 'cancelRequestedAt', ARGV[2])
 if first == 1 and status ~= 'cancelled' then redis.call('HSET', KEYS[1], 'updatedAt', ARGV[2]) end
+if first == 1 then
+  -- history:<id> lives as long as order:<id> (it exists with it; RPUSH keeps its expiry).
+  local entry = {at = ARGV[2], event = 'cancel_requested'}
+  if ARGV[1] ~= '' then entry.reason = ARGV[1] end
+  if redis.call('RPUSH', KEYS[2], cjson.encode(entry)) > 100 then redis.call('LTRIM', KEYS[2], -100, -1) end
+  local ttl = redis.call('PTTL', KEYS[1])
+  if ttl > 0 and redis.call('PTTL', KEYS[2]) == -1 then redis.call('PEXPIRE', KEYS[2], ttl) end
+end
 return {first == 1 and 0 or 1, status, redis.call('HGET', KEYS[1], 'cancelReason') or ''}
