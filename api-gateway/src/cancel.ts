@@ -20,8 +20,8 @@ import { parseJson, readBody, requireJson } from './body.js';
 import { orderLocation, type OrderDeps } from './orders.js';
 
 // POST /orders/{id}/cancel: validate, read the order (one round trip), publish
-// order.cancel_requested with a broker confirm, then record the request (cancel-requested-1.lua).
-// The processor decides the cancellation once (cancel-3.lua); the gateway only answers from what
+// order.cancel_requested with a broker confirm, then record the request (cancel-requested-2.lua).
+// The processor decides the cancellation once (cancel-9.lua); the gateway only answers from what
 // the order hash says. Bad input is refused before anything is read or written.
 
 export const CANCEL_RESULTS = ['accepted', 'replayed', 'not_cancellable', 'not_found', 'invalid', 'unavailable'] as const;

@@ -1,7 +1,7 @@
 -- cancelRequested: the gateway records a cancellation request once the broker confirmed its
 -- order.cancel_requested message, so every 'cancelling' answer stands for a confirmed message.
 -- Marking after the confirm leaves nothing to undo when the publish fails; two cancels of one
--- order at once may both publish (the processor's cancel-3.lua decides once).
+-- order at once may both publish (the processor's cancel-9.lua decides once).
 -- KEYS[1] order:<id>  KEYS[2] history:<id> (gets {"at","event":"cancel_requested","reason"} when recorded now)
 -- ARGV[1] cancel reason ('' for none)  ARGV[2] now (ISO time)
 -- Returns {0, status, reason}  recorded now: this request is the first

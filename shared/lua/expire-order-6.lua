@@ -1,6 +1,6 @@
 -- expireOrder: the processor's decision that an order waited too long in orders.queue. Marks only an
 -- undecided order (no status yet, or 'accepted'), so an order is never both created and expired:
--- a created or rejected order stays as it is, and reserve (reserve-4.lua) refuses an expired one
+-- a created or rejected order stays as it is, and reserve (reserve-10.lua) refuses an expired one
 -- since its status is no longer 'accepted'.
 -- KEYS[1] order:<id>  KEYS[2] history:<id>  KEYS[3] orders:index  KEYS[4] orders:by-sku:<sku>
 -- KEYS[5] orders:by-status:accepted  KEYS[6] orders:by-status:expired

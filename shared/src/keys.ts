@@ -58,7 +58,7 @@ export const keys = {
     accepted: 'stats:orders:accepted',
     duplicates: 'stats:orders:duplicates',
     rejected: 'stats:orders:rejected',
-    /** orders cancelled (cancel-3.lua), whether or not their stock had been reserved. */
+    /** orders cancelled (cancel-9.lua), whether or not their stock had been reserved. */
     cancelled: 'stats:orders:cancelled',
     notificationsSent: 'stats:notifications:sent',
     notificationsFailed: 'stats:notifications:failed',

@@ -7,7 +7,7 @@ import type { Logger } from './logger.js';
 // a script that takes any number of keys (the caller passes the count first, as ioredis expects
 // when numberOfKeys is left out); the same relative path works from src/ (tests) and dist/. A
 // command replaces an ioredis method of the same name, so no file may be named after a Redis
-// command (the expiry script is expire-order-1.lua, not expire-1.lua, which hid EXPIRE).
+// command (the expiry script is expire-order-<n>.lua, not expire-<n>.lua, which hid EXPIRE).
 const LUA_DIR = new URL('../lua/', import.meta.url);
 
 export interface LuaScript {
