@@ -18,35 +18,9 @@
 --         error        the order is created and inventory:<sku> holds something that is not a whole number
 -- The reason is kept with HSETNX: the first one recorded (here or by the gateway) stays. A created
 -- order's hash also gets 'refunded' (the units given back).
-local ORDER, HISTORY, INDEX, BY_SKU = KEYS[1], KEYS[4], KEYS[5], KEYS[6]
--- Appends entry to history:<id> (kept to the newest 100), then indexes the order (orders:index,
--- orders:by-sku:<sku>) if it is not yet, and sets its retention then: order:<id> and history:<id>
--- expire retention ms after that time (the index score). An index entry older than the retention
--- (a late redelivery recreated the order after its keys expired) starts anew. Returns the score.
-local function change(id, now_ms, retention_ms, entry)
-  if redis.call('RPUSH', HISTORY, cjson.encode(entry)) > 100 then redis.call('LTRIM', HISTORY, -100, -1) end
-  local score = tonumber(redis.call('ZSCORE', INDEX, id))
-  if score and score + retention_ms > now_ms then return score end
-  redis.call('ZADD', INDEX, now_ms, id)
-  redis.call('ZADD', BY_SKU, now_ms, id)
-  redis.call('PEXPIREAT', ORDER, now_ms + retention_ms)
-  redis.call('PEXPIREAT', HISTORY, now_ms + retention_ms)
-  return now_ms
-end
--- Moves the id into the status set `key` with its score, pruning that set's entries past the
--- retention (their orders have expired), so every set stays within the retention's orders.
-local function move_to(key, id, score, now_ms, retention_ms)
-  redis.call('ZADD', key, score, id)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (now_ms - retention_ms))
-end
-local h = redis.call('HMGET', KEYS[1], 'sku', 'qty', 'email')
-if h[1] then
-  local differ = {}
-  if h[1] ~= ARGV[2] then differ[#differ + 1] = 'sku' end
-  if h[2] ~= ARGV[3] then differ[#differ + 1] = 'qty' end
-  if (h[3] or '') ~= ARGV[4] then differ[#differ + 1] = 'email' end
-  if #differ > 0 then return {2, differ} end
-end
+-- uses lib/order.lua
+local differ = payload_differs(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
+if differ then return {2, differ} end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status == 'cancelled' then return {1, ''} end
 if status and status ~= 'accepted' and status ~= 'created' then return {3, status} end
@@ -78,5 +52,5 @@ local entry = {at = ARGV[6], event = 'cancelled', units = units}
 if ARGV[5] ~= '' then entry.reason = ARGV[5] end
 redis.call('ZREM', KEYS[status == 'created' and 8 or 7], ARGV[1])
 local now_ms, retention_ms = tonumber(ARGV[7]), tonumber(ARGV[8])
-move_to(KEYS[9], ARGV[1], change(ARGV[1], now_ms, retention_ms, entry), now_ms, retention_ms)
+move_to(KEYS[9], ARGV[1], order_change(KEYS[1], KEYS[4], KEYS[5], KEYS[6], ARGV[1], now_ms, retention_ms, entry), now_ms, retention_ms)
 return {0, units}

@@ -11,6 +11,7 @@
 --         {4, '', ''}          no such order (deleted meanwhile): nothing written
 -- status is the order's status ('accepted', 'created' or 'cancelled'); reason is the one recorded
 -- first ('' for none).
+-- uses lib/order.lua
 local status = redis.call('HGET', KEYS[1], 'status')
 if not status then return {4, '', ''} end
 if status ~= 'accepted' and status ~= 'created' and status ~= 'cancelled' then return {3, status, ''} end
@@ -21,7 +22,7 @@ if first == 1 then
   -- history:<id> lives as long as order:<id> (it exists with it; RPUSH keeps its expiry).
   local entry = {at = ARGV[2], event = 'cancel_requested'}
   if ARGV[1] ~= '' then entry.reason = ARGV[1] end
-  if redis.call('RPUSH', KEYS[2], cjson.encode(entry)) > 100 then redis.call('LTRIM', KEYS[2], -100, -1) end
+  history_push(KEYS[2], entry)
   local ttl = redis.call('PTTL', KEYS[1])
   if ttl > 0 and redis.call('PTTL', KEYS[2]) == -1 then redis.call('PEXPIRE', KEYS[2], ttl) end
 end

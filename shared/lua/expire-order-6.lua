@@ -15,35 +15,9 @@
 -- A copy whose sku, qty or email differ from those order:<id> records is another request's copy of
 -- the id (the gateway recorded, or the processor filled in, a different payload): refused before
 -- anything else, whatever the status, and nothing changes.
-local ORDER, HISTORY, INDEX, BY_SKU = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
--- Appends entry to history:<id> (kept to the newest 100), then indexes the order (orders:index,
--- orders:by-sku:<sku>) if it is not yet, and sets its retention then: order:<id> and history:<id>
--- expire retention ms after that time (the index score). An index entry older than the retention
--- (a late redelivery recreated the order after its keys expired) starts anew. Returns the score.
-local function change(id, now_ms, retention_ms, entry)
-  if redis.call('RPUSH', HISTORY, cjson.encode(entry)) > 100 then redis.call('LTRIM', HISTORY, -100, -1) end
-  local score = tonumber(redis.call('ZSCORE', INDEX, id))
-  if score and score + retention_ms > now_ms then return score end
-  redis.call('ZADD', INDEX, now_ms, id)
-  redis.call('ZADD', BY_SKU, now_ms, id)
-  redis.call('PEXPIREAT', ORDER, now_ms + retention_ms)
-  redis.call('PEXPIREAT', HISTORY, now_ms + retention_ms)
-  return now_ms
-end
--- Moves the id into the status set `key` with its score, pruning that set's entries past the
--- retention (their orders have expired), so every set stays within the retention's orders.
-local function move_to(key, id, score, now_ms, retention_ms)
-  redis.call('ZADD', key, score, id)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (now_ms - retention_ms))
-end
-local h = redis.call('HMGET', KEYS[1], 'sku', 'qty', 'email')
-if h[1] then
-  local differ = {}
-  if h[1] ~= ARGV[2] then differ[#differ + 1] = 'sku' end
-  if h[2] ~= ARGV[3] then differ[#differ + 1] = 'qty' end
-  if (h[3] or '') ~= ARGV[4] then differ[#differ + 1] = 'email' end
-  if #differ > 0 then return {2, differ} end
-end
+-- uses lib/order.lua
+local differ = payload_differs(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
+if differ then return {2, differ} end
 local status = redis.call('HGET', KEYS[1], 'status')
 if status and status ~= 'accepted' then
   return {1, status, redis.call('HGET', KEYS[1], 'reason') or ''}
@@ -57,5 +31,5 @@ redis.call('HSETNX', KEYS[1], 'createdAt', ARGV[5])
 redis.call('HSET', KEYS[1], 'status', 'expired', 'updatedAt', ARGV[5])
 redis.call('ZREM', KEYS[5], ARGV[1])
 local now_ms, retention_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
-move_to(KEYS[6], ARGV[1], change(ARGV[1], now_ms, retention_ms, {at = ARGV[5], event = 'expired'}), now_ms, retention_ms)
+move_to(KEYS[6], ARGV[1], order_change(KEYS[1], KEYS[2], KEYS[3], KEYS[4], ARGV[1], now_ms, retention_ms, {at = ARGV[5], event = 'expired'}), now_ms, retention_ms)
 return {0, 'expired', ''}

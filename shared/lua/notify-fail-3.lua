@@ -10,24 +10,14 @@
 -- ARGV[4] kind ('outcome': the created or rejected notice, or 'cancelled')  ARGV[5] now (ISO time)
 -- ARGV[6] order retention in ms
 -- Returns 1 recorded, 0 not ours any more (sent meanwhile, or another sender holds the lease)
--- Appends entry to history:<id> (kept to the newest 100); a history that did not exist (its
--- order is gone) is kept for the retention from now, and the record as long as the history.
-local function record(entry)
-  if redis.call('RPUSH', KEYS[3], cjson.encode(entry)) > 100 then redis.call('LTRIM', KEYS[3], -100, -1) end
-  local at = redis.call('PEXPIRETIME', KEYS[3])
-  if at < 0 then
-    redis.call('PEXPIRE', KEYS[3], ARGV[6])
-    at = redis.call('PEXPIRETIME', KEYS[3])
-  end
-  redis.call('PEXPIREAT', KEYS[1], at)
-end
+-- uses lib/order.lua
 local h = redis.call('HMGET', KEYS[1], 'status', 'owner', 'channel', 'attempts')
 if h[1] == 'sent' or h[2] ~= ARGV[1] then return 0 end
 if ARGV[3] == '1' then
   redis.call('HSET', KEYS[1], 'status', 'failed', 'lastError', ARGV[2])
   redis.call('HDEL', KEYS[1], 'owner', 'leaseUntil')
   redis.call('INCR', KEYS[2])
-  record({at = ARGV[5], event = 'notification_failed', kind = ARGV[4], channel = h[3] or nil, attempts = tonumber(h[4]) or 0, error = ARGV[2]})
+  notice_change(KEYS[1], KEYS[3], ARGV[6], {at = ARGV[5], event = 'notification_failed', kind = ARGV[4], channel = h[3] or nil, attempts = tonumber(h[4]) or 0, error = ARGV[2]})
 else
   redis.call('HSET', KEYS[1], 'lastError', ARGV[2], 'leaseUntil', 0)
 end

@@ -5,21 +5,11 @@
 -- ARGV[1] sentAt (ISO time)  ARGV[2] kind ('outcome': the created or rejected notice, or 'cancelled')
 -- ARGV[3] order retention in ms
 -- Returns 1 recorded now, 0 it was recorded before
--- Appends entry to history:<id> (kept to the newest 100); a history that did not exist (its
--- order is gone) is kept for the retention from now, and the record as long as the history.
-local function record(entry)
-  if redis.call('RPUSH', KEYS[3], cjson.encode(entry)) > 100 then redis.call('LTRIM', KEYS[3], -100, -1) end
-  local at = redis.call('PEXPIRETIME', KEYS[3])
-  if at < 0 then
-    redis.call('PEXPIRE', KEYS[3], ARGV[3])
-    at = redis.call('PEXPIRETIME', KEYS[3])
-  end
-  redis.call('PEXPIREAT', KEYS[1], at)
-end
+-- uses lib/order.lua
 local h = redis.call('HMGET', KEYS[1], 'status', 'channel', 'attempts')
 if h[1] == 'sent' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'sent', 'sentAt', ARGV[1])
 redis.call('HDEL', KEYS[1], 'owner', 'leaseUntil', 'lastError')
 redis.call('INCR', KEYS[2])
-record({at = ARGV[1], event = 'notification_sent', kind = ARGV[2], channel = h[2] or nil, attempts = tonumber(h[3]) or 0})
+notice_change(KEYS[1], KEYS[3], ARGV[3], {at = ARGV[1], event = 'notification_sent', kind = ARGV[2], channel = h[2] or nil, attempts = tonumber(h[3]) or 0})
 return 1

@@ -18,35 +18,9 @@
 -- A copy whose sku, qty or email differ from those order:<id> records is another request's copy of
 -- the id (the gateway recorded, or the processor filled in, a different payload): refused before
 -- anything else, whatever the status, and nothing changes.
-local ORDER, HISTORY, INDEX, BY_SKU = KEYS[1], KEYS[5], KEYS[6], KEYS[7]
--- Appends entry to history:<id> (kept to the newest 100), then indexes the order (orders:index,
--- orders:by-sku:<sku>) if it is not yet, and sets its retention then: order:<id> and history:<id>
--- expire retention ms after that time (the index score). An index entry older than the retention
--- (a late redelivery recreated the order after its keys expired) starts anew. Returns the score.
-local function change(id, now_ms, retention_ms, entry)
-  if redis.call('RPUSH', HISTORY, cjson.encode(entry)) > 100 then redis.call('LTRIM', HISTORY, -100, -1) end
-  local score = tonumber(redis.call('ZSCORE', INDEX, id))
-  if score and score + retention_ms > now_ms then return score end
-  redis.call('ZADD', INDEX, now_ms, id)
-  redis.call('ZADD', BY_SKU, now_ms, id)
-  redis.call('PEXPIREAT', ORDER, now_ms + retention_ms)
-  redis.call('PEXPIREAT', HISTORY, now_ms + retention_ms)
-  return now_ms
-end
--- Moves the id into the status set `key` with its score, pruning that set's entries past the
--- retention (their orders have expired), so every set stays within the retention's orders.
-local function move_to(key, id, score, now_ms, retention_ms)
-  redis.call('ZADD', key, score, id)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (now_ms - retention_ms))
-end
-local h = redis.call('HMGET', KEYS[1], 'sku', 'qty', 'email')
-if h[1] then
-  local differ = {}
-  if h[1] ~= ARGV[2] then differ[#differ + 1] = 'sku' end
-  if h[2] ~= ARGV[3] then differ[#differ + 1] = 'qty' end
-  if (h[3] or '') ~= ARGV[4] then differ[#differ + 1] = 'email' end
-  if #differ > 0 then return {2, differ} end
-end
+-- uses lib/order.lua
+local differ = payload_differs(KEYS[1], ARGV[2], ARGV[3], ARGV[4])
+if differ then return {2, differ} end
 local status = redis.call('HGET', KEYS[1], 'status')
 -- Decided before, expired included (expire-order-6.lua): a late copy of an expired order reserves nothing.
 if status and status ~= 'accepted' then
@@ -78,7 +52,7 @@ local now_ms, retention_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
 redis.call('ZREM', KEYS[8], ARGV[1])
 if reason ~= '' then
   redis.call('HSET', KEYS[1], 'status', 'rejected', 'reason', reason, 'updatedAt', ARGV[5])
-  local score = change(ARGV[1], now_ms, retention_ms, {at = ARGV[5], event = 'rejected', reason = reason})
+  local score = order_change(KEYS[1], KEYS[5], KEYS[6], KEYS[7], ARGV[1], now_ms, retention_ms, {at = ARGV[5], event = 'rejected', reason = reason})
   move_to(KEYS[10], ARGV[1], score, now_ms, retention_ms)
   redis.call('INCR', KEYS[4])
   return {0, 'rejected', reason}
@@ -86,5 +60,5 @@ end
 redis.call('DECRBY', KEYS[2], qty)
 redis.call('INCR', KEYS[3])
 redis.call('HSET', KEYS[1], 'status', 'created', 'updatedAt', ARGV[5])
-move_to(KEYS[9], ARGV[1], change(ARGV[1], now_ms, retention_ms, {at = ARGV[5], event = 'created'}), now_ms, retention_ms)
+move_to(KEYS[9], ARGV[1], order_change(KEYS[1], KEYS[5], KEYS[6], KEYS[7], ARGV[1], now_ms, retention_ms, {at = ARGV[5], event = 'created'}), now_ms, retention_ms)
 return {0, 'created', ''}

@@ -17,6 +17,18 @@ export interface LuaScript {
   lua: string;
 }
 
+/**
+ * A script's header line `-- uses lib/<name>.lua` names code it shares with other scripts (Redis
+ * scripts cannot load code): the library's text is put before the script's, once per library.
+ */
+const USES = /^-- uses (lib\/[a-z-]+\.lua)$/gm;
+
+function withLibraries(file: string, lua: string): string {
+  const libs = [...new Set([...lua.matchAll(USES)].map((m) => m[1] as string))];
+  if (libs.length === 0) return lua;
+  return [...libs.map((lib) => readFileSync(new URL(lib, LUA_DIR), 'utf8')), `-- ${file}`, lua].join('\n');
+}
+
 export function loadLuaScripts(): LuaScript[] {
   return readdirSync(LUA_DIR)
     .filter((f) => f.endsWith('.lua'))
@@ -24,7 +36,8 @@ export function loadLuaScripts(): LuaScript[] {
       const m = /^(.+)-(\d+|n)\.lua$/.exec(file);
       if (!m) throw new Error(`Lua file name must be <name>-<number of keys, or n>.lua: ${file}`);
       const name = (m[1] as string).replace(/-(\w)/g, (_, c: string) => c.toUpperCase());
-      return { name, numberOfKeys: m[2] === 'n' ? undefined : Number(m[2]), lua: readFileSync(new URL(file, LUA_DIR), 'utf8') };
+      const lua = withLibraries(file, readFileSync(new URL(file, LUA_DIR), 'utf8'));
+      return { name, numberOfKeys: m[2] === 'n' ? undefined : Number(m[2]), lua };
     });
 }
 

@@ -23,6 +23,7 @@ import {
   reserveOrder,
   type RedisClient,
 } from '../src/index.js';
+import { loadLuaScripts } from '../src/redis.js';
 import { waitFor } from '../../test/helpers/processes.js';
 import { resetRedis } from '../../test/helpers/servers.js';
 
@@ -617,5 +618,14 @@ describe('the inventoryAdjust wrapper refuses a reply its script does not list',
     } finally {
       stand.disconnect();
     }
+  });
+});
+
+describe('shared Lua code (lib/)', () => {
+  it('goes before exactly the scripts whose header says they use it, and before no other', () => {
+    const scripts = loadLuaScripts();
+    const using = scripts.filter((s) => s.lua.includes('local function order_change(')).map((s) => s.name);
+    expect(using.sort()).toEqual(['cancel', 'cancelRequested', 'expireOrder', 'notifyFail', 'notifySent', 'reserve']);
+    for (const s of scripts) expect(s.lua.split('local function order_change(').length, s.name).toBeLessThanOrEqual(2);
   });
 });
