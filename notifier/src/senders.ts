@@ -1,3 +1,5 @@
+import { classify, type Verdict } from './classify.js';
+import type { Signer } from './signing.js';
 import {
   ATTR,
   ROOT_CONTEXT,
@@ -7,6 +9,7 @@ import {
   trace,
   traceHeaders,
   type Logger,
+  type Order,
   type OrderEvent,
   type RejectReason,
   type Span,
@@ -24,6 +27,12 @@ export interface Notification {
   email?: string;
   /** The human-readable text. */
   message: string;
+  /** The event's id: the webhook-id and Idempotency-Key, the same on every attempt (webhookIdOf). */
+  webhookId: string;
+  /** When the event happened (ISO time): the body's `timestamp`, the same on every attempt. */
+  occurredAt: string;
+  /** The order as the event carries it. */
+  order: Order;
 }
 
 export interface Sender {
@@ -33,18 +42,32 @@ export interface Sender {
 }
 
 /**
- * The webhook's Idempotency-Key: the order id for its first outcome (as before), `<id>/cancelled`
- * for its cancellation (`/` is in no order id, so it never equals another order's key).
+ * The key this process remembers an unrecorded send by: the order id for its first outcome,
+ * `<id>/cancelled` for its cancellation (`/` is in no order id, so it never equals another order's key).
  */
 export function idempotencyKeyOf(n: Pick<Notification, 'orderId' | 'type'>): string {
   return n.type === 'order.cancelled' ? `${n.orderId}/cancelled` : n.orderId;
 }
 
+/**
+ * The event's webhook-id (and Idempotency-Key): `outcome_<id>` for the order's first outcome
+ * (created or rejected: an order has one of them), `cancelled_<id>` for its cancellation, with the
+ * order id in unpadded base64url. Encoded because an order id is the client's and may hold `.`
+ * and `:`: the spec asks that the id signed in "<id>.<timestamp>.<body>" hold no `.`, and base64url
+ * is safe in any header whatever the id holds. The two prefixes differ from the first letter, so
+ * the event of one order never has the id of another order's event.
+ */
+export function webhookIdOf(orderId: string, type: Notification['type']): string {
+  return `${type === 'order.cancelled' ? 'cancelled' : 'outcome'}_${Buffer.from(orderId, 'utf8').toString('base64url')}`;
+}
+
 /** The notification an order.created, order.rejected or order.cancelled event produces. */
 export function notificationOf(event: OrderEvent): Notification {
   const { order } = event;
+  const common = { webhookId: webhookIdOf(order.id, event.type as Notification['type']), occurredAt: event.occurredAt, order };
   if (event.type === 'order.cancelled') {
     return {
+      ...common,
       orderId: order.id,
       type: 'order.cancelled',
       status: 'cancelled',
@@ -55,6 +78,7 @@ export function notificationOf(event: OrderEvent): Notification {
   }
   const created = event.type === 'order.created';
   return {
+    ...common,
     orderId: order.id,
     type: created ? 'order.created' : 'order.rejected',
     status: created ? 'created' : 'rejected',
@@ -76,9 +100,11 @@ export function logSender(log: Logger): Sender {
   };
 }
 
+/** A failed attempt: what its answer (or the lack of one) means, see classify.ts. */
 export class WebhookError extends Error {
   constructor(
     message: string,
+    readonly verdict: Exclude<Verdict, { kind: 'delivered' }>,
     readonly status?: number,
   ) {
     super(message);
@@ -86,8 +112,32 @@ export class WebhookError extends Error {
   }
 }
 
-/** POSTs each notification as JSON; any answer but 2xx, or none within timeoutMs, is a failure. */
-export function webhookSender(url: string, { timeoutMs = 5000 }: { timeoutMs?: number } = {}): Sender {
+export interface WebhookOptions {
+  timeoutMs?: number;
+  /** Signs each request (NOTIFY_WEBHOOK_SECRET); without one, requests go unsigned. */
+  signer?: Signer;
+  /** The clock of webhook-timestamp (tests). */
+  now?: () => number;
+}
+
+/**
+ * The body a receiver gets, Standard Webhooks' {"type","timestamp","data"} with the notification
+ * in `data`. The fields the body had before (orderId, status, reason, email, message) are kept at
+ * the top level too, so a receiver written for them keeps working (docs/contract.md).
+ */
+export function webhookBody(n: Notification): string {
+  const notice = {
+    orderId: n.orderId,
+    status: n.status,
+    ...(n.reason ? { reason: n.reason } : {}),
+    ...(n.email ? { email: n.email } : {}),
+    message: n.message,
+  };
+  return JSON.stringify({ type: n.type, timestamp: n.occurredAt, data: { ...notice, order: n.order }, ...notice });
+}
+
+/** POSTs each notification, signed; an answer other than 2xx, or none within timeoutMs, throws WebhookError. */
+export function webhookSender(url: string, { timeoutMs = 5000, signer, now = Date.now }: WebhookOptions = {}): Sender {
   const tracer = trace.getTracer('notifier');
   const target = new URL(url);
   const attributes = {
@@ -105,8 +155,18 @@ export function webhookSender(url: string, { timeoutMs = 5000 }: { timeoutMs?: n
         { kind: SpanKind.CLIENT, attributes: { ...attributes, [ATTR.orderId]: n.orderId } },
         parent ? trace.setSpan(ROOT_CONTEXT, parent) : ROOT_CONTEXT,
       );
-      const headers = traceHeaders(span, { 'Content-Type': 'application/json', 'Idempotency-Key': idempotencyKeyOf(n) });
-      return postNotification(url, timeoutMs, n, headers).then(
+      const body = webhookBody(n);
+      // The attempt's own time (the event's is the body's `timestamp`): receivers refuse stale ones.
+      const timestamp = Math.floor(now() / 1000);
+      const signature = signer?.sign(n.webhookId, timestamp, body);
+      const headers = traceHeaders(span, {
+        'Content-Type': 'application/json',
+        'webhook-id': n.webhookId,
+        'webhook-timestamp': String(timestamp),
+        ...(signature ? { 'webhook-signature': signature } : {}),
+        'Idempotency-Key': n.webhookId,
+      });
+      return postNotification(url, timeoutMs, body, headers).then(
         (status) => {
           span.setAttribute('http.response.status_code', status);
           span.end();
@@ -122,33 +182,21 @@ export function webhookSender(url: string, { timeoutMs = 5000 }: { timeoutMs?: n
 }
 
 /** One POST of the notification; resolves with the 2xx status, throws WebhookError otherwise. */
-async function postNotification(url: string, timeoutMs: number, n: Notification, headers: Record<string, string>): Promise<number> {
-  const body = {
-    orderId: n.orderId,
-    type: n.type,
-    status: n.status,
-    ...(n.reason ? { reason: n.reason } : {}),
-    ...(n.email ? { email: n.email } : {}),
-    message: n.message,
-  };
+async function postNotification(url: string, timeoutMs: number, body: string, headers: Record<string, string>): Promise<number> {
   let res: Response;
   try {
-    // The receiver can drop a repeat (Idempotency-Key): a send whose success we never recorded
-    // is sent again.
-    res = await fetch(url, {
-      method: 'POST',
-      headers,
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
+    // The receiver can drop a repeat (webhook-id): a send whose success we never recorded is sent again.
+    // Redirects are not followed: a 3xx is the endpoint's answer (the URL wants updating).
+    res = await fetch(url, { method: 'POST', headers, body, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
   } catch (err) {
     const e = err as Error;
-    if (e.name === 'TimeoutError') throw new WebhookError(`webhook did not answer within ${timeoutMs} ms`);
+    if (e.name === 'TimeoutError') throw new WebhookError(`webhook did not answer within ${timeoutMs} ms`, { kind: 'retry' });
     const cause = (e.cause as Error | undefined)?.message;
-    throw new WebhookError(`webhook unreachable: ${e.message}${cause ? ` (${cause})` : ''}`);
+    throw new WebhookError(`webhook unreachable: ${e.message}${cause ? ` (${cause})` : ''}`, { kind: 'retry' });
   }
   // Read the body either way so the connection goes back to the pool.
   const text = await res.text().catch(() => '');
-  if (!res.ok) throw new WebhookError(`webhook answered ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}`, res.status);
-  return res.status;
+  const verdict = classify(res.status, res.headers.get('retry-after'));
+  if (verdict.kind === 'delivered') return res.status;
+  throw new WebhookError(`webhook answered ${res.status}${text ? `: ${text.slice(0, 200)}` : ''}`, verdict, res.status);
 }

@@ -4,6 +4,7 @@ import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Channel, ChannelModel, GetMessage, Message } from 'amqplib';
 import { pino } from 'pino';
+import { Webhook } from 'standardwebhooks';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   DEAD_LETTER_HEADERS,
@@ -31,11 +32,15 @@ import { waitFor } from '../../test/helpers/processes.js';
 import { resetAll, testServers } from '../../test/helpers/servers.js';
 import { start, type RunningNotifier } from '../src/app.js';
 import { LEASE_RECHECK_MS, UnrecordedSends, handleOutcome } from '../src/notifier.js';
+import { webhookIdOf } from '../src/senders.js';
 
 const { redisUrl, rabbitmqUrls } = testServers();
 const log = createLogger('notifier-test', process.env.TEST_LOG_LEVEL ?? 'silent');
 const MAX_ATTEMPTS = 4;
+// The webhook's retry schedule, compressed: attempt n+1 waits SCHEDULE[n] (plus up to 10% jitter).
+const SCHEDULE = '0,150ms,300ms,600ms';
 const backoffMs = (attempt: number) => 150 * 2 ** (attempt - 1);
+const SECRET = `whsec_${Buffer.alloc(32, 5).toString('base64')}`;
 
 interface Received {
   at: number;
@@ -56,7 +61,10 @@ class Receiver {
       const chunks: Buffer[] = [];
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
-        const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+        const raw = Buffer.concat(chunks).toString('utf8');
+        // Every request must verify, by the standardwebhooks package, not by the sender's code.
+        new Webhook(SECRET).verify(raw, req.headers as Record<string, string>);
+        const body = JSON.parse(raw) as Record<string, unknown>;
         this.received.push({ at: Date.now(), headers: req.headers, body });
         const id = String(body.orderId);
         const status = this.responders.get(id)?.(this.of(id).length) ?? 200;
@@ -91,6 +99,10 @@ function configFor(webhook: string | undefined) {
     LOG_LEVEL: 'silent',
     // Not the default: the records' expiry shows the notifier passes its own retention.
     ORDER_RETENTION_DAYS: '2',
+    NOTIFY_RETRY_SCHEDULE: SCHEDULE,
+    NOTIFY_WEBHOOK_SECRET: SECRET,
+    // The breaker stays out of these tests (webhooks.test.ts has its own).
+    NOTIFY_BREAKER_THRESHOLD: '1000',
     ...(webhook ? { NOTIFY_WEBHOOK_URL: webhook } : {}),
   });
 }
@@ -164,14 +176,20 @@ describe('notifier', () => {
     const posts = receiver.of('nt-created-1');
     expect(posts).toHaveLength(1);
     const [post] = posts as [Received];
-    expect(post.headers['idempotency-key']).toBe('nt-created-1');
+    expect(post.headers['webhook-id']).toBe(webhookIdOf('nt-created-1', 'order.created'));
+    expect(post.headers['idempotency-key']).toBe(post.headers['webhook-id']);
     expect(post.headers['content-type']).toBe('application/json');
-    expect(post.body).toEqual({
+    const notice = {
       orderId: 'nt-created-1',
-      type: 'order.created',
       status: 'created',
       email: 'buyer@example.com',
       message: 'Order nt-created-1 confirmed: 2 x sku-a',
+    };
+    expect(post.body).toEqual({
+      type: 'order.created',
+      timestamp: expect.any(String),
+      data: { ...notice, order: { id: 'nt-created-1', sku: 'sku-a', qty: 2, email: 'buyer@example.com' } },
+      ...notice,
     });
     expect(n).toMatchObject({ status: 'sent', attempts: '1', channel: 'webhook' });
     expect(Date.parse(n.sentAt ?? '')).toBeGreaterThan(Date.now() - 60_000);
@@ -184,13 +202,18 @@ describe('notifier', () => {
     await publishOutcome({ id: 'nt-rejected-1', sku: 'sku-b', qty: 1 }, 'out_of_stock');
     await waitStatus('nt-rejected-1', 'sent');
 
+    const notice = {
+      orderId: 'nt-rejected-1',
+      status: 'rejected',
+      reason: 'out_of_stock',
+      message: 'Order nt-rejected-1 rejected: out_of_stock',
+    };
     expect(receiver.of('nt-rejected-1').map((r) => r.body)).toEqual([
       {
-        orderId: 'nt-rejected-1',
         type: 'order.rejected',
-        status: 'rejected',
-        reason: 'out_of_stock',
-        message: 'Order nt-rejected-1 rejected: out_of_stock',
+        timestamp: expect.any(String),
+        data: { ...notice, order: { id: 'nt-rejected-1', sku: 'sku-b', qty: 1 } },
+        ...notice,
       },
     ]);
   });
@@ -454,18 +477,19 @@ describe('the cancellation notice', () => {
     );
 
     const posts = receiver.of(order.id);
-    expect(posts.map((p) => [p.headers['idempotency-key'], p.body.type])).toEqual([
-      ['nt-cancel-1', 'order.created'],
-      ['nt-cancel-1/cancelled', 'order.cancelled'],
+    expect(posts.map((p) => [p.headers['webhook-id'], p.headers['idempotency-key'], p.body.type])).toEqual([
+      [webhookIdOf(order.id, 'order.created'), webhookIdOf(order.id, 'order.created'), 'order.created'],
+      [webhookIdOf(order.id, 'order.cancelled'), webhookIdOf(order.id, 'order.cancelled'), 'order.cancelled'],
     ]);
-    expect(posts[1]?.body).toEqual({
+    expect(webhookIdOf(order.id, 'order.created')).not.toBe(webhookIdOf(order.id, 'order.cancelled'));
+    const notice = {
       orderId: order.id,
-      type: 'order.cancelled',
       status: 'cancelled',
       reason: 'changed my mind',
       email: 'c@example.com',
       message: 'Order nt-cancel-1 cancelled: changed my mind',
-    });
+    };
+    expect(posts[1]?.body).toEqual({ type: 'order.cancelled', timestamp: expect.any(String), data: { ...notice, order }, ...notice });
     expect(n).toMatchObject({ status: 'sent', attempts: '1', channel: 'webhook' });
     // The first outcome's record is what it was.
     expect(await notification(order.id)).toMatchObject({ status: 'sent', attempts: '1' });
@@ -480,10 +504,13 @@ describe('the cancellation notice', () => {
     const n = await waitCancellation(order.id, 'sent');
     expect(n).toMatchObject({ attempts: '2' });
     expect(await redis.exists(keys.notification(order.id))).toBe(0);
-    expect(receiver.of(order.id).map((p) => p.body)).toEqual([
-      { orderId: order.id, type: 'order.cancelled', status: 'cancelled', message: 'Order nt-cancel-2 cancelled' },
-      { orderId: order.id, type: 'order.cancelled', status: 'cancelled', message: 'Order nt-cancel-2 cancelled' },
+    const posts = receiver.of(order.id);
+    expect(posts.map((p) => [p.body.type, p.body.message, p.headers['webhook-id']])).toEqual([
+      ['order.cancelled', 'Order nt-cancel-2 cancelled', webhookIdOf(order.id, 'order.cancelled')],
+      ['order.cancelled', 'Order nt-cancel-2 cancelled', webhookIdOf(order.id, 'order.cancelled')],
     ]);
+    // The same event on both attempts: the same body, signed afresh.
+    expect(posts[1]?.body).toEqual(posts[0]?.body);
   });
 
   it('is not taken for sent when only the first outcome of the order was sent but unrecorded', async () => {

@@ -30,6 +30,19 @@ export interface Config {
    */
   orderRetentionDays: number;
   notifyWebhookUrl?: string;
+  // The notifier's webhook delivery (docs/webhooks.md).
+  /**
+   * NOTIFY_WEBHOOK_SECRET: the Standard Webhooks signing secrets (`whsec_<base64>`, the key at
+   * least 24 bytes), the first the current one; each request carries one signature per secret.
+   * Empty: requests go unsigned (refused in production when NOTIFY_WEBHOOK_URL is set).
+   */
+  notifyWebhookSecrets: string[];
+  /** NOTIFY_RETRY_SCHEDULE: the delay before each attempt in ms; the first is 0 (at once). */
+  notifyRetryScheduleMs: number[];
+  /** NOTIFY_BREAKER_THRESHOLD: consecutive failed deliveries that open the endpoint's circuit. */
+  notifyBreakerThreshold: number;
+  /** NOTIFY_BREAKER_COOLDOWN: how long an open circuit pauses deliveries before a probe, in ms. */
+  notifyBreakerCooldownMs: number;
   /** OTLP/HTTP endpoint (base URL) to export trace spans to; unset: spans are not exported. */
   otlpEndpoint?: string;
   logLevel: LogLevel;
@@ -171,6 +184,9 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     notifier: ports.notifier,
   }[service];
 
+  const notifyWebhookUrl = webhook ? url('NOTIFY_WEBHOOK_URL', webhook, ['http:', 'https:']) : undefined;
+  const breakerCooldown = raw(env, 'NOTIFY_BREAKER_COOLDOWN');
+
   const config: Config = {
     service,
     production,
@@ -185,10 +201,66 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     logLevel: logLevel as LogLevel,
     ports,
     port,
-    ...(webhook ? { notifyWebhookUrl: url('NOTIFY_WEBHOOK_URL', webhook, ['http:', 'https:']) } : {}),
+    ...(notifyWebhookUrl ? { notifyWebhookUrl } : {}),
+    notifyWebhookSecrets: webhookSecrets(env, production, notifyWebhookUrl),
+    notifyRetryScheduleMs: retrySchedule(env),
+    notifyBreakerThreshold: int(env, 'NOTIFY_BREAKER_THRESHOLD', 5, 1, 1000),
+    notifyBreakerCooldownMs: breakerCooldown === undefined ? 30_000 : Math.max(1, duration('NOTIFY_BREAKER_COOLDOWN', breakerCooldown)),
     ...(otlp ? { otlpEndpoint: url('OTEL_EXPORTER_OTLP_ENDPOINT', otlp, ['http:', 'https:']) } : {}),
   };
   return deepFreeze(config);
+}
+
+// --- The notifier's webhook delivery: NOTIFY_WEBHOOK_SECRET, NOTIFY_RETRY_SCHEDULE, NOTIFY_BREAKER_* ---
+
+export const DEFAULT_RETRY_SCHEDULE = '0,5s,5m,30m,2h,5h,10h';
+const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+/** The longest delay a schedule entry may have: a day (RabbitMQ takes TTLs far longer, a schedule should not). */
+const MAX_DELAY_MS = 86_400_000;
+
+/** A duration with its unit, `250ms`, `5s`, `5m`, `2h` (a bare `0` too), in ms; NaN when malformed. */
+export function parseDuration(v: string): number {
+  if (v === '0') return 0;
+  const m = /^(\d{1,9})(ms|s|m|h)$/.exec(v);
+  return m ? Number(m[1]) * (DURATION_UNITS[m[2] as string] as number) : NaN;
+}
+
+function duration(name: string, v: string): number {
+  const ms = parseDuration(v);
+  if (Number.isNaN(ms)) throw new ConfigError(name, `"${v}" is not a duration: a whole number with a unit (ms, s, m or h), e.g. 5s`);
+  if (ms > MAX_DELAY_MS) throw new ConfigError(name, `"${v}" is longer than 24h`);
+  return ms;
+}
+
+function retrySchedule(env: Env): number[] {
+  const name = 'NOTIFY_RETRY_SCHEDULE';
+  const parts = (raw(env, name) ?? DEFAULT_RETRY_SCHEDULE).split(',').map((p) => p.trim());
+  const ms = parts.map((p) => duration(name, p));
+  if (ms.length > 50) throw new ConfigError(name, `lists ${ms.length} attempts; at most 50`);
+  // The first attempt is the delivery itself, made as the event arrives.
+  if (ms[0] !== 0) throw new ConfigError(name, `must start with 0 (the first attempt is made at once), got "${parts[0]}"`);
+  return ms;
+}
+
+/** The key a `whsec_` secret stands for; throws ConfigError naming the variable when malformed. */
+export function webhookSecretKey(secret: string, name = 'NOTIFY_WEBHOOK_SECRET'): Buffer {
+  if (!secret.startsWith('whsec_')) throw new ConfigError(name, 'each secret must be "whsec_" followed by base64');
+  const b64 = secret.slice('whsec_'.length);
+  if (!/^[A-Za-z0-9+/]+={0,2}$/.test(b64) || b64.length % 4 !== 0)
+    throw new ConfigError(name, 'a secret is not valid base64 after "whsec_"');
+  const key = Buffer.from(b64, 'base64');
+  if (key.length < 24 || key.length > 64) throw new ConfigError(name, `a secret's key must be 24 to 64 bytes, got ${key.length}`);
+  return key;
+}
+
+function webhookSecrets(env: Env, production: boolean, webhookUrl: string | undefined): string[] {
+  const name = 'NOTIFY_WEBHOOK_SECRET';
+  const secrets = (raw(env, name) ?? '').split(/[\s,]+/).filter((s) => s !== '');
+  for (const s of secrets) webhookSecretKey(s, name);
+  if (secrets.length === 0 && production && webhookUrl) {
+    throw new ConfigError(name, 'is required when NODE_ENV=production and NOTIFY_WEBHOOK_URL is set (receivers verify the signature)');
+  }
+  return secrets;
 }
 
 /** loadConfig for a composition root: on a bad value, print one line and exit(1). */

@@ -5,7 +5,18 @@
 export class PoisonMessageError extends Error {
   constructor(
     message: string,
-    readonly reason: 'unparseable' | 'invalid' | 'unknown_version' | 'unknown_type' | 'expired' | 'payload_mismatch' = 'invalid',
+    readonly reason:
+      | 'unparseable'
+      | 'invalid'
+      | 'unknown_version'
+      | 'unknown_type'
+      | 'expired'
+      | 'payload_mismatch'
+      // The notifier's final webhook failures (docs/webhooks.md): a 4xx answer that retrying
+      // cannot change, an endpoint that answered 410 Gone, the retry schedule used up.
+      | 'webhook_refused'
+      | 'endpoint_gone'
+      | 'attempts_exhausted' = 'invalid',
   ) {
     super(message);
     this.name = 'PoisonMessageError';

@@ -7,6 +7,9 @@ export {
   configOrExit,
   ConfigError,
   DEFAULT_ORDER_RETENTION_DAYS,
+  DEFAULT_RETRY_SCHEDULE,
+  parseDuration,
+  webhookSecretKey,
   orderRetentionMs,
   type ServiceName,
   type QueueType,
@@ -29,6 +32,11 @@ export {
   DELIVERY_LIMIT,
   WORK_QUEUES,
   DEAD_LETTER_QUEUES,
+  DELAY_JITTER,
+  formatDelay,
+  delayQueueOf,
+  delayQueueDecl,
+  applyDelayQueues,
 } from './topology.js';
 export {
   validateOrder,

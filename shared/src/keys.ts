@@ -48,6 +48,13 @@ export const keys = {
   ordersBySku: (sku: string) => `orders:by-sku:${sku}`,
   /** sorted set: the ids of the orders whose recorded status is `status`, scored like `ordersIndex`; the scripts move an id between them. */
   ordersByStatus: (status: OrderStatus) => `orders:by-status:${status}`,
+  /**
+   * string (JSON {"at","status","url"}): set when the webhook endpoint answered 410 Gone; while it
+   * exists every notifier sends nothing to that endpoint (docs/webhooks.md). Keyed by the first 16
+   * hex digits of the SHA-256 of the endpoint URL, so a new NOTIFY_WEBHOOK_URL starts clean.
+   * Never expires: an operator deletes it once the endpoint is back.
+   */
+  webhookGone: (urlHash: string) => `webhook:gone:${urlHash}`,
   /** list: ids of the newest accepted orders, newest first, capped at 50 (accept-n.lua); the dashboard's recent orders. */
   recentOrders: 'orders:recent',
   /** string integer: orders whose stock was reserved. */

@@ -19,6 +19,8 @@ const DEAD_LETTER_REASON_SET = {
   expired: true,
   payload_mismatch: true,
   attempts_exhausted: true,
+  webhook_refused: true,
+  endpoint_gone: true,
 } satisfies Record<DeadLetterReason, true>;
 /** Why a message is dead-lettered: a poison reason, or its attempts ran out. */
 export const DEAD_LETTER_REASONS = Object.keys(DEAD_LETTER_REASON_SET) as readonly DeadLetterReason[];

@@ -228,3 +228,62 @@ describe('brokerConfig (the broker part alone, for the dead-letter CLI)', () => 
     expect(() => brokerConfig({ QUEUE_TYPE: 'lazy' })).toThrow(ConfigError);
   });
 });
+
+describe("the notifier's webhook settings", () => {
+  // 24 and 32 bytes of key, base64: the shortest the spec allows, and a common length.
+  const key24 = `whsec_${Buffer.alloc(24, 7).toString('base64')}`;
+  const key32 = `whsec_${Buffer.alloc(32, 9).toString('base64')}`;
+
+  it('default to the Standard Webhooks schedule, no secret, a breaker of 5 failures and 30 s', () => {
+    const c = loadConfig('notifier', {});
+    expect(c.notifyRetryScheduleMs).toEqual([0, 5000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000]);
+    expect(c.notifyWebhookSecrets).toEqual([]);
+    expect([c.notifyBreakerThreshold, c.notifyBreakerCooldownMs]).toEqual([5, 30_000]);
+  });
+
+  it('read a compressed schedule, several secrets separated by spaces or commas, and the breaker', () => {
+    const c = loadConfig('notifier', {
+      NOTIFY_RETRY_SCHEDULE: '0, 200ms,1s,2m,1h',
+      NOTIFY_WEBHOOK_SECRET: `${key32}, ${key24} ${key32}`,
+      NOTIFY_BREAKER_THRESHOLD: '3',
+      NOTIFY_BREAKER_COOLDOWN: '750ms',
+    });
+    expect(c.notifyRetryScheduleMs).toEqual([0, 200, 1000, 120_000, 3_600_000]);
+    expect(c.notifyWebhookSecrets).toEqual([key32, key24, key32]);
+    expect([c.notifyBreakerThreshold, c.notifyBreakerCooldownMs]).toEqual([3, 750]);
+  });
+
+  const cases: { env: Record<string, string>; variable: string; says: RegExp }[] = [
+    { env: { NOTIFY_WEBHOOK_URL: 'mailto:ops@example.com' }, variable: 'NOTIFY_WEBHOOK_URL', says: /http: or https:/ },
+    { env: { NOTIFY_WEBHOOK_URL: 'hooks.example.com/orders' }, variable: 'NOTIFY_WEBHOOK_URL', says: /not a URL/ },
+    { env: { NOTIFY_WEBHOOK_SECRET: Buffer.alloc(32).toString('base64') }, variable: 'NOTIFY_WEBHOOK_SECRET', says: /"whsec_"/ },
+    { env: { NOTIFY_WEBHOOK_SECRET: 'whsec_not*base64' }, variable: 'NOTIFY_WEBHOOK_SECRET', says: /base64/ },
+    {
+      env: { NOTIFY_WEBHOOK_SECRET: `whsec_${Buffer.alloc(16).toString('base64')}` },
+      variable: 'NOTIFY_WEBHOOK_SECRET',
+      says: /24 to 64 bytes, got 16/,
+    },
+    { env: { NOTIFY_RETRY_SCHEDULE: '0,5,5m' }, variable: 'NOTIFY_RETRY_SCHEDULE', says: /"5" is not a duration/ },
+    { env: { NOTIFY_RETRY_SCHEDULE: '0,5d' }, variable: 'NOTIFY_RETRY_SCHEDULE', says: /"5d" is not a duration/ },
+    { env: { NOTIFY_RETRY_SCHEDULE: '0,,5s' }, variable: 'NOTIFY_RETRY_SCHEDULE', says: /"" is not a duration/ },
+    { env: { NOTIFY_RETRY_SCHEDULE: '5s,5m' }, variable: 'NOTIFY_RETRY_SCHEDULE', says: /must start with 0/ },
+    { env: { NOTIFY_RETRY_SCHEDULE: '0,25h' }, variable: 'NOTIFY_RETRY_SCHEDULE', says: /longer than 24h/ },
+    { env: { NOTIFY_BREAKER_THRESHOLD: '0' }, variable: 'NOTIFY_BREAKER_THRESHOLD', says: /between 1 and/ },
+    { env: { NOTIFY_BREAKER_COOLDOWN: '30' }, variable: 'NOTIFY_BREAKER_COOLDOWN', says: /not a duration/ },
+  ];
+
+  it.each(cases)('refuse $variable for $env', ({ env, variable, says }) => {
+    const err = configError(env, 'notifier');
+    expect(err.variable).toBe(variable);
+    expect(err.message).toMatch(says);
+  });
+
+  it('require a secret in production when a webhook is set', () => {
+    const prod = { NODE_ENV: 'production', REDIS_URL: 'redis://r:6379', RABBITMQ_URLS: 'amqp://u:p@b:5672' };
+    const err = configError({ ...prod, NOTIFY_WEBHOOK_URL: 'https://hooks.example.com/o' }, 'notifier');
+    expect(err.variable).toBe('NOTIFY_WEBHOOK_SECRET');
+    expect(
+      loadConfig('notifier', { ...prod, NOTIFY_WEBHOOK_URL: 'https://h.example.com/o', NOTIFY_WEBHOOK_SECRET: key24 }).notifyWebhookSecrets,
+    ).toEqual([key24]);
+  });
+});
