@@ -311,8 +311,17 @@ async function failedAttempt(deps: NotifierDeps, delivery: DeliveryDeps, a: Atte
   else breaker?.success(a.probe);
   const exhausted = verdict.kind === 'retry' && schedule.isLast(a.attempt);
   const final = verdict.kind !== 'retry' || exhausted;
+  // What the record keeps as lastError: the reason it failed for good, then the answer.
+  const reason =
+    verdict.kind === 'gone'
+      ? `endpoint gone (410), nothing more is sent to it: ${error}`
+      : verdict.kind === 'final'
+        ? `refused, not retried: ${error}`
+        : exhausted
+          ? `all ${schedule.attempts} attempts failed; the last: ${error}`
+          : error;
   const recorded = await redisCall('notifyFail', () =>
-    recordNotificationFailed(deps.redis, a.orderId, a.token, error, final, a.kind, deps.retentionMs),
+    recordNotificationFailed(deps.redis, a.orderId, a.token, reason, final, a.kind, deps.retentionMs),
   );
   const fields = {
     channel: deps.sender.channel,
