@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keys } from '@order-pipeline/shared';
+import { webhookIdOf } from '../notifier/src/senders.js';
 import { checkedFetch as fetch } from './helpers/openapi.js';
 import { startPipeline, type Pipeline } from './helpers/pipeline.js';
 import { waitFor } from './helpers/processes.js';
@@ -97,8 +98,8 @@ describe('an order cancelled end to end', () => {
     await new Promise((r) => setTimeout(r, 500));
     expect(await redis.get(keys.inventory(SKU))).toBe('10');
     expect(posts.map((p) => [p.headers['idempotency-key'], p.body.type])).toEqual([
-      ['e2e-cancel-1', 'order.created'],
-      ['e2e-cancel-1/cancelled', 'order.cancelled'],
+      [webhookIdOf('e2e-cancel-1', 'order.created'), 'order.created'],
+      [webhookIdOf('e2e-cancel-1', 'order.cancelled'), 'order.cancelled'],
     ]);
     expect(posts[1]?.body).toMatchObject({ status: 'cancelled', reason: 'found it cheaper', email: 'e2e@example.com' });
   });

@@ -14,6 +14,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keys, queues } from '@order-pipeline/shared';
 import { haveBinaries, startRabbitCluster, startRedis, type RabbitCluster, type RedisServer } from '../scripts/local-servers.mjs';
+import { webhookIdOf } from '../notifier/src/senders.js';
 import { auditOrders, formatFigures, startLoad, startWebhookSink, type WebhookSink } from './helpers/load.js';
 import { startPipeline, type Pipeline } from './helpers/pipeline.js';
 import { waitFor } from './helpers/processes.js';
@@ -137,11 +138,12 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('crash anywhere (needs the local 
       30_000,
       500,
     );
-    // Each accepted order's webhook calls, by Idempotency-Key: its first outcome's (unless it was
+    // Each accepted order's webhook calls, by Idempotency-Key (its webhook-id): its first outcome's (unless it was
     // cancelled before its placement was decided, which then reserves and notifies nothing) and,
     // when cancelled, its cancellation's.
     const notDelivered = [...report.accepted.keys()].flatMap((id) => {
-      const expected = report.cancelled.has(id) ? [`${id}/cancelled`, ...(audit.refunded.has(id) ? [id] : [])] : [id];
+      const [outcome, cancellation] = [webhookIdOf(id, 'order.created'), webhookIdOf(id, 'order.cancelled')];
+      const expected = report.cancelled.has(id) ? [cancellation, ...(audit.refunded.has(id) ? [outcome] : [])] : [outcome];
       return expected.filter((key) => !sink.deliveries.has(key));
     });
     const runningNow = {

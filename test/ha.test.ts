@@ -19,6 +19,7 @@ import {
   type RabbitNode,
   type RedisServer,
 } from '../scripts/local-servers.mjs';
+import { webhookIdOf } from '../notifier/src/senders.js';
 import { auditOrders, formatFigures, startLoad, startWebhookSink, type LoadReport, type WebhookSink } from './helpers/load.js';
 import { startPipeline, type Pipeline } from './helpers/pipeline.js';
 import { SERVICES, waitFor, type Service } from './helpers/processes.js';
@@ -288,7 +289,8 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)(
       expect(audit.processedCount).toBe(audit.createdOrders);
       // ...and notified once: one webhook delivery per order.
       expect(audit.notified).toBe(audit.createdOrders);
-      for (const id of report.accepted.keys()) expect(sink.deliveries.get(id) ?? 0, `webhook deliveries of ${id}`).toBe(1);
+      for (const id of report.accepted.keys())
+        expect(sink.deliveries.get(webhookIdOf(id, 'order.created')) ?? 0, `webhook deliveries of ${id}`).toBe(1);
       expect(audit.webhookRepeats).toBe(0);
       // The gateway's contract during the switch: 202 or 503 with Retry-After, in bounded time.
       expect(report.abandoned.size).toBe(0);

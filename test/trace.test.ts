@@ -11,6 +11,7 @@ import {
   SpanKind,
   createBroker,
   createRedis,
+  delayQueueOf,
   keys,
   loadConfig,
   queues,
@@ -59,7 +60,8 @@ async function clientsFor(service: ServiceName, log: Logger) {
     REDIS_URL: redisUrl,
     RABBITMQ_URLS: rabbitmqUrls.join(','),
     LOG_LEVEL: 'debug',
-    ...(service === 'notifier' ? { NOTIFY_WEBHOOK_URL: webhookUrl } : {}),
+    // Two webhook attempts, 20 ms apart: the failing webhook's message reaches the dead-letter queue fast.
+    ...(service === 'notifier' ? { NOTIFY_WEBHOOK_URL: webhookUrl, NOTIFY_RETRY_SCHEDULE: '0,20ms' } : {}),
   });
   const redis = createRedis(config.redis, { log });
   // Named after the service, as runService does: the spans' tracer (scope) name says which one.
@@ -77,10 +79,10 @@ beforeAll(async () => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
-      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { orderId: string };
-      hooks.set(body.orderId, req.headers);
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { data: { orderId: string } };
+      hooks.set(body.data.orderId, req.headers);
       // This one never accepts: its notification is retried, then dead-lettered.
-      res.writeHead(body.orderId === 'trace-3' ? 500 : 200).end('ok');
+      res.writeHead(body.data.orderId === 'trace-3' ? 500 : 200).end('ok');
     });
   });
   await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
@@ -207,17 +209,19 @@ describe('tracing one order through the pipeline', () => {
       const spans = () => exporter.getFinishedSpans().filter((s) => s.spanContext().traceId === traceId);
       await waitFor('the dead letter publish span', () => (spans().some((s) => s.name === 'orders.dlx publish') ? true : undefined));
       const consumed = spans().filter((s) => s.name === 'notifier.queue process');
-      const retry = spans().find((s) => s.name === 'notifier.queue publish');
+      // The webhook's retry copy waits in its delay queue (published through the default exchange).
+      const retry = spans().find((s) => s.name === `${delayQueueOf(20)} publish`);
       const deadLetter = spans().find((s) => s.name === 'orders.dlx publish');
-      expect(consumed.map((s) => s.attributes['messaging.consume.outcome']).sort()).toEqual(['dead_letter', 'retry']);
-      const [first, second] = consumed[0]?.attributes['messaging.consume.outcome'] === 'retry' ? consumed : [...consumed].reverse();
-      // first delivery -> retry copy -> second delivery -> dead letter, one trace.
+      // The first delivery is acked once its retry copy is confirmed; the second is dead-lettered.
+      expect(consumed.map((s) => s.attributes['messaging.consume.outcome']).sort()).toEqual(['ack', 'dead_letter']);
+      const [first, second] = consumed[0]?.attributes['messaging.consume.outcome'] === 'ack' ? consumed : [...consumed].reverse();
+      // first delivery -> retry copy (through the delay queue) -> second delivery -> dead letter, one trace.
       expect(parentOf(retry as ReadableSpan)).toBe(idOf(first as ReadableSpan));
       expect(parentOf(second as ReadableSpan)).toBe(idOf(retry as ReadableSpan));
       expect(parentOf(deadLetter as ReadableSpan)).toBe(idOf(second as ReadableSpan));
       expect(String(dead?.properties.headers?.traceparent)).toBe(`00-${traceId}-${idOf(deadLetter as ReadableSpan)}-01`);
       const about = lines.filter((l) => l.orderId === 'trace-3');
-      expect(about.some((l) => l.msg === 'handling failed; retrying later')).toBe(true);
+      expect(about.some((l) => l.msg === 'notification failed; retrying later')).toBe(true);
       for (const l of about) expect(l, String(l.msg)).toMatchObject({ traceId });
     } finally {
       await amqp.close();

@@ -20,11 +20,17 @@ describe('brokerMetrics', () => {
       reason: 'payload_mismatch',
     });
     expect(series.sort()).toEqual(
-      ['attempts_exhausted', 'expired', 'invalid', 'payload_mismatch', 'unknown_type', 'unknown_version', 'unparseable'].map((reason) => [
-        'orders.queue',
-        reason,
-        0,
-      ]),
+      [
+        'attempts_exhausted',
+        'endpoint_gone',
+        'expired',
+        'invalid',
+        'payload_mismatch',
+        'unknown_type',
+        'unknown_version',
+        'unparseable',
+        'webhook_refused',
+      ].map((reason) => ['orders.queue', reason, 0]),
     );
   });
 });

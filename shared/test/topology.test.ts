@@ -4,6 +4,8 @@
 import { connect, type Channel, type ChannelModel, type Options } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  delayQueueDecl,
+  delayQueueOf,
   DEAD_LETTER_QUEUES,
   DELIVERY_LIMIT,
   WORK_QUEUES,
@@ -36,6 +38,7 @@ describe('the topology as data', () => {
         { name: 'orders.direct', type: 'direct' },
         { name: 'orders.topic', type: 'topic' },
         { name: 'orders.dlx', type: 'topic' },
+        { name: 'notifier.retry', type: 'direct' },
       ]);
       const bindings = t.queues.flatMap((q) => q.bindings.map((b) => `${b.exchange} --${b.routingKey}--> ${q.name}`)).sort();
       expect(bindings).toEqual(
@@ -47,11 +50,12 @@ describe('the topology as data', () => {
           'orders.topic --order.cancelled--> notifier.queue',
           'orders.dlx --orders.queue--> orders.queue.dlq',
           'orders.dlx --notifier.queue--> notifier.queue.dlq',
+          'notifier.retry --notifier.queue--> notifier.queue',
         ].sort(),
       );
       expect(t.queues.map((q) => q.name).sort()).toEqual(['notifier.queue', 'notifier.queue.dlq', 'orders.queue', 'orders.queue.dlq']);
     }
-    expect(exchanges).toEqual({ direct: 'orders.direct', topic: 'orders.topic', dlx: 'orders.dlx' });
+    expect(exchanges).toEqual({ direct: 'orders.direct', topic: 'orders.topic', dlx: 'orders.dlx', notifierRetry: 'notifier.retry' });
     expect(routingKeys).toEqual({
       placed: 'order.placed',
       created: 'order.created',
@@ -223,5 +227,38 @@ describe('the topology on a real broker', () => {
 
     // The connection survives the closed channel, and the identical declaration still passes.
     expect(await refusal(conn, (ch) => applyTopology(ch, 'quorum'))).toBeUndefined();
+  });
+});
+
+describe("the notifier's delay queues", () => {
+  it('are one per distinct delay, named by it, with a TTL ceiling and dead-lettering back through notifier.retry', () => {
+    expect([200, 5000, 300_000, 7_200_000, 1500].map(delayQueueOf)).toEqual([
+      'notifier.retry.200ms',
+      'notifier.retry.5s',
+      'notifier.retry.5m',
+      'notifier.retry.2h',
+      'notifier.retry.1500ms',
+    ]);
+    expect(delayQueueDecl(5000, 'quorum')).toEqual({
+      name: 'notifier.retry.5s',
+      options: {
+        durable: true,
+        arguments: {
+          'x-queue-type': 'quorum',
+          'x-message-ttl': 5500,
+          'x-dead-letter-exchange': 'notifier.retry',
+          'x-dead-letter-routing-key': 'notifier.queue',
+          'x-dead-letter-strategy': 'at-least-once',
+          'x-overflow': 'reject-publish',
+        },
+      },
+      bindings: [],
+    });
+    expect(delayQueueDecl(300, 'classic').options.arguments).toEqual({
+      'x-queue-type': 'classic',
+      'x-message-ttl': 330,
+      'x-dead-letter-exchange': 'notifier.retry',
+      'x-dead-letter-routing-key': 'notifier.queue',
+    });
   });
 });
