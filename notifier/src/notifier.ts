@@ -15,6 +15,7 @@ import {
   recordNotificationSent,
   routingKeys,
   traceHeaders,
+  WEBHOOK_ATTEMPT_HEADER,
   type ConsumeContext,
   type Publish,
   type NotificationKind,
@@ -60,9 +61,6 @@ export interface DeliveryDeps {
   /** The endpoint's 410 flag in Redis (shared by every notifier). */
   gone?: GoneEndpoint;
 }
-
-/** Header of a webhook delivery's copy: the attempt it is (1-based; absent on the first). */
-export const WEBHOOK_ATTEMPT_HEADER = 'x-webhook-attempt';
 
 /** The attempt of the webhook delivery this message is. */
 export function webhookAttemptOf(msg: Pick<Message, 'properties'>): number {

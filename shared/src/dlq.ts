@@ -1,6 +1,7 @@
 import type { ConfirmChannel, GetMessage, MessagePropertyHeaders } from 'amqplib';
 import { DEAD_LETTER_HEADERS, RETRY_COUNT_HEADER } from './broker/index.js';
 import { orderIdOfMessageId } from './messages.js';
+import { WEBHOOK_ATTEMPT_HEADER } from './topology.js';
 
 // What the operator's dead-letter tools do: list, replay, purge. Each takes a confirm channel, so
 // the command line (scripts/dlq.mjs, `npm run dlq -- <command>`) and the tests share them; the
@@ -35,6 +36,7 @@ export interface DeadLetter {
 const REMOVED_ON_REPLAY = [
   ...Object.values(DEAD_LETTER_HEADERS),
   RETRY_COUNT_HEADER,
+  WEBHOOK_ATTEMPT_HEADER,
   'x-delivery-count',
   'x-death',
   'x-first-death-queue',

@@ -33,6 +33,7 @@ export {
   WORK_QUEUES,
   DEAD_LETTER_QUEUES,
   DELAY_JITTER,
+  WEBHOOK_ATTEMPT_HEADER,
   formatDelay,
   delayQueueOf,
   delayQueueDecl,

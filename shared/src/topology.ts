@@ -48,6 +48,12 @@ export const DEAD_LETTER_QUEUES = [queues.ordersDlq, queues.notifierDlq] as cons
 // wait behind a long one. Names carry the delay, so notifiers with different schedules never
 // declare one queue two ways (a 406), and the declaration needs nothing but the delay.
 
+/**
+ * Header of a webhook delivery's copy: the attempt it is (1-based; absent on the first). A
+ * dead-letter replay removes it, so a replayed notification gets the whole schedule again.
+ */
+export const WEBHOOK_ATTEMPT_HEADER = 'x-webhook-attempt';
+
 /** The extra share of a delay a message may wait, at random (jitter); also the queue's TTL margin. */
 export const DELAY_JITTER = 0.1;
 
