@@ -6,7 +6,7 @@ import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Serv
 import type { AddressInfo } from 'node:net';
 import type { Channel, ChannelModel, GetMessage } from 'amqplib';
 import { Webhook } from 'standardwebhooks';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   DEAD_LETTER_HEADERS,
   connectBroker,
@@ -20,12 +20,14 @@ import {
   makeEvent,
   queues,
   redisReady,
+  replayDeadLetters,
   routingKeys,
   type Broker,
   type Order,
   type RedisClient,
 } from '@order-pipeline/shared';
 import { drainQueue, openTopologyChannel, takeAtLeast } from '../../test/helpers/broker.js';
+import { validatorAt } from '../../test/helpers/openapi.js';
 import { waitFor } from '../../test/helpers/processes.js';
 import { resetAll, resetBroker, testServers } from '../../test/helpers/servers.js';
 import { start, type RunningNotifier } from '../src/app.js';
@@ -82,6 +84,10 @@ class Receiver {
         return;
       }
       const body = JSON.parse(raw) as Received['body'];
+      // The body and the id are what the OpenAPI document's `webhooks` says.
+      if (!validBody(body) || !/^(outcome|cancelled)_[A-Za-z0-9_-]+$/.test(String(req.headers['webhook-id']))) {
+        this.unverified.push(`${String(req.headers['webhook-id'])}: not as documented ${JSON.stringify(validBody.errors)}`);
+      }
       const id = body.data.orderId;
       const nth = this.of(id).length + 1;
       const answer = this.everything?.() ?? this.responders.get(id)?.(nth) ?? 200;
@@ -114,6 +120,7 @@ class Receiver {
   }
 }
 
+const validBody = validatorAt('/webhooks/orderNotification/post/requestBody/content/application~1json/schema');
 const receiver = new Receiver();
 let redis: RedisClient;
 let broker: Broker;
@@ -189,6 +196,11 @@ afterAll(async () => {
   await resetBroker(rabbitmqUrls, { queues: delayQueues });
 });
 
+// Every request of every test verified and matched the document.
+afterEach(() => {
+  expect(receiver.unverified).toEqual([]);
+});
+
 beforeEach(async () => {
   await redis.flushdb();
   await ch.purgeQueue(queues.notifierDlq);
@@ -219,6 +231,8 @@ describe('each answer of the receiver', () => {
       timestamp: expect.any(String),
       data: { orderId: order.id, order },
     });
+    // The receiver's check of the body against the document can fail.
+    expect(validBody({ ...JSON.parse(post.raw), data: { orderId: order.id } })).toBe(false);
     expect(receiver.unverified).toEqual([]);
   });
 
@@ -281,6 +295,25 @@ describe('each answer of the receiver', () => {
     // 0, 200 ms, 500 ms, 1 s: each wait at least its delay.
     const gaps = at.slice(1).map((t, i) => t - (at[i] as number));
     expect(gaps.map((g, i) => g >= [200, 500, 1000][i]!)).toEqual([true, true, true]);
+  });
+
+  it('gives a replayed dead letter the whole schedule again', async () => {
+    receiver.responders.set('wh-replay', () => 503);
+    await publishOutcome({ id: 'wh-replay', sku: 'sku-a', qty: 1 });
+    await waitStatus('wh-replay', 'failed');
+    await waitFor('the dead letter', async () => ((await ch.checkQueue(queues.notifierDlq)).messageCount === 1 ? true : undefined));
+    // Back up, but only from its third request after the replay: the replay must have attempts left.
+    receiver.responders.set('wh-replay', (nth) => (nth <= 4 + 2 ? 503 : 200));
+    const confirm = await amqp.createConfirmChannel();
+    try {
+      expect((await replayDeadLetters(confirm, queues.notifierDlq)).replayed).toHaveLength(1);
+    } finally {
+      await confirm.close();
+    }
+    const n = await waitStatus('wh-replay', 'sent');
+    expect(receiver.of('wh-replay')).toHaveLength(4 + 3);
+    expect(n).toMatchObject({ status: 'sent', attempts: '7' });
+    expect(await drainQueue(ch, queues.notifierDlq)).toEqual([]);
   });
 });
 
