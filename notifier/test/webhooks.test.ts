@@ -31,7 +31,7 @@ import { validatorAt } from '../../test/helpers/openapi.js';
 import { waitFor } from '../../test/helpers/processes.js';
 import { resetAll, resetBroker, testServers } from '../../test/helpers/servers.js';
 import { start, type RunningNotifier } from '../src/app.js';
-import { endpointHash } from '../src/notifier.js';
+import { endpointHash } from '../src/delivery.js';
 import { webhookIdOf } from '../src/senders.js';
 
 const { redisUrl, rabbitmqUrls } = testServers();
