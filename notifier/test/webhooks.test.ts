@@ -128,7 +128,8 @@ let amqp: ChannelModel;
 let ch: Channel;
 const apps: RunningNotifier[] = [];
 
-function startApp(path: string, env: Record<string, string> = {}): Promise<RunningNotifier> {
+/** A notifier sending to `path` of the receiver; `webhookTimeoutMs` short for the timeout row, the default 5 s otherwise. */
+function startApp(path: string, env: Record<string, string> = {}, webhookTimeoutMs = 5000): Promise<RunningNotifier> {
   const config = loadConfig('notifier', {
     REDIS_URL: redisUrl,
     RABBITMQ_URLS: rabbitmqUrls.join(','),
@@ -140,7 +141,7 @@ function startApp(path: string, env: Record<string, string> = {}): Promise<Runni
     NOTIFY_BREAKER_THRESHOLD: '1000',
     ...env,
   });
-  return start({ config, redis, broker, log, port: 0, host: '127.0.0.1', webhookTimeoutMs: 300 }).then((app) => {
+  return start({ config, redis, broker, log, port: 0, host: '127.0.0.1', webhookTimeoutMs }).then((app) => {
     apps.push(app);
     return app;
   });
@@ -208,7 +209,7 @@ beforeEach(async () => {
 
 describe('each answer of the receiver', () => {
   beforeAll(async () => {
-    await startApp('/hooks/orders');
+    await startApp('/hooks/orders', {}, 300);
   });
   afterAll(stopApps);
 
@@ -317,6 +318,26 @@ describe('each answer of the receiver', () => {
   });
 });
 
+describe('a delivery waiting for its next attempt', () => {
+  afterAll(stopApps);
+
+  it('waits in the broker, not in the notifier: stopped meanwhile, a new notifier sends it', async () => {
+    const first = await startApp('/hooks/restart');
+    receiver.responders.set('wh-restart', (nth) => (nth === 1 ? 503 : 200));
+    await publishOutcome({ id: 'wh-restart', sku: 'sku-a', qty: 1 });
+    await waitFor('the first attempt', async () => (receiver.of('wh-restart').length === 1 ? true : undefined));
+    await first.stop();
+    // The 200 ms wait is over and nobody consumes: the copy is back in notifier.queue, held there.
+    await waitFor('the copy back in notifier.queue', async () =>
+      (await ch.checkQueue(queues.notifier)).messageCount === 1 ? true : undefined,
+    );
+    expect(await record('wh-restart')).toMatchObject({ status: 'sending', attempts: '1' });
+    await startApp('/hooks/restart');
+    expect(await waitStatus('wh-restart', 'sent')).toMatchObject({ attempts: '2' });
+    expect(receiver.of('wh-restart').map((r) => r.status)).toEqual([503, 200]);
+  });
+});
+
 describe('an endpoint that answers 410 Gone', () => {
   let app: RunningNotifier;
   beforeAll(async () => {
@@ -378,7 +399,7 @@ describe('a receiver down (503) for a minute, then up', () => {
       await waitFor('the circuit open', async () =>
         (await metric(app, 'notifier_webhook_circuit_state', 'state="open"')) === 1 ? true : undefined,
       );
-      const failedWhileDown = () => receiver.received.filter((r) => r.status === 503).length;
+      const failedWhileDown = () => receiver.received.filter((r) => r.path === '/hooks/outage' && r.status === 503).length;
       await waitFor('the outage over', async () => (Date.now() - downAt >= DOWN_MS ? true : undefined), DOWN_MS + 5000, 1000);
       receiver.everything = undefined;
       const requestsWhileDown = failedWhileDown();
@@ -401,10 +422,15 @@ describe('a receiver down (503) for a minute, then up', () => {
       const dead = await drainQueue(ch, queues.notifierDlq);
       const paused = await metric(app, 'notifier_notifications_total', 'result="paused"');
       console.log(
-        `webhook outage (${DOWN_MS / 1000} s of 503): sent ${ids.length}, delivered ${delivered.size}, lost ${lost.length}, ` +
+        `webhook outage (${DOWN_MS / 1000} s of 503): sent ${ids.length}, delivered ${expected.filter((w) => delivered.has(w)).length}, lost ${lost.length}, ` +
           `delivered twice ${twice.length}, dead-lettered ${dead.length}, requests while down ${requestsWhileDown}, ` +
           `paused by the open circuit ${paused}, circuit opened ${await metric(app, 'notifier_webhook_circuit_transitions_total', 'state="open"')} times`,
       );
+      for (const w of twice)
+        console.log(
+          w,
+          receiver.received.filter((r) => r.headers['webhook-id'] === w).map((r) => [r.at - downAt, r.status]),
+        );
       expect(lost).toEqual([]);
       expect(twice).toEqual([]);
       expect(dead).toEqual([]);
