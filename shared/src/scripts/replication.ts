@@ -1,3 +1,4 @@
+import { keys } from '../keys.js';
 import type { RedisClient } from '../redis.js';
 
 // WAIT after a script whose result someone is told about (a 202, a publish, an ack): Sentinel
@@ -67,7 +68,11 @@ export async function confirmed<T>(redis: RedisClient, script: string, write: ()
   if (!state || state.minReplicas === 0) return write();
   const connection = state.connection;
   const reply = await write();
-  const acknowledged = await redis.wait(state.minReplicas, state.timeoutMs);
+  // WAIT waits for this connection's last write. A script that found its work done writes
+  // nothing (a decision made before, perhaps by another process whose WAIT failed), and its
+  // result is announced all the same: one write here, after the script, makes the WAIT cover
+  // everything the script read. Sent together, so it costs no round trip.
+  const [, acknowledged] = await Promise.all([redis.incr(keys.replicationMark), redis.wait(state.minReplicas, state.timeoutMs)]);
   if (state.connection !== connection) throw new NotEnoughReplicasError(script, acknowledged, state.minReplicas, true);
   if (acknowledged < state.minReplicas) throw new NotEnoughReplicasError(script, acknowledged, state.minReplicas);
   return reply;
