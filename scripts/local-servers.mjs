@@ -36,6 +36,8 @@ import tls from 'node:tls';
  * @property {() => Promise<void>} kill   SIGKILL, wait for exit; keeps `dir`
  * @property {() => Promise<void>} start  start again on the same port and dir (e.g. after kill)
  * @property {() => import('node:child_process').ChildProcess | undefined} process  the latest redis-server process (replaced by start): how it ended, for fault tests
+ * @property {() => void} pause   SIGSTOP: the process stays, answers nothing (a stalled node, e.g. lagging replication)
+ * @property {() => void} resume  SIGCONT after pause
  *
  * @typedef {object} RabbitNode
  * @property {string} name     Erlang node name, e.g. op-1a2b3c-r1@localhost
@@ -473,11 +475,14 @@ function spawnServer(command, args, { cwd, env, logFile }) {
 // Redis
 
 /**
- * Start a throwaway redis-server in the foreground as a child process.
- * @param {{ port?: number, appendonly?: boolean, dir?: string, log?: LogFn }} [options]
+ * Start a throwaway redis-server in the foreground as a child process. `extraArgs` are appended
+ * (e.g. `--replicaof 127.0.0.1 <port>`). With `sentinel` (the lines of a Sentinel configuration,
+ * without `port`) it runs as a Sentinel on its own writable file in `dir`: Sentinel rewrites it,
+ * and a restart reads back what it learnt.
+ * @param {{ port?: number, appendonly?: boolean, dir?: string, log?: LogFn, extraArgs?: string[], sentinel?: string[] }} [options]
  * @returns {Promise<RedisServer>}
  */
-export async function startRedis({ port, appendonly = false, dir, log } = {}) {
+export async function startRedis({ port, appendonly = false, dir, log, extraArgs = [], sentinel } = {}) {
   const binary = which('redis-server');
   if (!binary) throw new Error('redis-server is not installed (Debian package redis-server)');
   const ownsDir = !dir;
@@ -485,7 +490,11 @@ export async function startRedis({ port, appendonly = false, dir, log } = {}) {
   const redisPort = port ?? (await freePort());
   const url = `redis://127.0.0.1:${redisPort}`;
   const logFile = path.join(workDir, 'redis.log');
-  const args = [
+  const sentinelConf = path.join(workDir, 'sentinel.conf');
+  if (sentinel) {
+    await writeFile(sentinelConf, [`port ${redisPort}`, 'bind 127.0.0.1', `dir ${workDir}`, ...sentinel, ''].join('\n'));
+  }
+  const serverArgs = [
     '--port',
     String(redisPort),
     '--bind',
@@ -502,7 +511,9 @@ export async function startRedis({ port, appendonly = false, dir, log } = {}) {
     workDir,
     '--daemonize',
     'no',
+    ...extraArgs,
   ];
+  const args = sentinel ? [sentinelConf, '--sentinel', '--daemonize', 'no'] : serverArgs;
 
   /** @type {import('node:child_process').ChildProcess | undefined} */
   let child;
@@ -560,6 +571,16 @@ export async function startRedis({ port, appendonly = false, dir, log } = {}) {
     }
   };
 
+  /** @param {NodeJS.Signals} signal */
+  const signalChild = (signal) => {
+    if (!child || exited(child)) return;
+    try {
+      process.kill(/** @type {number} */ (child.pid), signal);
+    } catch {
+      // gone already
+    }
+  };
+
   await start();
   return {
     url,
@@ -568,7 +589,11 @@ export async function startRedis({ port, appendonly = false, dir, log } = {}) {
     start,
     process: () => child,
     kill: () => terminate('SIGKILL'),
+    pause: () => signalChild('SIGSTOP'),
+    resume: () => signalChild('SIGCONT'),
     stop: async () => {
+      // A paused server would never see the SIGTERM.
+      signalChild('SIGCONT');
       await terminate('SIGTERM');
       removeHook?.();
       removeHook = undefined;

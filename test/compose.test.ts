@@ -280,17 +280,67 @@ function checkRabbitCluster({ compose, read }: Files): string[] {
   return problems;
 }
 
-function checkRedis({ compose }: Files): string[] {
+/** The data nodes: the first primary `redis`, and every node started with --replicaof redis 6379. */
+function redisNodes(compose: Compose): [string, ComposeService][] {
+  return Object.entries(compose.services).filter(([, s]) => isRedis(s) && !isSentinel(s));
+}
+const isSentinel = (s: ComposeService | undefined) => s !== undefined && isRedis(s) && /--sentinel\b/.test(commandOf(s).join(' '));
+const sentinelNodes = (compose: Compose) => Object.entries(compose.services).filter(([, s]) => isSentinel(s));
+
+/** The Sentinels' shared configuration file, as mounted from the repository. */
+function sentinelConf(files: Files, s: ComposeService): string | undefined {
+  const mount = mountsOf(s).find((m) => m.target === '/etc/redis/sentinel.conf');
+  return mount ? files.read(mount.source) : undefined;
+}
+
+/** The master name the Sentinels monitor, with its host, port and quorum. */
+function monitored(conf: string): { name: string; host: string; port: string; quorum: number } | undefined {
+  const m = /^sentinel monitor (\S+) (\S+) (\d+) (\d+)\s*$/m.exec(conf);
+  return m ? { name: m[1] as string, host: m[2] as string, port: m[3] as string, quorum: Number(m[4]) } : undefined;
+}
+
+function checkRedis(files: Files): string[] {
+  const { compose } = files;
   const problems: string[] = [];
   const redis = compose.services.redis;
   if (!redis || !/^redis:7(\.|-|$)/.test(redis.image ?? '')) return ['no "redis" service with a redis:7 image'];
-  if (!/--appendonly\s+yes/.test(commandOf(redis).join(' '))) problems.push('redis: appendonly is not on');
-  if (!/--appendfsync\s+always/.test(commandOf(redis).join(' ')))
-    problems.push('redis: appendfsync is not always (a crash could lose the last second of once-only markers)');
-  if (!mountsOf(redis).some((m) => m.target === '/data' && m.source !== '')) problems.push('redis: no volume for /data');
-  if (!/redis-cli\s+ping/.test(healthTest(redis))) problems.push('redis: no redis-cli ping healthcheck');
+  const nodes = redisNodes(compose);
+  const replicas = nodes.filter(([, s]) => /--replicaof\s+redis\s+6379/.test(commandOf(s).join(' ')));
+  if (replicas.length < 2) problems.push(`redis: ${replicas.length} replicas (--replicaof redis 6379), not 2`);
+  for (const [name, node] of nodes) {
+    const cmd = commandOf(node).join(' ');
+    if (!/^redis:7(\.|-|$)/.test(node.image ?? '')) problems.push(`${name}: image ${node.image} is not Redis 7`);
+    if (!/--appendonly\s+yes/.test(cmd)) problems.push(`${name}: appendonly is not on`);
+    if (!/--appendfsync\s+always/.test(cmd))
+      problems.push(`${name}: appendfsync is not always (a crash could lose the last second of once-only markers)`);
+    // Any node may become the primary: each refuses writes it could not replicate.
+    if (!/--min-replicas-to-write\s+[1-9]/.test(cmd)) problems.push(`${name}: min-replicas-to-write is not set`);
+    if (!mountsOf(node).some((m) => m.target === '/data' && m.source !== '')) problems.push(`${name}: no volume for /data`);
+    if (!/redis-cli\s+ping/.test(healthTest(node))) problems.push(`${name}: no redis-cli ping healthcheck`);
+  }
+  const volumes = nodes.map(([, n]) => mountsOf(n).find((m) => m.target === '/data')?.source);
+  if (new Set(volumes).size !== volumes.length) problems.push('the Redis nodes share a data volume');
   if (!portsOf(redis).some((p) => p.container === 6379 && p.host !== undefined))
     problems.push('redis: 6379 is not published (the README uses redis-cli)');
+
+  const sentinels = sentinelNodes(compose);
+  if (sentinels.length < 3) problems.push(`${sentinels.length} Sentinels, not 3`);
+  for (const [name, sentinel] of sentinels) {
+    const conf = sentinelConf(files, sentinel);
+    if (conf === undefined) {
+      problems.push(`${name}: mounts no sentinel.conf from the repository`);
+      continue;
+    }
+    const m = monitored(conf);
+    if (!m || m.host !== 'redis' || m.port !== '6379') problems.push(`${name}: does not monitor redis:6379`);
+    else if (m.quorum !== Math.floor(sentinels.length / 2) + 1)
+      problems.push(`${name}: quorum ${m.quorum} is not a majority of ${sentinels.length}`);
+    if (!/^sentinel resolve-hostnames yes/m.test(conf)) problems.push(`${name}: resolve-hostnames is off (compose names the nodes)`);
+    // Sentinel rewrites its file: it must be a copy on the node's own volume.
+    if (!mountsOf(sentinel).some((m) => m.target === '/data' && m.source !== ''))
+      problems.push(`${name}: no volume for its rewritten configuration`);
+    if (!/redis-cli\s+-p\s+26379\s+ping/.test(healthTest(sentinel))) problems.push(`${name}: no redis-cli -p 26379 ping healthcheck`);
+  }
   return problems;
 }
 
@@ -334,13 +384,20 @@ function checkService(files: Files, service: ServiceName): string[] {
   if (config.queueType !== 'quorum')
     problems.push(`${service}: QUEUE_TYPE is ${config.queueType}; a cluster wants replicated (quorum) queues`);
 
-  const redisUrl = new URL(config.redis.url);
-  if (!isRedis(compose.services[redisUrl.hostname]))
-    problems.push(`${service}: REDIS_URL host ${redisUrl.hostname} is not the redis service`);
-  else if ((redisUrl.port || '6379') !== '6379') problems.push(`${service}: REDIS_URL port ${redisUrl.port} is not 6379`);
+  // Redis through the Sentinels: every one of them listed, the name they monitor.
+  const sentinels = sentinelNodes(compose);
+  const listed = new Set((config.redis.sentinels ?? []).map((a) => `${a.host}:${a.port}`));
+  const missingSentinels = sentinels.map(([n, x]) => `${x.hostname ?? n}:26379`).filter((a) => !listed.has(a));
+  if (!config.redis.sentinels) problems.push(`${service}: REDIS_SENTINELS is not set`);
+  else if (missingSentinels.length > 0) problems.push(`${service}: REDIS_SENTINELS leaves out ${missingSentinels.join(', ')}`);
+  const conf = sentinels[0] ? sentinelConf(files, sentinels[0][1]) : undefined;
+  const name = conf ? monitored(conf)?.name : undefined;
+  if (config.redis.sentinelName !== name)
+    problems.push(`${service}: REDIS_SENTINEL_NAME is ${config.redis.sentinelName}, the Sentinels monitor ${name}`);
+  if ((config.redis.minReplicas ?? 0) < 1) problems.push(`${service}: REDIS_MIN_REPLICAS is 0: no write waits for a replica`);
 
   const deps = dependsOf(s);
-  for (const dep of ['redis', ...rabbits.map(([n]) => n)]) {
+  for (const dep of [...redisNodes(compose).map(([n]) => n), ...sentinels.map(([n]) => n), ...rabbits.map(([n]) => n)]) {
     const condition = deps.get(dep);
     if (condition !== 'service_healthy') problems.push(`${service}: depends_on ${dep} is ${condition ?? 'missing'}, not service_healthy`);
   }
@@ -537,7 +594,7 @@ describe('docker-compose.yml and the Dockerfile', () => {
     expect(checkRabbitCluster(files)).toEqual([]);
   });
 
-  it('run Redis 7 with AOF on a volume, healthchecked and published for redis-cli', () => {
+  it('run a Redis primary, two replicas and three Sentinels: AOF and min-replicas-to-write on every node, each on its volume', () => {
     expect(checkRedis(files)).toEqual([]);
   });
 
@@ -617,10 +674,50 @@ describe('the compose checks notice a broken file', () => {
       },
     },
     {
-      name: 'a REDIS_URL host that is not the redis service',
-      expect: /REDIS_URL host localhost/,
+      name: 'a service that leaves out a Sentinel',
+      expect: /notifier: REDIS_SENTINELS leaves out sentinel3:26379/,
       breakIt: (f) => {
-        (f.compose.services.notifier?.environment as Record<string, string>).REDIS_URL = 'redis://localhost:6379';
+        (f.compose.services.notifier?.environment as Record<string, string>).REDIS_SENTINELS = 'sentinel1:26379,sentinel2:26379';
+      },
+    },
+    {
+      name: 'a service without WAIT',
+      expect: /dashboard: REDIS_MIN_REPLICAS is 0/,
+      breakIt: (f) => {
+        (f.compose.services.dashboard?.environment as Record<string, string>).REDIS_MIN_REPLICAS = '0';
+      },
+    },
+    {
+      name: 'a replica without min-replicas-to-write',
+      expect: /redis-replica2: min-replicas-to-write is not set/,
+      breakIt: (f) => {
+        const r = f.compose.services['redis-replica2'] as ComposeService;
+        r.command = commandOf(r)
+          .join(' ')
+          .replace(/--min-replicas-to-write \d+/, '');
+      },
+    },
+    {
+      name: 'Sentinels that monitor another name than the services ask for',
+      expect: /api-gateway: REDIS_SENTINEL_NAME is orders, the Sentinels monitor other/,
+      breakIt: (f) => {
+        const read = f.read;
+        f.read = (p) => (p.endsWith('sentinel.conf') ? (read(p) ?? '').replace('monitor orders', 'monitor other') : read(p));
+      },
+    },
+    {
+      name: 'a Sentinel quorum that is not a majority',
+      expect: /sentinel1: quorum 1 is not a majority of 3/,
+      breakIt: (f) => {
+        const read = f.read;
+        f.read = (p) => (p.endsWith('sentinel.conf') ? (read(p) ?? '').replace(/(monitor orders redis 6379) 2/, '$1 1') : read(p));
+      },
+    },
+    {
+      name: 'only two Sentinels',
+      expect: /2 Sentinels, not 3/,
+      breakIt: (f) => {
+        delete f.compose.services.sentinel3;
       },
     },
     {
@@ -631,10 +728,12 @@ describe('the compose checks notice a broken file', () => {
       },
     },
     {
-      name: 'a production environment without REDIS_URL',
+      name: 'a production environment without Redis',
       expect: /api-gateway: its environment fails .*REDIS_URL/,
       breakIt: (f) => {
-        delete (f.compose.services['api-gateway']?.environment as Record<string, string>).REDIS_URL;
+        const env = f.compose.services['api-gateway']?.environment as Record<string, string>;
+        delete env.REDIS_SENTINELS;
+        delete env.REDIS_SENTINEL_NAME;
       },
     },
     {

@@ -2,6 +2,7 @@ import { createHash, randomUUID } from 'node:crypto';
 import type { Context } from 'koa';
 import {
   HttpProblem,
+  NotEnoughReplicasError,
   ID_REGEX,
   acceptOrders,
   canonicalOrder,
@@ -108,6 +109,8 @@ export function orderLocation(id: string): string {
   return `/orders/${id}`;
 }
 
+const NOT_REPLICATED = 'The order store could not confirm that enough replicas hold the order; retry shortly with the same id';
+
 function unavailable(detail: string): HttpProblem {
   return new HttpProblem(503, 'Service Unavailable', detail, {}, { 'Retry-After': '1' });
 }
@@ -159,6 +162,16 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
   try {
     claim = await idempotency.claim({ id: order.id, fingerprint: fp, token });
   } catch (err) {
+    if (err instanceof NotEnoughReplicasError) {
+      // The claim is written but may not survive a failover: nothing is published on it. Ours is
+      // released so the client's retry is claimed at once; if the release fails too, the claim
+      // lapses with its lease (the retry gets 409 until then).
+      olog.warn({ err: err.message }, 'idempotency claim not replicated; releasing it and answering 503');
+      await releaseClaim(redis, order.id, token).catch((releaseErr: unknown) => {
+        olog.warn({ err: (releaseErr as Error).message }, 'could not release the claim; it lapses with its lease');
+      });
+      throw unavailable(NOT_REPLICATED);
+    }
     olog.warn({ err: (err as Error).message }, 'idempotency claim failed; answering 503');
     throw unavailable('The order store is not reachable; retry shortly');
   }
@@ -231,6 +244,13 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
       response,
     });
   } catch (err) {
+    if (err instanceof NotEnoughReplicasError) {
+      // Recorded, but a failover could still lose the record: no 202 on it. The order is in the
+      // broker and is processed once; the client's retry is answered from the record (200) or,
+      // if a failover lost it, claims and publishes a copy the processor absorbs.
+      olog.warn({ err: err.message }, 'order published but its acceptance is not replicated; answering 503');
+      throw unavailable(NOT_REPLICATED);
+    }
     // The broker confirmed: the order is durable and the processor records it itself. The id stays
     // in flight until the lease lapses; a retry after that publishes a copy the processor absorbs.
     olog.warn({ err: (err as Error).message }, 'order published but its acceptance was not recorded');

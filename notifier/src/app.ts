@@ -6,6 +6,7 @@ import {
   orderRetentionMs,
   PoisonMessageError,
   RetryLaterError,
+  isOutage,
   createMetrics,
   startConsumerService,
   queues,
@@ -159,8 +160,9 @@ export async function start(deps: NotifierAppDeps): Promise<RunningNotifier> {
           if (err.reason === 'endpoint_gone') goneGauge.set(1);
         }
         if (err instanceof SendFailedError) notifications.inc({ result: 'failed_attempt' });
-        // The consume helper dead-letters a poison message at once and any other on its last attempt.
-        if (err instanceof PoisonMessageError || ctx.lastAttempt) notifications.inc({ result: 'dead_lettered' });
+        // The consume helper dead-letters a poison message at once and any other on its last
+        // attempt, except an outage of Redis or the broker, which it holds and tries again.
+        if (err instanceof PoisonMessageError || (ctx.lastAttempt && !isOutage(err))) notifications.inc({ result: 'dead_lettered' });
         throw err;
       }
     },

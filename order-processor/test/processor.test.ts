@@ -23,7 +23,8 @@ import {
   type RedisClient,
 } from '@order-pipeline/shared';
 import { drainQueue, openTopologyChannel, takeAtLeast } from '../../test/helpers/broker.js';
-import { freePort, waitFor } from '../../test/helpers/processes.js';
+import { startRedis } from '../../scripts/local-servers.mjs';
+import { waitFor } from '../../test/helpers/processes.js';
 import { resetAll, testServers } from '../../test/helpers/servers.js';
 import { start, type RunningProcessor } from '../src/app.js';
 import { handleOrderPlaced } from '../src/processor.js';
@@ -359,45 +360,50 @@ describe('order processor', () => {
     expect(await takeAll(queues.notifier)).toEqual([]);
   });
 
-  it('retries with growing delays while Redis is down, then dead-letters after a bounded number of attempts', async () => {
+  it('holds an order while Redis is down, pausing longer each time and counting no attempt, then decides it once', async () => {
     await app.stop();
-    // A client of a Redis that is not there: every command fails at once, as in an outage.
-    const down = createRedis({ url: `redis://127.0.0.1:${await freePort()}` }, { overrides: { retryStrategy: () => 1000 } });
-    down.on('error', () => undefined);
-    const failedAt: number[] = [];
-    const recording = (attempt: number) => {
-      failedAt.push(Date.now());
-      return 150 * 2 ** (attempt - 1);
-    };
-    const attempts = 4;
-    const outage = await start({
-      config,
-      redis: down,
-      broker,
-      log,
-      port: 0,
-      host: '127.0.0.1',
-      maxAttempts: attempts,
-      backoffMs: recording,
+    // Its own Redis (AOF on), killed and started again with its data: an outage of a few seconds,
+    // longer than the attempts and backoffs of MAX_ATTEMPTS would last.
+    const server = await startRedis({ appendonly: true });
+    const own = createRedis({ url: server.url }, { overrides: { retryStrategy: () => 100 } });
+    own.on('error', () => undefined);
+    await redisReady(own);
+    await own.set(keys.inventory('sku-down'), '5');
+    // Counts the processor's reserve calls: the real client seen through a proxy, not a fake.
+    const calls: number[] = [];
+    const counted = new Proxy(own, {
+      get(target, prop) {
+        const value: unknown = Reflect.get(target, prop, target);
+        if (typeof value !== 'function') return value;
+        if (prop !== 'reserve') return (value as (...a: unknown[]) => unknown).bind(target);
+        return (...args: unknown[]) => {
+          calls.push(Date.now());
+          return (value as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
     });
+    const outage = await start({ config, redis: counted, broker, log, port: 0, host: '127.0.0.1', maxAttempts: 2, backoffMs });
     try {
-      await publishPlaced({ id: 'op-down-1', sku: 'sku-down', qty: 1 });
-      const [dead] = (await takeAtLeast(ch, queues.ordersDlq, 1)) as [GetMessage];
-      expect(dead.properties.messageId).toBe('op-down-1:order.placed');
-      expect(dead.properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('attempts_exhausted');
-      expect(String(dead.properties.headers?.[DEAD_LETTER_HEADERS.error])).toContain('redis unavailable');
-      expect(dead.properties.headers?.[RETRY_COUNT_HEADER]).toBe(attempts - 1);
+      await server.kill();
+      await publishPlaced({ id: 'op-down-1', sku: 'sku-down', qty: 2 });
+      await waitFor('four tries during the outage', () => (calls.length >= 4 ? true : undefined), 20_000, 50);
+      await server.start();
+      const [created] = (await takeAtLeast(ch, queues.notifier, 1)) as [GetMessage];
+      expect(created.properties.messageId).toBe('op-down-1:order.created');
+      expect(await own.get(keys.inventory('sku-down'))).toBe('3');
+      expect(await own.hget(keys.order('op-down-1'), 'status')).toBe('created');
     } finally {
       await outage.stop();
-      down.disconnect();
+      own.disconnect();
+      await server.stop();
       app = await startApp();
     }
-    // One backoff per failed attempt but the last; each pause longer than the one before: no hot loop.
-    expect(failedAt).toHaveLength(attempts - 1);
-    const gaps = failedAt.slice(1).map((t, i) => t - (failedAt[i] as number));
-    expect(gaps[0]).toBeGreaterThanOrEqual(150);
+    expect(await takeAll(queues.ordersDlq)).toEqual([]);
+    // Each pause longer than the one before (250, 500, 1000 ms ...): no hot loop.
+    const gaps = calls.slice(1, 4).map((t, i) => t - (calls[i] as number));
+    expect(gaps[0]).toBeGreaterThanOrEqual(200);
     expect(gaps[1]).toBeGreaterThan(gaps[0] as number);
-    expect(await takeAll(queues.notifier)).toEqual([]);
+    expect(gaps[2]).toBeGreaterThan(gaps[1] as number);
   });
 
   describe('order expiry (ORDER_TTL_MS, default 15 minutes)', () => {

@@ -11,6 +11,13 @@ export interface RedisConfig {
   /** When set, Sentinel is used instead of `url`. */
   sentinels?: { host: string; port: number }[];
   sentinelName?: string;
+  /**
+   * REDIS_MIN_REPLICAS: after every script whose result a client or the broker is told about,
+   * WAIT until this many replicas hold it (0: no WAIT). Default 1 with Sentinel, 0 standalone.
+   */
+  minReplicas?: number;
+  /** REDIS_WAIT_TIMEOUT_MS: how long that WAIT may take before the write counts as unconfirmed. */
+  waitTimeoutMs?: number;
 }
 
 export interface Config {
@@ -161,6 +168,11 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
   } else if (sentinelName) {
     throw new ConfigError('REDIS_SENTINELS', 'is required when REDIS_SENTINEL_NAME is set');
   }
+  // Redis high availability (docs/high-availability.md): replication confirmed by WAIT. A
+  // standalone server has no replica to wait for, so WAIT is off there unless asked for.
+  redis.minReplicas = int(env, 'REDIS_MIN_REPLICAS', sentinelsRaw ? 1 : 0, 0, 16);
+  // Never 0: WAIT with a timeout of 0 blocks until enough replicas answer, however long.
+  redis.waitTimeoutMs = int(env, 'REDIS_WAIT_TIMEOUT_MS', 500, 1, 60_000);
 
   const { rabbitmqUrls, queueType } = brokerConfig(env);
 

@@ -71,3 +71,30 @@ export class PublishError extends Error {
     this.name = 'PublishError';
   }
 }
+
+// What ioredis rejects a command with when the server cannot be reached or is failing over,
+// and the replies of a server that cannot take the write now (a demoted or loading primary, a
+// primary missing its min-replicas-to-write). None of these says anything about the message.
+const REDIS_OUTAGE_NAMES = new Set(['MaxRetriesPerRequestError', 'NotEnoughReplicasError']);
+const REDIS_OUTAGE_MESSAGES = [
+  /^Connection is closed\.?$/,
+  /^Stream isn't writeable/,
+  /^Command timed out$/,
+  /sentinels are unreachable/i,
+  /^(READONLY|LOADING|MASTERDOWN|NOREPLICAS|TRYAGAIN|BUSY) /,
+];
+
+/**
+ * True when `err` (or an error in its `cause` chain) says Redis or the broker is unreachable or
+ * unable to take writes right now, rather than that the message is at fault: the delivery waits
+ * and is tried again without counting an attempt. A broker that refused or could not route a
+ * publish is not an outage (the topology or the queue's limits are at fault).
+ */
+export function isOutage(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e instanceof PublishError) return e.reason === 'disconnected' || e.reason === 'timeout' || e.reason === 'closed';
+    if (REDIS_OUTAGE_NAMES.has(e.name)) return true;
+    if (REDIS_OUTAGE_MESSAGES.some((re) => re.test(e.message))) return true;
+  }
+  return false;
+}

@@ -20,7 +20,15 @@ export {
 export { createLogger, type Logger } from './logger.js';
 export { keys, ORDER_STATUSES, type OrderStatus } from './keys.js';
 export { parseHistory } from './history.js';
-export { PoisonMessageError, OrderExpiredError, PayloadMismatchError, RetryLaterError, TransientError, PublishError } from './errors.js';
+export {
+  PoisonMessageError,
+  OrderExpiredError,
+  PayloadMismatchError,
+  RetryLaterError,
+  TransientError,
+  PublishError,
+  isOutage,
+} from './errors.js';
 export {
   dlqOf,
   queueArguments,
@@ -91,6 +99,7 @@ export {
 } from './scripts/notifications.js';
 export { adjustInventory, MAX_INVENTORY_LEVEL, MAX_INVENTORY_DELTA, type Adjustment, type AdjustResult } from './scripts/inventory.js';
 export { scripts, ScriptReplyError } from './scripts/commands.js';
+export { NotEnoughReplicasError, replicationPolicyOf, type ReplicationPolicy } from './scripts/replication.js';
 export { listIndex, type IndexEntry } from './scripts/listing.js';
 export {
   waitForBroker,
@@ -102,6 +111,7 @@ export {
   attemptOf,
   decide,
   defaultBackoffMs,
+  outageBackoffMs,
   coalesceFrameWrites,
   DEAD_LETTER_HEADERS,
   type Decision,

@@ -59,6 +59,11 @@ export const keys = {
   recentOrders: 'orders:recent',
   /** string integer: orders whose stock was reserved. */
   processedCount: 'orders.processed.count',
+  /**
+   * string integer, bumped before each WAIT (scripts/replication.ts): the WAIT then covers every
+   * write the script saw, even when the script itself wrote nothing (a decision found made).
+   */
+  replicationMark: 'replication:mark',
   // Counters behind the dashboard; each is bumped inside the Lua script that makes the change,
   // so it counts every order once however often a message is redelivered.
   stats: {

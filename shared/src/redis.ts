@@ -2,6 +2,7 @@ import { readFileSync, readdirSync } from 'node:fs';
 import { Redis, type RedisOptions } from 'ioredis';
 import type { RedisConfig } from './config.js';
 import type { Logger } from './logger.js';
+import { setReplicationPolicy } from './scripts/replication.js';
 
 // Lua scripts live in ../lua as files named <command>-<number of KEYS>.lua, or <command>-n.lua for
 // a script that takes any number of keys (the caller passes the count first, as ioredis expects
@@ -67,13 +68,28 @@ export function createRedis(cfg: RedisConfig, { log, overrides }: RedisClientOpt
     // Batches concurrent commands into one write: many requests in flight share round trips.
     enableAutoPipelining: true,
     retryStrategy: (times) => Math.min(100 * times, 2000),
-    // After a Sentinel failover the old master turns replica; reconnect to find the new one.
-    reconnectOnError: (err) => err.message.startsWith('READONLY'),
+    // After a Sentinel failover the old master turns replica: a write there answers READONLY.
+    // Reconnecting asks the Sentinels again for the master. The failed command is not resent
+    // (1, not 2): its caller treats it as an outage and retries, and a resend on the new
+    // connection could not be confirmed by a WAIT anyway (see scripts/replication.ts).
+    reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 1 : false),
     ...overrides,
   };
   const redis = cfg.sentinels
-    ? new Redis({ ...common, sentinels: cfg.sentinels, name: cfg.sentinelName ?? 'mymaster' })
+    ? new Redis({
+        ...common,
+        sentinels: cfg.sentinels,
+        name: cfg.sentinelName ?? 'mymaster',
+        role: 'master',
+        // Subscribes to +switch-master on the Sentinels and reconnects at once, instead of waiting
+        // for the old master to drop the connection (a stalled master never does).
+        failoverDetector: true,
+        // Keep asking the Sentinels during a long outage (ioredis gives up when this returns null).
+        sentinelRetryStrategy: (times) => Math.min(100 * times, 2000),
+        ...overrides,
+      })
     : new Redis(cfg.url, common);
+  setReplicationPolicy(redis, { minReplicas: cfg.minReplicas ?? 0, timeoutMs: cfg.waitTimeoutMs ?? 500 });
   for (const s of loadLuaScripts()) {
     if (s.name in redis) throw new Error(`Lua script ${s.name} would replace the ioredis method of that name; rename its file`);
     redis.defineCommand(s.name, s.numberOfKeys === undefined ? { lua: s.lua } : { numberOfKeys: s.numberOfKeys, lua: s.lua });

@@ -107,6 +107,14 @@ describe('loadConfig with values set', () => {
     expect(c.redis.sentinelName).toBe('orders');
   });
 
+  it('waits for one replica within 500 ms with Sentinel, for none standalone, unless told otherwise', () => {
+    const sentinel = loadConfig('dashboard', { REDIS_SENTINELS: 's1:26379', REDIS_SENTINEL_NAME: 'orders' });
+    expect([sentinel.redis.minReplicas, sentinel.redis.waitTimeoutMs]).toEqual([1, 500]);
+    expect(loadConfig('dashboard', {}).redis.minReplicas).toBe(0);
+    const set = loadConfig('dashboard', { REDIS_URL: 'redis://r:6379', REDIS_MIN_REPLICAS: '2', REDIS_WAIT_TIMEOUT_MS: '250' });
+    expect([set.redis.minReplicas, set.redis.waitTimeoutMs]).toEqual([2, 250]);
+  });
+
   it('returns a frozen config, nested parts included', () => {
     const c = loadConfig('api-gateway', { REDIS_SENTINELS: 's1:26379', REDIS_SENTINEL_NAME: 'orders' });
     expect(Object.isFrozen(c)).toBe(true);
@@ -149,6 +157,9 @@ describe('loadConfig rejects a bad value with a message naming the variable', ()
     { env: { REDIS_SENTINELS: 's1:99999', REDIS_SENTINEL_NAME: 'orders' }, variable: 'REDIS_SENTINELS', says: /host:port/ },
     { env: { REDIS_SENTINELS: 's1:26379' }, variable: 'REDIS_SENTINEL_NAME', says: /required when REDIS_SENTINELS/ },
     { env: { REDIS_SENTINEL_NAME: 'orders' }, variable: 'REDIS_SENTINELS', says: /required when REDIS_SENTINEL_NAME/ },
+    { env: { REDIS_MIN_REPLICAS: '-1' }, variable: 'REDIS_MIN_REPLICAS', says: /whole number/ },
+    { env: { REDIS_MIN_REPLICAS: '17' }, variable: 'REDIS_MIN_REPLICAS', says: /between 0 and 16/ },
+    { env: { REDIS_WAIT_TIMEOUT_MS: '0' }, variable: 'REDIS_WAIT_TIMEOUT_MS', says: /between 1 and 60000/ },
   ];
 
   it.each(cases)('$variable for $env', ({ env, variable, says }) => {

@@ -7,6 +7,7 @@ import type { Channel, ConsumeMessage } from 'amqplib';
 import { describe, expect, it } from 'vitest';
 import {
   DEAD_LETTER_HEADERS,
+  NotEnoughReplicasError,
   PoisonMessageError,
   PublishError,
   RETRY_COUNT_HEADER,
@@ -103,6 +104,7 @@ function fakeConsumer(publish: (p: Published) => Promise<void> = async () => und
   let setup: ((ch: Channel) => Promise<void>) | undefined;
   const wrapper = { closed: false };
   const handled: string[] = [];
+  const attempts: number[] = [];
   // Handlers in hand, by message body, oldest first.
   const inHand = new Map<string, Deferred[]>();
   const parts: ConsumerParts = {
@@ -129,9 +131,10 @@ function fakeConsumer(publish: (p: Published) => Promise<void> = async () => und
     queue: 'q',
     prefetch: 10,
     backoffMs: () => 1,
-    handler: (msg) => {
+    handler: (msg, ctx) => {
       const body = msg.content.toString();
       handled.push(body);
+      attempts.push(ctx.attempt);
       const d = deferred();
       inHand.set(body, [...(inHand.get(body) ?? []), d]);
       return d.promise;
@@ -141,6 +144,8 @@ function fakeConsumer(publish: (p: Published) => Promise<void> = async () => und
     consumer,
     wrapper,
     handled,
+    /** The attempt each handler run was told it is. */
+    attempts,
     /** amqp-connection-manager (re)connected: it runs the consumer's setup on a fresh channel. */
     connect: async (ch: FakeChannel) => {
       if (!setup) throw new Error('no setup registered');
@@ -243,6 +248,48 @@ describe('carrying out the failure policy (fake channel)', () => {
     expect(ch.nacks).toEqual([1]);
     await turn();
     expect(ch.acks).toEqual([]);
+  });
+});
+
+describe('holding a delivery through an outage (fake channel)', () => {
+  const outage = () => new NotEnoughReplicasError('reserve', 0, 1);
+
+  it('runs the handler again in hand, publishes no copy, counts no attempt, and acks once it succeeds', async () => {
+    const published: Published[] = [];
+    const f = fakeConsumer(async (p) => {
+      published.push(p);
+    });
+    const ch = new FakeChannel();
+    await f.connect(ch);
+    ch.deliver('a');
+    await turn();
+    f.fail('a', outage());
+    // Held 250 ms, then handed to the handler again: the same delivery, not a copy.
+    await waitFor('the second run', () => (f.handled.length === 2 ? true : undefined), 2_000, 10);
+    f.fail('a', outage());
+    await waitFor('the third run', () => (f.handled.length === 3 ? true : undefined), 3_000, 10);
+    expect(f.attempts).toEqual([1, 1, 1]);
+    f.finish('a');
+    await waitFor('the ack', () => (ch.acks.length > 0 ? true : undefined), 2_000);
+    expect(published).toEqual([]);
+    expect(ch.nacks).toEqual([]);
+  });
+
+  it('hands a held delivery back at once when the consumer stops', async () => {
+    const f = fakeConsumer();
+    const ch = new FakeChannel();
+    await f.connect(ch);
+    ch.deliver('a');
+    await turn();
+    f.fail('a', outage());
+    await turn();
+    const started = Date.now();
+    await f.consumer.stop(5_000);
+    // Not after the hold's pause, nor the stop timeout.
+    expect(Date.now() - started).toBeLessThan(200);
+    expect(ch.nacks).toEqual([1]);
+    expect(ch.acks).toEqual([]);
+    expect(f.handled).toEqual(['a']);
   });
 });
 

@@ -151,15 +151,31 @@ export function startConsumer(deps: ConsumerParts, c: ConsumeOptions): Consumer 
     };
     try {
       let failure: Error | undefined;
-      try {
-        await c.handler(msg, { attempt, lastAttempt: isLastAttempt(attempt, limits), span });
-      } catch (err) {
-        // Whatever was thrown is a failure, even a thrown undefined.
-        failure = err instanceof Error ? err : new Error(String(err));
-        span.recordException(failure);
-        span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
+      let decision: Decision;
+      for (let holds = 0; ; holds++) {
+        failure = undefined;
+        try {
+          await c.handler(msg, { attempt, lastAttempt: isLastAttempt(attempt, limits), span });
+        } catch (err) {
+          // Whatever was thrown is a failure, even a thrown undefined.
+          failure = err instanceof Error ? err : new Error(String(err));
+          span.recordException(failure);
+          span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
+        }
+        decision = decide(failure, attempt, limits, holds);
+        if (decision.kind !== 'hold') break;
+        // Redis or the broker is down: the delivery stays in hand, uncounted, and the handler runs
+        // again after a bounded backoff. The prefetch window fills with held deliveries, so the
+        // broker sends no more until the outage ends (no message cycles through the queue).
+        if (holds === 0) mlog.warn({ err: failure?.message }, 'a dependency is unreachable; holding the delivery until it is back');
+        if (!(await holdFor(decision.delayMs)) || current?.ch !== ch) {
+          // Stopping, or the channel is gone: the broker redelivers it (to us or another consumer).
+          handled('retry');
+          settle(ch, msg, 'requeue');
+          return;
+        }
       }
-      await carryOut(decide(failure, attempt, limits), failure?.message ?? '', { msg, span, attempt, log: mlog, handled });
+      await carryOut(decision, failure?.message ?? '', { msg, span, attempt, log: mlog, handled });
       settle(ch, msg, 'ack');
     } catch (err) {
       // The retry copy or dead letter could not be published (broker trouble): hand the message
@@ -173,8 +189,21 @@ export function startConsumer(deps: ConsumerParts, c: ConsumeOptions): Consumer 
     }
   };
 
+  // Wakes held deliveries at once when stop() begins.
+  const stopSignal = new AbortController();
+  /** Sleeps `ms`; false when stop() began meanwhile. */
+  const holdFor = async (ms: number): Promise<boolean> => {
+    if (stopping) return false;
+    try {
+      await sleep(ms, undefined, { signal: stopSignal.signal });
+      return !stopping;
+    } catch {
+      return false;
+    }
+  };
+
   /** Does what the policy decided; resolves once the delivery may be acked. */
-  const carryOut = async (decision: Decision, error: string, d: Delivery) => {
+  const carryOut = async (decision: Exclude<Decision, { kind: 'hold' }>, error: string, d: Delivery) => {
     const { msg, span, attempt, log: mlog, handled } = d;
     switch (decision.kind) {
       case 'ack':
@@ -262,6 +291,7 @@ export function startConsumer(deps: ConsumerParts, c: ConsumeOptions): Consumer 
     isConsuming: () => !stopping && current !== undefined && current.tag !== '' && deps.isConnected(),
     async stop(timeoutMs = 10_000) {
       stopping = true;
+      stopSignal.abort();
       let timer: NodeJS.Timeout | undefined;
       const timeUp = new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs)));
       try {

@@ -22,6 +22,7 @@ export {
   attemptOf,
   decide,
   defaultBackoffMs,
+  outageBackoffMs,
   isLastAttempt,
   type DeadLetterReason,
   type Decision,

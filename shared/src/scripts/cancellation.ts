@@ -3,6 +3,7 @@ import { keys } from '../keys.js';
 import type { Order } from '../messages.js';
 import type { RedisClient } from '../redis.js';
 import { ScriptReplyError, arrayReply, codeReply, countReply, stringReply, scripts } from './commands.js';
+import { confirmed } from './replication.js';
 import type { PayloadField, PayloadMismatch } from './orders.js';
 
 // An order's cancellation, one wrapper per script: cancel-9.lua (the processor's once-only
@@ -36,24 +37,26 @@ export async function cancelOrder(
 ): Promise<CancelResult> {
   const reply = arrayReply(
     'cancel',
-    await scripts(redis).cancel(
-      keys.order(order.id),
-      keys.inventory(order.sku),
-      keys.stats.cancelled,
-      keys.history(order.id),
-      keys.ordersIndex,
-      keys.ordersBySku(order.sku),
-      keys.ordersByStatus('accepted'),
-      keys.ordersByStatus('created'),
-      keys.ordersByStatus('cancelled'),
-      order.id,
-      order.sku,
-      order.qty,
-      order.email ?? '',
-      reason ?? '',
-      now.toISOString(),
-      now.getTime(),
-      retentionMs,
+    await confirmed(redis, 'cancel', () =>
+      scripts(redis).cancel(
+        keys.order(order.id),
+        keys.inventory(order.sku),
+        keys.stats.cancelled,
+        keys.history(order.id),
+        keys.ordersIndex,
+        keys.ordersBySku(order.sku),
+        keys.ordersByStatus('accepted'),
+        keys.ordersByStatus('created'),
+        keys.ordersByStatus('cancelled'),
+        order.id,
+        order.sku,
+        order.qty,
+        order.email ?? '',
+        reason ?? '',
+        now.toISOString(),
+        now.getTime(),
+        retentionMs,
+      ),
     ),
     2,
   );
@@ -95,7 +98,9 @@ export async function recordCancelRequest(
 ): Promise<CancelRequestResult> {
   const reply = arrayReply(
     'cancelRequested',
-    await scripts(redis).cancelRequested(keys.order(orderId), keys.history(orderId), reason ?? '', now.toISOString()),
+    await confirmed(redis, 'cancelRequested', () =>
+      scripts(redis).cancelRequested(keys.order(orderId), keys.history(orderId), reason ?? '', now.toISOString()),
+    ),
     3,
   );
   const code = codeReply('cancelRequested', reply[0], [0, 1, 3, 4] as const, reply);

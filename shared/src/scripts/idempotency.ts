@@ -2,6 +2,7 @@ import { DEFAULT_ORDER_RETENTION_MS } from '../config.js';
 import { keys } from '../keys.js';
 import type { RedisClient } from '../redis.js';
 import { ScriptReplyError, arrayReply, codeReply, countReply, scripts, stringReply } from './commands.js';
+import { confirmed } from './replication.js';
 
 // The gateway's idempotency steps, one wrapper per script: claim-n.lua and accept-n.lua (over a
 // list: a list of one is the plain case, the gateway batches them) and release-1.lua. Each lays
@@ -38,7 +39,11 @@ export async function claimOrders(redis: RedisClient, leaseMs: number, claims: r
     keyList.push(keys.idempotency(c.id));
     args.push(c.fingerprint, c.token);
   }
-  const reply = arrayReply('claim', await scripts(redis).claim(keyList.length, ...keyList, ...args), claims.length);
+  const reply = arrayReply(
+    'claim',
+    await confirmed(redis, 'claim', () => scripts(redis).claim(keyList.length, ...keyList, ...args)),
+    claims.length,
+  );
   return reply.map((one) => claimResult(arrayReply('claim', one)));
 }
 const SAFE = /^[A-Za-z0-9_-]+$/;
@@ -111,7 +116,11 @@ export async function acceptOrders(
     keyList.push(keys.idempotency(a.id), keys.order(a.id), keys.history(a.id), keys.ordersBySku(a.sku));
     args.push(a.token, acceptedRecord(a), a.id, a.sku, a.qty, a.email ?? '');
   }
-  const reply = arrayReply('accept', await scripts(redis).accept(keyList.length, ...keyList, ...args), acceptances.length);
+  const reply = arrayReply(
+    'accept',
+    await confirmed(redis, 'accept', () => scripts(redis).accept(keyList.length, ...keyList, ...args)),
+    acceptances.length,
+  );
   return reply.map((one) => ACCEPT_RESULTS[codeReply('accept', one, [0, 1, 2] as const, reply)] as AcceptResult);
 }
 

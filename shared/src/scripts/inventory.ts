@@ -2,6 +2,7 @@ import { keys } from '../keys.js';
 import { ID_REGEX } from '../messages.js';
 import type { RedisClient } from '../redis.js';
 import { ScriptReplyError, arrayReply, codeReply, countReply, scripts, stringReply } from './commands.js';
+import { confirmed } from './replication.js';
 
 // Stock adjustments, one wrapper for inventory-adjust-n.lua: it lays out the script's KEYS and
 // ARGV and checks the reply (ScriptReplyError when it is unexpected).
@@ -58,14 +59,16 @@ export async function adjustInventory(redis: RedisClient, a: Adjustment, ttlSeco
   if (a.idempotencyKey !== undefined) keyList.push(keys.inventoryIdempotency(a.sku, a.idempotencyKey));
   const reply = arrayReply(
     'inventoryAdjust',
-    await scripts(redis).inventoryAdjust(
-      keyList.length,
-      ...keyList,
-      String(a.delta),
-      MAX_INVENTORY_LEVEL,
-      ttlSeconds,
-      a.token,
-      now.toISOString(),
+    await confirmed(redis, 'inventoryAdjust', () =>
+      scripts(redis).inventoryAdjust(
+        keyList.length,
+        ...keyList,
+        String(a.delta),
+        MAX_INVENTORY_LEVEL,
+        ttlSeconds,
+        a.token,
+        now.toISOString(),
+      ),
     ),
   );
   const code = codeReply('inventoryAdjust', reply[0], [0, 1, 2, 3, 4, 5, 6, 7] as const, reply);

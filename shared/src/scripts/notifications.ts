@@ -2,6 +2,7 @@ import { DEFAULT_ORDER_RETENTION_MS } from '../config.js';
 import { keys } from '../keys.js';
 import type { RedisClient } from '../redis.js';
 import { arrayReply, codeReply, countReply, scripts } from './commands.js';
+import { confirmed } from './replication.js';
 
 // The notifier's send-once bookkeeping, one wrapper per script: notify-claim-3.lua,
 // notify-sent-3.lua and notify-fail-3.lua. Each lays out its script's KEYS and ARGV and checks the
@@ -70,13 +71,15 @@ export async function recordNotificationSent(
   kind: NotificationKind = 'outcome',
   retentionMs: number = DEFAULT_ORDER_RETENTION_MS,
 ): Promise<{ outcome: 'recorded' | 'recorded_before' }> {
-  const reply = await scripts(redis).notifySent(
-    notificationKey(orderId, kind),
-    keys.stats.notificationsSent,
-    keys.history(orderId),
-    sentAt,
-    kind,
-    retentionMs,
+  const reply = await confirmed(redis, 'notifySent', () =>
+    scripts(redis).notifySent(
+      notificationKey(orderId, kind),
+      keys.stats.notificationsSent,
+      keys.history(orderId),
+      sentAt,
+      kind,
+      retentionMs,
+    ),
   );
   return { outcome: codeReply('notifySent', reply, [0, 1] as const) === 1 ? 'recorded' : 'recorded_before' };
 }
@@ -96,16 +99,18 @@ export async function recordNotificationFailed(
   retentionMs: number = DEFAULT_ORDER_RETENTION_MS,
   now: Date = new Date(),
 ): Promise<{ outcome: 'recorded' | 'not_ours' }> {
-  const reply = await scripts(redis).notifyFail(
-    notificationKey(orderId, kind),
-    keys.stats.notificationsFailed,
-    keys.history(orderId),
-    token,
-    error,
-    last ? '1' : '0',
-    kind,
-    now.toISOString(),
-    retentionMs,
+  const reply = await confirmed(redis, 'notifyFail', () =>
+    scripts(redis).notifyFail(
+      notificationKey(orderId, kind),
+      keys.stats.notificationsFailed,
+      keys.history(orderId),
+      token,
+      error,
+      last ? '1' : '0',
+      kind,
+      now.toISOString(),
+      retentionMs,
+    ),
   );
   return { outcome: codeReply('notifyFail', reply, [0, 1] as const) === 1 ? 'recorded' : 'not_ours' };
 }

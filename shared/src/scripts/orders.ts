@@ -3,6 +3,7 @@ import { keys } from '../keys.js';
 import type { Order, RejectReason } from '../messages.js';
 import type { RedisClient } from '../redis.js';
 import { ScriptReplyError, arrayReply, codeReply, stringReply, scripts } from './commands.js';
+import { confirmed } from './replication.js';
 
 // The processor's once-only decisions on an order, one wrapper per script: reserve-10.lua and
 // expire-order-6.lua. Each lays out its script's KEYS and ARGV and checks the reply
@@ -47,24 +48,26 @@ export async function reserveOrder(
 ): Promise<ReserveResult> {
   const reply = arrayReply(
     'reserve',
-    await scripts(redis).reserve(
-      keys.order(order.id),
-      keys.inventory(order.sku),
-      keys.processedCount,
-      keys.stats.rejected,
-      keys.history(order.id),
-      keys.ordersIndex,
-      keys.ordersBySku(order.sku),
-      keys.ordersByStatus('accepted'),
-      keys.ordersByStatus('created'),
-      keys.ordersByStatus('rejected'),
-      order.id,
-      order.sku,
-      order.qty,
-      order.email ?? '',
-      now.toISOString(),
-      now.getTime(),
-      retentionMs,
+    await confirmed(redis, 'reserve', () =>
+      scripts(redis).reserve(
+        keys.order(order.id),
+        keys.inventory(order.sku),
+        keys.processedCount,
+        keys.stats.rejected,
+        keys.history(order.id),
+        keys.ordersIndex,
+        keys.ordersBySku(order.sku),
+        keys.ordersByStatus('accepted'),
+        keys.ordersByStatus('created'),
+        keys.ordersByStatus('rejected'),
+        order.id,
+        order.sku,
+        order.qty,
+        order.email ?? '',
+        now.toISOString(),
+        now.getTime(),
+        retentionMs,
+      ),
     ),
   );
   const code = codeReply('reserve', reply[0], [0, 1, 2] as const, reply);
@@ -90,20 +93,22 @@ export async function expireOrder(
 ): Promise<ExpireResult> {
   const reply = arrayReply(
     'expireOrder',
-    await scripts(redis).expireOrder(
-      keys.order(order.id),
-      keys.history(order.id),
-      keys.ordersIndex,
-      keys.ordersBySku(order.sku),
-      keys.ordersByStatus('accepted'),
-      keys.ordersByStatus('expired'),
-      order.id,
-      order.sku,
-      order.qty,
-      order.email ?? '',
-      now.toISOString(),
-      now.getTime(),
-      retentionMs,
+    await confirmed(redis, 'expireOrder', () =>
+      scripts(redis).expireOrder(
+        keys.order(order.id),
+        keys.history(order.id),
+        keys.ordersIndex,
+        keys.ordersBySku(order.sku),
+        keys.ordersByStatus('accepted'),
+        keys.ordersByStatus('expired'),
+        order.id,
+        order.sku,
+        order.qty,
+        order.email ?? '',
+        now.toISOString(),
+        now.getTime(),
+        retentionMs,
+      ),
     ),
   );
   const code = codeReply('expireOrder', reply[0], [0, 1, 2] as const, reply);

@@ -1,0 +1,84 @@
+// WAIT after an announced script, against a real primary and replica: confirmed while the replica
+// keeps up, NotEnoughReplicasError while it is stalled (SIGSTOP), and also when the script wrote
+// nothing itself but found a record another client made that no replica holds yet.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  NotEnoughReplicasError,
+  createRedis,
+  keys,
+  recordNotificationSent,
+  redisReady,
+  reserveOrder,
+  type RedisClient,
+} from '@order-pipeline/shared';
+import { haveBinaries, startRedis, type RedisServer } from '../../scripts/local-servers.mjs';
+import { waitFor } from '../../test/helpers/processes.js';
+
+const bins = haveBinaries();
+const order = (id: string) => ({ id, sku: 'sku-w', qty: 1 });
+
+describe.skipIf(!bins.redis)('confirmed writes (REDIS_MIN_REPLICAS=1)', () => {
+  let primary: RedisServer;
+  let replica: RedisServer;
+  let waiting: RedisClient;
+  let plain: RedisClient;
+
+  beforeAll(async () => {
+    primary = await startRedis();
+    replica = await startRedis({ extraArgs: ['--replicaof', '127.0.0.1', String(primary.port)] });
+    const r = createRedis({ url: replica.url });
+    await redisReady(r);
+    await waitFor('the replica in sync', async () => ((await r.info('replication')).includes('master_link_status:up') ? true : undefined));
+    r.disconnect();
+    waiting = createRedis({ url: primary.url, minReplicas: 1, waitTimeoutMs: 200 });
+    plain = createRedis({ url: primary.url });
+    await Promise.all([redisReady(waiting), redisReady(plain)]);
+    await plain.set(keys.inventory('sku-w'), 10);
+  });
+
+  afterAll(async () => {
+    waiting?.disconnect();
+    plain?.disconnect();
+    await Promise.all([replica?.stop(), primary?.stop()]);
+  });
+
+  it('resolves once the replica holds the decision', async () => {
+    expect(await reserveOrder(waiting, order('w-1'), new Date())).toEqual({ outcome: 'created' });
+  });
+
+  it('rejects with NotEnoughReplicasError while the replica is stalled; the write itself happened', async () => {
+    replica.pause();
+    try {
+      const err = await reserveOrder(waiting, order('w-2'), new Date()).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(NotEnoughReplicasError);
+      expect(err).toMatchObject({ script: 'reserve', acknowledged: 0, wanted: 1 });
+      expect(await plain.hget(keys.order('w-2'), 'status')).toBe('created');
+    } finally {
+      replica.resume();
+    }
+    // Once the replica catches up, the retry finds the decision made and is confirmed.
+    await waitFor('the retry confirmed', async () =>
+      (await reserveOrder(waiting, order('w-2'), new Date()).catch(() => undefined))?.outcome === 'decided_before' ? true : undefined,
+    );
+  });
+
+  it('does not confirm a decision found made by another client while no replica holds it', async () => {
+    replica.pause();
+    try {
+      // Another process decided it, without WAIT (or its WAIT failed and it died).
+      expect(await recordNotificationSent(plain, 'w-3', new Date().toISOString())).toEqual({ outcome: 'recorded' });
+      // A fresh connection has written nothing: a bare WAIT on it would answer at once.
+      const fresh = createRedis({ url: primary.url, minReplicas: 1, waitTimeoutMs: 200 });
+      try {
+        await redisReady(fresh);
+        // Found recorded: the script writes nothing, yet its answer lets the notifier ack.
+        const err = await recordNotificationSent(fresh, 'w-3', new Date().toISOString()).catch((e: unknown) => e);
+        expect(err).toBeInstanceOf(NotEnoughReplicasError);
+      } finally {
+        fresh.disconnect();
+      }
+    } finally {
+      replica.resume();
+    }
+  });
+});
