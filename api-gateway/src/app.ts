@@ -3,12 +3,14 @@ import Koa from 'koa';
 import {
   HttpProblem,
   closeServer,
+  createAuthenticator,
   createMetrics,
   dependencyChecks,
   listen,
   openapiRoute,
   opsMiddleware,
   problemMiddleware,
+  requireScope,
   slug,
   timingMiddleware,
   trace,
@@ -60,10 +62,14 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
   const refused = refusalCounter(metrics);
   const cancels = createCancelMetrics(metrics);
   const tracer = trace.getTracer(deps.config.service);
+  // Auth off (no AUTH_JWT_SECRET / AUTH_JWKS_URL): each guard lets everything through.
+  const authenticator = deps.config.auth ? createAuthenticator(deps.config.auth) : undefined;
+  const guard = (scope: Parameters<typeof requireScope>[1]) => requireScope(authenticator, scope, log);
 
   const router = new Router();
   router.post(
     '/orders',
+    guard('orders:write'),
     tracedRoute(tracer, 'POST', '/orders', async (ctx) => {
       try {
         await placeOrder(ctx, orderDeps);
@@ -80,14 +86,17 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
   );
   router.get(
     '/orders',
+    guard('orders:read'),
     tracedRoute(tracer, 'GET', '/orders', (ctx) => listOrders(ctx, orderDeps)),
   );
   router.get(
     '/orders/:id',
+    guard('orders:read'),
     tracedRoute(tracer, 'GET', '/orders/:id', (ctx) => getOrder(ctx, ctx.params.id ?? '', orderDeps)),
   );
   router.post(
     '/orders/:id/cancel',
+    guard('orders:write'),
     tracedRoute(tracer, 'POST', '/orders/:id/cancel', async (ctx) => {
       try {
         await cancelOrderRequest(ctx, ctx.params.id ?? '', orderDeps);
@@ -103,18 +112,22 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
   const inventoryDeps: InventoryDeps = { config: deps.config, redis, log, changed: inventoryChangeCounter(metrics) };
   router.get(
     '/inventory',
+    guard('inventory:read'),
     tracedRoute(tracer, 'GET', '/inventory', (ctx) => listInventory(ctx, inventoryDeps)),
   );
   router.get(
     '/inventory/:sku',
+    guard('inventory:read'),
     tracedRoute(tracer, 'GET', '/inventory/:sku', (ctx) => getInventory(ctx, inventoryDeps)),
   );
   router.put(
     '/inventory/:sku',
+    guard('inventory:write'),
     tracedRoute(tracer, 'PUT', '/inventory/:sku', (ctx) => setInventory(ctx, inventoryDeps)),
   );
   router.post(
     '/inventory/:sku/adjust',
+    guard('inventory:write'),
     tracedRoute(tracer, 'POST', '/inventory/:sku/adjust', (ctx) => adjustStock(ctx, inventoryDeps)),
   );
   // The contract this gateway follows (shared/openapi.json); its POST /orders schema is the one validated.
@@ -125,7 +138,7 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
   app.on('error', (err: Error) => log.warn({ err: err.message }, 'http error'));
   app.use(timingMiddleware(metrics));
   app.use(problemMiddleware(log));
-  app.use(opsMiddleware(dependencyChecks(redis, broker), metrics));
+  app.use(opsMiddleware(dependencyChecks(redis, broker), metrics, deps.config.metricsBearerToken));
   app.use(router.routes());
   // 405 with Allow for known paths; problemMiddleware turns the bare 404/405 into problems.
   app.use(router.allowedMethods());

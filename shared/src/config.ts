@@ -36,7 +36,20 @@ export interface Config {
   ports: { gateway: number; dashboard: number; processor: number; notifier: number };
   /** Port of the HTTP server of this service. */
   port: number;
+  // --- Security (docs/security.md) ---
+  /** Bearer-token checks on the gateway and the dashboard; undefined: off (anyone may call). */
+  auth?: AuthConfig;
+  /** METRICS_BEARER_TOKEN: when set, GET /metrics of every service wants `Authorization: Bearer <it>`. */
+  metricsBearerToken?: string;
+  /** RATE_LIMIT_PER_MINUTE: requests per caller per minute on the gateway's API; undefined: no limit. */
+  rateLimitPerMinute?: number;
 }
+
+/** How bearer tokens are verified: an HS256 shared secret or a JWKS URL (RS256, ES256). */
+export type AuthConfig = ({ kind: 'secret'; secret: string } | { kind: 'jwks'; jwksUrl: string }) & {
+  issuer?: string;
+  audience?: string;
+};
 
 export const DEFAULT_ORDER_RETENTION_DAYS = 30;
 
@@ -171,6 +184,8 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     notifier: ports.notifier,
   }[service];
 
+  const security = securityConfig(env, production, redis.url, rabbitmqUrls);
+
   const config: Config = {
     service,
     production,
@@ -187,8 +202,69 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     port,
     ...(webhook ? { notifyWebhookUrl: url('NOTIFY_WEBHOOK_URL', webhook, ['http:', 'https:']) } : {}),
     ...(otlp ? { otlpEndpoint: url('OTEL_EXPORTER_OTLP_ENDPOINT', otlp, ['http:', 'https:']) } : {}),
+    ...security,
   };
   return deepFreeze(config);
+}
+
+// --- Security (docs/security.md): auth, the metrics token, the rate limit, TLS, production credentials ---
+
+/**
+ * Passwords the servers ship with (RabbitMQ's guest/guest; the local-development URLs above use
+ * it): never accepted in production, under any user name.
+ */
+const DEFAULT_PASSWORDS = new Set(['guest']);
+
+/** In production: no `guest` user and no default password in a connection URL. */
+function productionCredentials(name: string, v: string): void {
+  const u = new URL(v);
+  const user = decodeURIComponent(u.username);
+  const password = decodeURIComponent(u.password);
+  if (user === 'guest') throw new ConfigError(name, 'must not use the "guest" user when NODE_ENV=production');
+  if (password !== '' && DEFAULT_PASSWORDS.has(password.toLowerCase())) {
+    throw new ConfigError(name, 'carries a default password; give a real one when NODE_ENV=production');
+  }
+}
+
+function securityConfig(
+  env: Env,
+  production: boolean,
+  redisUrl: string,
+  rabbitmqUrls: string[],
+): Pick<Config, 'auth' | 'metricsBearerToken' | 'rateLimitPerMinute'> {
+  if (production) {
+    productionCredentials('REDIS_URL', redisUrl);
+    for (const u of rabbitmqUrls) productionCredentials('RABBITMQ_URLS', u);
+  }
+  // Not trimmed: a secret is its bytes.
+  const secret = env.AUTH_JWT_SECRET ? env.AUTH_JWT_SECRET : undefined;
+  const jwks = raw(env, 'AUTH_JWKS_URL');
+  const issuer = raw(env, 'AUTH_JWT_ISSUER');
+  const audience = raw(env, 'AUTH_JWT_AUDIENCE');
+  let auth: AuthConfig | undefined;
+  if (secret !== undefined && jwks !== undefined) {
+    throw new ConfigError('AUTH_JWKS_URL', 'and AUTH_JWT_SECRET are both set: give one of them');
+  }
+  const claims = { ...(issuer ? { issuer } : {}), ...(audience ? { audience } : {}) };
+  if (secret !== undefined) {
+    // HS256 wants a key at least as long as the hash (RFC 7518 section 3.2).
+    if (Buffer.byteLength(secret) < 32) throw new ConfigError('AUTH_JWT_SECRET', 'must be at least 32 bytes (HS256)');
+    auth = { kind: 'secret', secret, ...claims };
+  } else if (jwks !== undefined) {
+    // A JWKS serves whoever its provider signs for: without iss or aud, a token minted for another
+    // application of the same provider would pass.
+    if (!issuer && !audience) throw new ConfigError('AUTH_JWT_ISSUER', 'or AUTH_JWT_AUDIENCE is required with AUTH_JWKS_URL');
+    auth = { kind: 'jwks', jwksUrl: url('AUTH_JWKS_URL', jwks, ['https:', 'http:']), ...claims };
+  } else if (issuer || audience) {
+    throw new ConfigError(issuer ? 'AUTH_JWT_ISSUER' : 'AUTH_JWT_AUDIENCE', 'needs AUTH_JWT_SECRET or AUTH_JWKS_URL');
+  }
+  const metricsBearerToken = raw(env, 'METRICS_BEARER_TOKEN');
+  const rate = raw(env, 'RATE_LIMIT_PER_MINUTE');
+  return {
+    ...(auth ? { auth } : {}),
+    ...(metricsBearerToken ? { metricsBearerToken } : {}),
+    ...(rate === undefined || rate === '0' ? {} : { rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 0, 1, 1_000_000) }),
+  };
 }
 
 /** loadConfig for a composition root: on a bad value, print one line and exit(1). */

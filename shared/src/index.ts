@@ -13,7 +13,22 @@ export {
   type Config,
   type LogLevel,
   type RedisConfig,
+  type AuthConfig,
 } from './config.js';
+export {
+  SCOPES,
+  CLOCK_TOLERANCE_SECONDS,
+  createAuthenticator,
+  requireScope,
+  callerOf,
+  subjectOf,
+  bearerToken,
+  secretsEqual,
+  checkMetricsToken,
+  type Scope,
+  type Caller,
+  type Authenticator,
+} from './auth.js';
 export { createLogger, type Logger } from './logger.js';
 export { keys, ORDER_STATUSES, type OrderStatus } from './keys.js';
 export { parseHistory } from './history.js';

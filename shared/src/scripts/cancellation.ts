@@ -86,16 +86,20 @@ export type CancelRequestResult =
   /** No such order any more. */
   | { outcome: 'not_found' };
 
-/** Records a confirmed cancellation request on order:<id> (cancelRequestedAt, cancelReason), once. */
+/**
+ * Records a confirmed cancellation request on order:<id> (cancelRequestedAt, cancelReason), once.
+ * `by`: the caller's token subject (auth on), kept as cancelRequestedBy and on the history entry.
+ */
 export async function recordCancelRequest(
   redis: RedisClient,
   orderId: string,
   reason: string | undefined,
   now: Date,
+  by?: string,
 ): Promise<CancelRequestResult> {
   const reply = arrayReply(
     'cancelRequested',
-    await scripts(redis).cancelRequested(keys.order(orderId), keys.history(orderId), reason ?? '', now.toISOString()),
+    await scripts(redis).cancelRequested(keys.order(orderId), keys.history(orderId), reason ?? '', now.toISOString(), by ?? ''),
     3,
   );
   const code = codeReply('cancelRequested', reply[0], [0, 1, 3, 4] as const, reply);
