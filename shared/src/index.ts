@@ -98,6 +98,7 @@ export {
 export { adjustInventory, MAX_INVENTORY_LEVEL, MAX_INVENTORY_DELTA, type Adjustment, type AdjustResult } from './scripts/inventory.js';
 export { scripts, ScriptReplyError } from './scripts/commands.js';
 export { listIndex, type IndexEntry } from './scripts/listing.js';
+export { countRequest, type RateCount } from './scripts/rate-limit.js';
 export {
   waitForBroker,
   connectBroker,
