@@ -221,7 +221,7 @@ export function opsMiddleware(checks: ReadinessCheck[], metrics?: Metrics, metri
       const page = PROBLEM_TYPES.get(ctx.path.slice(PROBLEM_TYPE_BASE.length));
       if (!page) throw new HttpProblem(404, 'Not Found', `No problem type ${ctx.path}`);
       // A static page: no script, no style, nothing loaded.
-      ctx.set('Content-Security-Policy', "default-src 'none'");
+      ctx.set('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
       ctx.set('X-Content-Type-Options', 'nosniff');
       ctx.type = 'text/html; charset=utf-8';
       ctx.body = problemTypeHtml(page);
