@@ -387,4 +387,11 @@ describe('auth configuration', () => {
     ).toBe('REDIS_URL');
     expect(loadConfig('api-gateway', { ...prod, RABBITMQ_URLS: 'amqp://orders:p4ss-w0rd@rabbit:5672' }).production).toBe(true);
   });
+
+  it('never shows a password in a configuration error', () => {
+    const wrong = error({ RABBITMQ_URLS: 'http://orders:top-secret-1@rabbit:5672' });
+    expect(wrong.message).toContain('http://orders:***@rabbit:5672');
+    expect(wrong.message).not.toContain('top-secret-1');
+    expect(error({ REDIS_URL: 'redis://:top-secret-2@' }).message).not.toContain('top-secret-2');
+  });
 });

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 // Configuration comes from the environment only, is validated once at start and then frozen.
 // A bad value stops the service with one line naming the variable (see configOrExit).
 
@@ -11,6 +12,8 @@ export interface RedisConfig {
   /** When set, Sentinel is used instead of `url`. */
   sentinels?: { host: string; port: number }[];
   sentinelName?: string;
+  /** REDIS_TLS_CA: a CA certificate file (PEM) to trust for a rediss:// URL, beside the system's. */
+  tlsCa?: string;
 }
 
 export interface Config {
@@ -43,6 +46,8 @@ export interface Config {
   metricsBearerToken?: string;
   /** RATE_LIMIT_PER_MINUTE: requests per caller per minute on the gateway's API; undefined: no limit. */
   rateLimitPerMinute?: number;
+  /** RABBITMQ_TLS_CA: a CA certificate file (PEM) to trust for amqps:// URLs, beside the system's. */
+  rabbitmqTlsCa?: string;
 }
 
 /** How bearer tokens are verified: an HS256 shared secret or a JWKS URL (RS256, ES256). */
@@ -92,17 +97,24 @@ function int(env: Env, name: string, def: number, min: number, max: number): num
   return n;
 }
 
+/** A URL as an error message may show it: the password (user:password@) masked, parsable or not. */
+export function maskPassword(v: string): string {
+  return v.replace(/\/\/([^:/@\s]*):[^@\s]*@/g, '//$1:***@');
+}
+
 function url(name: string, v: string, protocols: string[]): string {
   let u: URL;
+  // The message goes to stderr and the logs: never the password in it.
+  const shown = maskPassword(v);
   try {
     u = new URL(v);
   } catch {
-    throw new ConfigError(name, `is not a URL: "${v}"`);
+    throw new ConfigError(name, `is not a URL: "${shown}"`);
   }
   if (!protocols.includes(u.protocol)) {
-    throw new ConfigError(name, `must use ${protocols.join(' or ')}, got "${u.protocol}" in "${v}"`);
+    throw new ConfigError(name, `must use ${protocols.join(' or ')}, got "${u.protocol}" in "${shown}"`);
   }
-  if (!u.hostname) throw new ConfigError(name, `has no host: "${v}"`);
+  if (!u.hostname) throw new ConfigError(name, `has no host: "${shown}"`);
   return v;
 }
 
@@ -185,6 +197,8 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
   }[service];
 
   const security = securityConfig(env, production, redis.url, rabbitmqUrls);
+  const redisTlsCa = caFile(env, 'REDIS_TLS_CA');
+  if (redisTlsCa) redis.tlsCa = redisTlsCa;
 
   const config: Config = {
     service,
@@ -231,7 +245,7 @@ function securityConfig(
   production: boolean,
   redisUrl: string,
   rabbitmqUrls: string[],
-): Pick<Config, 'auth' | 'metricsBearerToken' | 'rateLimitPerMinute'> {
+): Pick<Config, 'auth' | 'metricsBearerToken' | 'rateLimitPerMinute' | 'rabbitmqTlsCa'> {
   if (production) {
     productionCredentials('REDIS_URL', redisUrl);
     for (const u of rabbitmqUrls) productionCredentials('RABBITMQ_URLS', u);
@@ -260,11 +274,21 @@ function securityConfig(
   }
   const metricsBearerToken = raw(env, 'METRICS_BEARER_TOKEN');
   const rate = raw(env, 'RATE_LIMIT_PER_MINUTE');
+  const rabbitmqTlsCa = caFile(env, 'RABBITMQ_TLS_CA');
   return {
     ...(auth ? { auth } : {}),
     ...(metricsBearerToken ? { metricsBearerToken } : {}),
     ...(rate === undefined || rate === '0' ? {} : { rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 0, 1, 1_000_000) }),
+    ...(rabbitmqTlsCa ? { rabbitmqTlsCa } : {}),
   };
+}
+
+/** A CA file for REDIS_TLS_CA / RABBITMQ_TLS_CA: it must exist, so a typo fails at start, not at connect. */
+function caFile(env: Env, name: string): string | undefined {
+  const v = raw(env, name);
+  if (v === undefined) return undefined;
+  if (!existsSync(v)) throw new ConfigError(name, `names no file: "${v}"`);
+  return v;
 }
 
 /** loadConfig for a composition root: on a bad value, print one line and exit(1). */

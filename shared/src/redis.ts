@@ -69,6 +69,8 @@ export function createRedis(cfg: RedisConfig, { log, overrides }: RedisClientOpt
     retryStrategy: (times) => Math.min(100 * times, 2000),
     // After a Sentinel failover the old master turns replica; reconnect to find the new one.
     reconnectOnError: (err) => err.message.startsWith('READONLY'),
+    // REDIS_TLS_CA: rediss:// turns TLS on by itself; this adds the CA its certificate is checked against.
+    ...(cfg.tlsCa ? { tls: { ca: readFileSync(cfg.tlsCa) } } : {}),
     ...overrides,
   };
   const redis = cfg.sentinels

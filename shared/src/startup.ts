@@ -50,6 +50,7 @@ export function createServiceClients(
     publishTimeoutMs,
     name: config.service,
     observer: brokerMetrics(metrics, config.rabbitmqUrls),
+    ...(config.rabbitmqTlsCa ? { tlsCa: config.rabbitmqTlsCa } : {}),
   });
   return { metrics, redis, broker };
 }
