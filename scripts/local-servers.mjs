@@ -319,7 +319,7 @@ async function tail(file, bytes = 3000) {
 /**
  * Open a TCP (or TLS) connection, write `payload`, resolve with the first bytes received
  * (at least `minBytes`), or undefined when the connection fails, closes or times out.
- * @param {{ host: string, port: number, tls?: boolean }} target
+ * @param {{ host: string, port: number, tls?: boolean, ca?: Buffer }} target
  * @param {string | Buffer} payload
  * @param {{ timeoutMs?: number, until?: (data: Buffer) => boolean }} [opts]
  * @returns {Promise<Buffer | undefined>}
@@ -330,7 +330,12 @@ function probe(target, payload, { timeoutMs = 1000, until = (d) => d.length > 0 
     let received = Buffer.alloc(0);
     let done = false;
     const socket = target.tls
-      ? tls.connect({ host: target.host, port: target.port, servername: net.isIP(target.host) ? undefined : target.host })
+      ? tls.connect({
+          host: target.host,
+          port: target.port,
+          servername: net.isIP(target.host) ? undefined : target.host,
+          ...(target.ca ? { ca: target.ca } : {}),
+        })
       : net.connect({ host: target.host, port: target.port });
     /** @param {Buffer | undefined} result */
     const finish = (result) => {
@@ -396,10 +401,11 @@ export async function redisAnswers(url, timeoutMs = 1000) {
  * back (a live broker replies with a Connection.Start frame).
  * @param {string} url  amqp://user:pass@host:port (amqps:// uses TLS)
  * @param {number} [timeoutMs]
+ * @param {Buffer} [ca]  a CA to trust for amqps:// (a node with a test certificate)
  */
-export async function amqpAnswers(url, timeoutMs = 1000) {
+export async function amqpAnswers(url, timeoutMs = 1000, ca) {
   const { host, port, secure } = hostPort(url, url.startsWith('amqps:') ? 5671 : 5672);
-  const reply = await probe({ host, port, tls: secure }, Buffer.from('AMQP\x00\x00\x09\x01', 'latin1'), {
+  const reply = await probe({ host, port, tls: secure, ...(ca ? { ca } : {}) }, Buffer.from('AMQP\x00\x00\x09\x01', 'latin1'), {
     timeoutMs,
     until: (d) => d.length >= 7,
   });
@@ -643,11 +649,13 @@ function rabbitEnv(extra) {
 
 /**
  * Start a throwaway RabbitMQ cluster of `nodes` nodes (1 = a single node) from the local
- * binaries. Nodes start in parallel; nodes 2..n are then joined to node 1.
- * @param {{ nodes?: number, log?: LogFn }} [options]
+ * binaries. Nodes start in parallel; nodes 2..n are then joined to node 1. With `tls` (PEM
+ * files), each node listens for amqps:// only (no plain AMQP listener) and its URL is
+ * amqps://guest:guest@localhost:<port>.
+ * @param {{ nodes?: number, log?: LogFn, tls?: { certFile: string, keyFile: string, caFile: string } }} [options]
  * @returns {Promise<RabbitCluster>}
  */
-export async function startRabbitCluster({ nodes: count = 1, log } = {}) {
+export async function startRabbitCluster({ nodes: count = 1, log, tls: tlsFiles } = {}) {
   const bins = rabbitBinaries();
   if (!bins) throw new Error('rabbitmq-server is not installed (Debian package rabbitmq-server)');
   if (!Number.isInteger(count) || count < 1) throw new Error(`nodes must be a positive integer, got ${count}`);
@@ -697,14 +705,26 @@ export async function startRabbitCluster({ nodes: count = 1, log } = {}) {
     };
     await mkdir(files.mnesia, { recursive: true });
     await mkdir(files.logs, { recursive: true });
-    await writeFile(files.config, 'loopback_users = none\nlog.file.level = info\n');
+    const tlsConfig = tlsFiles
+      ? [
+          'listeners.tcp = none',
+          `listeners.ssl.default = 127.0.0.1:${port}`,
+          `ssl_options.cacertfile = ${tlsFiles.caFile}`,
+          `ssl_options.certfile = ${tlsFiles.certFile}`,
+          `ssl_options.keyfile = ${tlsFiles.keyFile}`,
+          'ssl_options.verify = verify_none',
+          'ssl_options.fail_if_no_peer_cert = false',
+          '',
+        ].join('\n')
+      : '';
+    await writeFile(files.config, `loopback_users = none\nlog.file.level = info\n${tlsConfig}`);
     await writeFile(files.plugins, '[].\n');
     const env = rabbitEnv({
       HOME: home,
       RABBITMQ_CONF_ENV_FILE: confEnvFile,
       RABBITMQ_NODENAME: name,
-      RABBITMQ_NODE_IP_ADDRESS: '127.0.0.1',
-      RABBITMQ_NODE_PORT: String(port),
+      // With TLS the listeners come from the config file only (these would add a plain one).
+      ...(tlsFiles ? {} : { RABBITMQ_NODE_IP_ADDRESS: '127.0.0.1', RABBITMQ_NODE_PORT: String(port) }),
       RABBITMQ_DIST_PORT: String(distPort),
       RABBITMQ_MNESIA_BASE: files.mnesia,
       RABBITMQ_LOG_BASE: files.logs,
@@ -715,7 +735,8 @@ export async function startRabbitCluster({ nodes: count = 1, log } = {}) {
       RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: '-kernel inet_dist_use_interface {127,0,0,1}',
       ERL_EPMD_ADDRESS: '127.0.0.1',
     });
-    const url = `amqp://guest:guest@127.0.0.1:${port}`;
+    const url = tlsFiles ? `amqps://guest:guest@localhost:${port}` : `amqp://guest:guest@127.0.0.1:${port}`;
+    const ca = tlsFiles ? readFileSync(tlsFiles.caFile) : undefined;
     /** @type {import('node:child_process').ChildProcess | undefined} */
     let child;
     /** @type {(() => void) | undefined} */
@@ -759,7 +780,7 @@ export async function startRabbitCluster({ nodes: count = 1, log } = {}) {
             `RabbitMQ node ${name} exited during startup (code ${proc.exitCode}, signal ${proc.signalCode})\n${await logTail()}`,
           );
         }
-        if (await amqpAnswers(url, 1000)) break;
+        if (await amqpAnswers(url, 1000, ca)) break;
         if (Date.now() > deadline) {
           throw new Error(
             `RabbitMQ node ${name} did not answer AMQP on port ${port} within ${RABBIT_READY_DEADLINE_MS} ms\n${await logTail()}`,

@@ -299,7 +299,9 @@ describe('the pipeline, end to end, as the README tells it', () => {
 
     const page = await fetch(`${dashboard}/`);
     expect(page.headers.get('content-type')).toContain('text/html');
-    expect(await page.text()).toContain("new EventSource('/events')");
+    // The page's script is a file of its own (the CSP allows no inline script).
+    expect(await page.text()).toContain('<script src="/app.js"></script>');
+    expect(await (await fetch(`${dashboard}/app.js`)).text()).toContain("new EventSource('/events')");
   });
 
   it('serves the order and its notification at GET /orders/{id}, and 404 for an unknown id', async () => {

@@ -3,12 +3,14 @@ import Koa from 'koa';
 import {
   HttpProblem,
   closeServer,
+  createAuthenticator,
   createMetrics,
   dependencyChecks,
   listen,
   openapiRoute,
   opsMiddleware,
   problemMiddleware,
+  requireScope,
   slug,
   timingMiddleware,
   trace,
@@ -18,6 +20,7 @@ import {
   type ServiceDeps,
 } from '@order-pipeline/shared';
 import { listOrders } from './list.js';
+import { rateLimit } from './rate-limit.js';
 import { cancelOrderRequest, cancelResultOf, createCancelMetrics } from './cancel.js';
 import { adjustStock, getInventory, inventoryChangeCounter, listInventory, setInventory, type InventoryDeps } from './inventory.js';
 import { createOrderMetrics, getOrder, idempotencySteps, placeOrder, resultOf, type OrderDeps } from './orders.js';
@@ -60,10 +63,16 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
   const refused = refusalCounter(metrics);
   const cancels = createCancelMetrics(metrics);
   const tracer = trace.getTracer(deps.config.service);
+  // Auth off (no AUTH_JWT_SECRET / AUTH_JWKS_URL): each guard lets everything through.
+  const authenticator = deps.config.auth ? createAuthenticator(deps.config.auth) : undefined;
+  const limit = rateLimit(redis, deps.config.rateLimitPerMinute, log);
+  // Who may (401/403), then how often (429): both before the route reads or writes anything.
+  const guard = (scope: Parameters<typeof requireScope>[1]) => [requireScope(authenticator, scope, log), limit];
 
   const router = new Router();
   router.post(
     '/orders',
+    ...guard('orders:write'),
     tracedRoute(tracer, 'POST', '/orders', async (ctx) => {
       try {
         await placeOrder(ctx, orderDeps);
@@ -80,14 +89,17 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
   );
   router.get(
     '/orders',
+    ...guard('orders:read'),
     tracedRoute(tracer, 'GET', '/orders', (ctx) => listOrders(ctx, orderDeps)),
   );
   router.get(
     '/orders/:id',
+    ...guard('orders:read'),
     tracedRoute(tracer, 'GET', '/orders/:id', (ctx) => getOrder(ctx, ctx.params.id ?? '', orderDeps)),
   );
   router.post(
     '/orders/:id/cancel',
+    ...guard('orders:write'),
     tracedRoute(tracer, 'POST', '/orders/:id/cancel', async (ctx) => {
       try {
         await cancelOrderRequest(ctx, ctx.params.id ?? '', orderDeps);
@@ -103,18 +115,22 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
   const inventoryDeps: InventoryDeps = { config: deps.config, redis, log, changed: inventoryChangeCounter(metrics) };
   router.get(
     '/inventory',
+    ...guard('inventory:read'),
     tracedRoute(tracer, 'GET', '/inventory', (ctx) => listInventory(ctx, inventoryDeps)),
   );
   router.get(
     '/inventory/:sku',
+    ...guard('inventory:read'),
     tracedRoute(tracer, 'GET', '/inventory/:sku', (ctx) => getInventory(ctx, inventoryDeps)),
   );
   router.put(
     '/inventory/:sku',
+    ...guard('inventory:write'),
     tracedRoute(tracer, 'PUT', '/inventory/:sku', (ctx) => setInventory(ctx, inventoryDeps)),
   );
   router.post(
     '/inventory/:sku/adjust',
+    ...guard('inventory:write'),
     tracedRoute(tracer, 'POST', '/inventory/:sku/adjust', (ctx) => adjustStock(ctx, inventoryDeps)),
   );
   // The contract this gateway follows (shared/openapi.json); its POST /orders schema is the one validated.
@@ -125,7 +141,7 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
   app.on('error', (err: Error) => log.warn({ err: err.message }, 'http error'));
   app.use(timingMiddleware(metrics));
   app.use(problemMiddleware(log));
-  app.use(opsMiddleware(dependencyChecks(redis, broker), metrics));
+  app.use(opsMiddleware(dependencyChecks(redis, broker), metrics, deps.config.metricsBearerToken));
   app.use(router.routes());
   // 405 with Allow for known paths; problemMiddleware turns the bare 404/405 into problems.
   app.use(router.allowedMethods());

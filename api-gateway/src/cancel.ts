@@ -10,6 +10,7 @@ import {
   recordCancelRequest,
   requestSpan,
   routingKeys,
+  subjectOf,
   traceHeaders,
   validateCancelRequest,
   type CancelRequestResult,
@@ -110,7 +111,9 @@ export async function cancelOrderRequest(
   }
   const reason = await readReason(ctx);
   const span = requestSpan(ctx);
-  const olog = forOrder(log, id, span);
+  // The caller's token subject (auth on): logged, and recorded with the request (cancelRequestedBy).
+  const by = subjectOf(ctx);
+  const olog = by === undefined ? forOrder(log, id, span) : forOrder(log, id, span).child({ sub: by });
 
   if (!broker.isConnected()) {
     olog.warn('broker not connected; answering 503');
@@ -147,7 +150,7 @@ export async function cancelOrderRequest(
 
   let recorded: CancelRequestResult | undefined;
   try {
-    recorded = await recordCancelRequest(redis, id, reason, new Date());
+    recorded = await recordCancelRequest(redis, id, reason, new Date(), by);
   } catch (err) {
     // The broker confirmed: the processor cancels the order whatever this write does.
     olog.warn({ err: (err as Error).message }, 'cancellation published but its request was not recorded');

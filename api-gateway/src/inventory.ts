@@ -7,6 +7,7 @@ import {
   documentValidator,
   keys,
   requestSpan,
+  subjectOf,
   type AdjustResult,
   type Config,
   type FieldError,
@@ -83,10 +84,19 @@ function unreadableLevel(log: Logger, sku: string, raw: string): HttpProblem {
   return new HttpProblem(500, 'Internal Server Error', `The stock level of ${sku} in Redis is not a whole number from 0`);
 }
 
-/** Who sent a change, for the log: there is no authentication, so the peer and its client. */
+/**
+ * Who sent a change, for the log (a stock change's only record): the token's subject when auth is
+ * on, and always the peer and its client.
+ */
 function requester(ctx: Context): Record<string, unknown> {
   const traceId = requestSpan(ctx)?.spanContext().traceId;
-  return { ip: ctx.ip, userAgent: ctx.get('user-agent') || undefined, ...(traceId ? { traceId } : {}) };
+  const sub = subjectOf(ctx);
+  return {
+    ...(sub === undefined ? {} : { sub }),
+    ip: ctx.ip,
+    userAgent: ctx.get('user-agent') || undefined,
+    ...(traceId ? { traceId } : {}),
+  };
 }
 
 async function jsonBody(ctx: Context): Promise<unknown> {

@@ -19,6 +19,7 @@ import {
   makeEvent,
   releaseClaim,
   routingKeys,
+  subjectOf,
   validateOrder,
   type Acceptance,
   type AcceptResult,
@@ -147,7 +148,9 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
   const order = canonicalOrder(valid.value);
   // Tags the request's span with the order id; the logger carries orderId and traceId.
   const span = requestSpan(ctx);
-  const olog = forOrder(log, order.id, span);
+  // The caller's token subject (auth on): logged with the request, recorded as the order's placedBy.
+  const placedBy = subjectOf(ctx);
+  const olog = placedBy === undefined ? forOrder(log, order.id, span) : forOrder(log, order.id, span).child({ sub: placedBy });
 
   // Refuse before claiming: a claim we could not publish would only have to be released again.
   if (!broker.isConnected()) {
@@ -242,6 +245,7 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
       token,
       fingerprint: fp,
       response,
+      placedBy,
     });
   } catch (err) {
     if (err instanceof NotEnoughReplicasError) {
@@ -307,6 +311,8 @@ export function orderView(
   if (order.cancelRequestedAt) view.cancelRequestedAt = order.cancelRequestedAt;
   if (order.cancelledAt) view.cancelledAt = order.cancelledAt;
   if (order.email) view.email = order.email;
+  if (order.placedBy) view.placedBy = order.placedBy;
+  if (order.cancelRequestedBy) view.cancelRequestedBy = order.cancelRequestedBy;
   const notifications: Record<string, unknown> = {};
   if (notification.status) {
     view.notification = notificationView(notification);

@@ -1,11 +1,16 @@
-import Koa, { type Context } from 'koa';
+import Koa, { type Context, type Middleware } from 'koa';
 import { Router } from '@koa/router';
 import type { Channel } from 'amqplib';
 import {
   HttpProblem,
   ID_REGEX,
   TransientError,
+  bearerToken,
+  checkMetricsToken,
+  createAuthenticator,
   keys,
+  requireScope,
+  secretsEqual,
   parseHistory,
   closeServer,
   dependencyChecks,
@@ -16,6 +21,7 @@ import {
   problemMiddleware,
   timingMiddleware,
   type Broker,
+  type Config,
   type Logger,
   type RunningService,
   type ServiceDeps,
@@ -23,7 +29,7 @@ import {
 import { prefersPrometheus, readFigures, toPrometheus, type Figures, type QueueChecker } from './figures.js';
 import { LiveFeed } from './live.js';
 import { nodeProber } from './nodes.js';
-import { PAGE_CSP, PAGE_HTML } from './page.js';
+import { PAGE_CSP, PAGE_HTML, PAGE_HTML_AUTH, PAGE_SCRIPT } from './page.js';
 import { snapshotter } from './snapshot.js';
 
 export type DashboardDeps = ServiceDeps;
@@ -73,8 +79,13 @@ export async function start(deps: DashboardDeps & DashboardOptions): Promise<Das
     ...(deps.liveEveryMs === undefined ? {} : { everyMs: deps.liveEveryMs }),
   });
 
+  // Auth on: what the page shows (figures, stream, history) wants a token with orders:read; the
+  // page and its script hold no data and stay open, so a browser can load them and ask for one.
+  const authenticator = config.auth ? createAuthenticator(config.auth) : undefined;
+  const reader = requireScope(authenticator, 'orders:read', log);
+
   const router = new Router();
-  router.get('/metrics', async (ctx) => {
+  router.get('/metrics', metricsGuard(config, reader), async (ctx) => {
     const query = { sku: idParam(ctx, 'sku'), orderId: idParam(ctx, 'order_id') };
     let figures: Figures;
     try {
@@ -98,7 +109,7 @@ export async function start(deps: DashboardDeps & DashboardOptions): Promise<Das
     }
   });
   // The live page's stream: a snapshot about every second while the page is open.
-  router.get('/events', (ctx) => {
+  router.get('/events', reader, (ctx) => {
     if (!feed.canAccept()) {
       throw new HttpProblem(
         503,
@@ -114,7 +125,7 @@ export async function start(deps: DashboardDeps & DashboardOptions): Promise<Das
   });
   // One order's history for the live page (a click on a recent order); the page may only fetch
   // from its own origin, so the dashboard reads history:<id> itself.
-  router.get('/orders/:id/history', async (ctx) => {
+  router.get('/orders/:id/history', reader, async (ctx) => {
     const id = ctx.params.id ?? '';
     if (!ID_REGEX.test(id)) throw new HttpProblem(400, 'Invalid Order Id', 'An order id is 1-64 characters of A-Z a-z 0-9 _ . : -');
     let found: [number, string[]];
@@ -136,14 +147,24 @@ export async function start(deps: DashboardDeps & DashboardOptions): Promise<Das
     ctx.set('Cache-Control', 'no-store');
     ctx.set('Content-Security-Policy', PAGE_CSP);
     ctx.type = 'text/html; charset=utf-8';
-    ctx.body = PAGE_HTML;
+    ctx.body = config.auth ? PAGE_HTML_AUTH : PAGE_HTML;
+  });
+  // The page's script: a file of this origin, so the CSP needs no inline script.
+  router.get('/app.js', (ctx) => {
+    ctx.set('Cache-Control', 'no-cache');
+    ctx.type = 'text/javascript; charset=utf-8';
+    ctx.body = PAGE_SCRIPT;
   });
 
   const app = new Koa();
   app.use(timingMiddleware(metrics));
   app.use(problemMiddleware(log));
+  // On every answer, problems included; the page and the problem pages set their own CSP.
   app.use(async (ctx, next) => {
     ctx.set('X-Content-Type-Options', 'nosniff');
+    ctx.set('Referrer-Policy', 'no-referrer');
+    ctx.set('X-Frame-Options', 'DENY');
+    ctx.set('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
     await next();
   });
   // No metrics registry here: the dashboard's /metrics is the figures route (its process metrics ride along there).
@@ -162,6 +183,23 @@ export async function start(deps: DashboardDeps & DashboardOptions): Promise<Das
       await closeServer(server, deps.stopGraceMs ?? STOP_GRACE_MS);
       await queueChecker.close();
     },
+  };
+}
+
+/**
+ * GET /metrics: the figures the page and Prometheus read. With METRICS_BEARER_TOKEN its token is
+ * taken; with auth on, a token with orders:read too; with neither it is open, as before.
+ */
+function metricsGuard(config: Config, reader: Middleware): Middleware {
+  const expected = config.metricsBearerToken;
+  return async (ctx, next) => {
+    const authorization = ctx.get('authorization') || undefined;
+    if (expected !== undefined) {
+      const presented = bearerToken(authorization);
+      if (presented !== undefined && secretsEqual(presented, expected)) return next();
+      if (!config.auth) return checkMetricsToken(authorization, expected);
+    }
+    return reader(ctx, next);
   };
 }
 

@@ -1,9 +1,15 @@
 import { createHash } from 'node:crypto';
 
-// The live page at `/`: plain HTML, CSS and an inline script, no build step. The script listens to
-// `/events` (server-sent events, one snapshot about every second) and redraws in place. Kept as a
-// string module so src/ (tests) and dist/ (built service) serve it alike. Every string from Redis
-// reaches the DOM through textContent only, never as markup: inventory keys are operator-written.
+// The live page at `/`: plain HTML, CSS and a script served as its own file (`/app.js`: the CSP
+// allows no inline script), no build step. The script listens to `/events` (server-sent events,
+// one snapshot about every second) and redraws in place. Kept as a string module so src/ (tests)
+// and dist/ (built service) serve it alike. Every string from Redis reaches the DOM through
+// textContent only, never as markup: inventory keys are operator-written.
+//
+// With auth on (the body's data-auth="on"), the page needs a bearer token with orders:read: from
+// its login field, or from `?token=`, which it moves out of the address bar at once (so it is not
+// bookmarked, shared or sent as a Referer) into sessionStorage (gone with the tab). EventSource
+// cannot send an Authorization header, so the stream is then read with fetch.
 
 const STYLE = `
   :root {
@@ -76,6 +82,11 @@ const STYLE = `
   #recent tr.selected td { background: var(--info-bg); }
   #history-panel[hidden] { display: none; }
   #history td.details { white-space: normal; color: var(--muted); }
+  #login { display: flex; gap: .4rem; align-items: center; }
+  #login[hidden] { display: none; }
+  #login input { font: inherit; padding: .15rem .4rem; width: 16rem; }
+  #login-error { color: var(--bad); font-size: .85rem; }
+  .readonly { color: var(--muted); font-size: .8rem; }
 `;
 
 const SCRIPT = `
@@ -85,6 +96,39 @@ const STALE_MS = 5000;
 const $ = (id) => document.getElementById(id);
 const fmt = (n) => Number(n).toLocaleString('en-US');
 const rate = (n) => (n >= 10 ? n.toFixed(0) : n.toFixed(1));
+
+// Auth on: the bearer token, taken from ?token= (then removed from the address) or the login field.
+const AUTH = document.body.dataset.auth === 'on';
+function takeToken() {
+  const params = new URLSearchParams(location.search);
+  const given = params.get('token');
+  if (given) {
+    sessionStorage.setItem('token', given);
+    params.delete('token');
+    const rest = params.toString();
+    history.replaceState(null, '', location.pathname + (rest ? '?' + rest : '') + location.hash);
+  }
+  return sessionStorage.getItem('token');
+}
+let token = AUTH ? takeToken() : null;
+const authHeaders = () => (token ? { authorization: 'Bearer ' + token } : {});
+
+function showLogin(message) {
+  $('login').hidden = false;
+  $('login-error').textContent = message || '';
+  $('login-token').focus();
+}
+
+$('login').addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  const value = $('login-token').value.trim();
+  if (!value) return;
+  token = value;
+  sessionStorage.setItem('token', value);
+  $('login-token').value = '';
+  $('login').hidden = true;
+  connect();
+});
 
 function el(tag, cls, text) {
   const e = document.createElement(tag);
@@ -221,7 +265,7 @@ async function showHistory(id) {
   let res;
   let body;
   try {
-    res = await fetch('/orders/' + encodeURIComponent(id) + '/history', { headers: { accept: 'application/json' } });
+    res = await fetch('/orders/' + encodeURIComponent(id) + '/history', { headers: { accept: 'application/json', ...authHeaders() } });
     body = await res.json();
   } catch (err) {
     if (selected === id) emptyRow(tbody, 3, 'history unavailable');
@@ -343,14 +387,71 @@ function render(s) {
 }
 
 let source;
+// Each connection's number: a stream that ends after a newer one began schedules nothing.
+let generation = 0;
 function connect() {
-  source = new EventSource('/events');
-  source.addEventListener('snapshot', (e) => render(JSON.parse(e.data)));
-  source.onerror = () => {
+  if (!AUTH) {
+    source = new EventSource('/events');
+    source.addEventListener('snapshot', (e) => render(JSON.parse(e.data)));
+    source.onerror = () => {
+      setStatus('warn', 'Reconnecting…');
+      // The browser retries by itself after a dropped stream, but gives up on an error status (503).
+      if (source.readyState === EventSource.CLOSED) setTimeout(connect, 3000);
+    };
+    return;
+  }
+  if (!token) {
+    setStatus('bad', 'Signed out');
+    return showLogin('');
+  }
+  const mine = ++generation;
+  const aborter = new AbortController();
+  source = { close: () => aborter.abort() };
+  streamEvents(mine, aborter.signal).then(() => {
+    if (mine !== generation || !token) return;
     setStatus('warn', 'Reconnecting…');
-    // The browser retries by itself after a dropped stream, but gives up on an error status (503).
-    if (source.readyState === EventSource.CLOSED) setTimeout(connect, 3000);
-  };
+    setTimeout(() => mine === generation && connect(), 3000);
+  });
+}
+
+/** The event stream over fetch, with the token; resolves when it ends (or could not start). */
+async function streamEvents(mine, signal) {
+  let res;
+  try {
+    res = await fetch('/events', { headers: { accept: 'text/event-stream', ...authHeaders() }, signal });
+  } catch (err) {
+    return;
+  }
+  if (res.status === 401 || res.status === 403) {
+    token = null;
+    sessionStorage.removeItem('token');
+    setStatus('bad', 'Signed out');
+    return showLogin(res.status === 403 ? 'This token lacks the orders:read scope' : 'The token was refused');
+  }
+  if (!res.ok || !res.body) return;
+  const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = '';
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done || mine !== generation) return;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf('\\n\\n')) >= 0) {
+        const block = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        let event = 'message';
+        const data = [];
+        for (const line of block.split('\\n')) {
+          if (line.startsWith('event:')) event = line.slice(6).trim();
+          else if (line.startsWith('data:')) data.push(line.slice(5).replace(/^ /, ''));
+        }
+        if (event === 'snapshot' && data.length > 0) render(JSON.parse(data.join('\\n')));
+      }
+    }
+  } catch (err) {
+    // Aborted (a stalled stream replaced) or dropped: the caller reconnects if still current.
+  }
 }
 
 setInterval(() => {
@@ -363,7 +464,7 @@ setInterval(() => {
 connect();
 `;
 
-export const PAGE_HTML = `<!doctype html>
+const pageHtml = (auth: boolean) => `<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -372,14 +473,16 @@ export const PAGE_HTML = `<!doctype html>
 <link rel="icon" href="data:,">
 <style>${STYLE}</style>
 </head>
-<body>
+<body data-auth="${auth ? 'on' : 'off'}">
 <header>
 <h1>Order pipeline</h1>
+<span class="readonly" title="Nothing on this page changes the pipeline">read-only</span>
 <span id="status" class="pill warn" data-state="connecting">Connecting…</span>
 <span id="updated"></span>
 <span class="spacer"></span>
 <span id="redis" class="pill">Redis</span>
 <span id="broker" class="pill">Broker</span>
+<form id="login" hidden><label for="login-token">Bearer token</label><input id="login-token" type="password" autocomplete="off" spellcheck="false"><button type="submit">Show</button><span id="login-error" role="alert"></span></form>
 </header>
 <div id="dlq-alert" role="alert" hidden></div>
 <main>
@@ -430,23 +533,28 @@ export const PAGE_HTML = `<!doctype html>
 </section>
 </div>
 </main>
-<script>${SCRIPT}</script>
+<script src="/app.js"></script>
 </body>
 </html>
 `;
 
 const sha256 = (s: string) => `'sha256-${createHash('sha256').update(s).digest('base64')}'`;
 
-/** Allows exactly the inline style and script above, and requests to this origin only. */
+/** The page with auth off (as it always was) and on (it asks for a token). */
+export const PAGE_HTML = pageHtml(false);
+export const PAGE_HTML_AUTH = pageHtml(true);
+
+/** Allows exactly the inline style above, the script file of this origin, and requests to this origin only. */
 export const PAGE_CSP = [
   "default-src 'none'",
-  `script-src ${sha256(SCRIPT)}`,
+  "script-src 'self'",
   `style-src ${sha256(STYLE)}`,
   "connect-src 'self'",
   'img-src data:',
   "base-uri 'none'",
+  "form-action 'none'",
   "frame-ancestors 'none'",
 ].join('; ');
 
-/** The inline script alone (tests compile it to catch syntax errors a browser would hit). */
+/** The page's script, served as /app.js (tests compile it to catch syntax errors a browser would hit). */
 export const PAGE_SCRIPT = SCRIPT;

@@ -273,25 +273,44 @@ describe('queue depths', () => {
 });
 
 describe('GET /', () => {
-  it('serves a page whose script listens to /events and is allowed by its CSP', async () => {
+  it('serves a page whose script, a file of its origin, listens to /events and is allowed by its CSP', async () => {
     const res = await fetch(`${dash.address}/`);
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/^text\/html/);
     const html = await res.text();
-    const script = /<script>([\s\S]*)<\/script>/.exec(html)?.[1];
+    // No inline script: the CSP allows only the script file of this origin.
+    expect(html).not.toMatch(/<script>/);
+    expect(html).toContain('<script src="/app.js"></script>');
+    const js = await fetch(`${dash.address}/app.js`);
+    expect(js.status).toBe(200);
+    expect(js.headers.get('content-type')).toMatch(/^text\/javascript/);
+    expect(js.headers.get('x-content-type-options')).toBe('nosniff');
+    const script = await js.text();
     const style = /<style>([\s\S]*)<\/style>/.exec(html)?.[1];
-    expect(script).toBeDefined();
     expect(script).toContain("new EventSource('/events')");
     for (const id of ['totals', 'recent', 'inventory', 'queues', 'brokers', 'status', 'redis']) expect(html).toContain(`id="${id}"`);
     // A syntax error would leave the page blank in a browser.
-    expect(() => new vm.Script(script as string)).not.toThrow();
+    expect(() => new vm.Script(script)).not.toThrow();
     // No string from Redis may be parsed as markup.
     expect(script).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
     const csp = res.headers.get('content-security-policy') ?? '';
     const hash = (s: string) => `'sha256-${createHash('sha256').update(s).digest('base64')}'`;
-    expect(csp).toContain(`script-src ${hash(script as string)}`);
+    expect(csp).toContain("script-src 'self'");
+    expect(csp).not.toMatch(/unsafe-inline|unsafe-eval/);
     expect(csp).toContain(`style-src ${hash(style as string)}`);
     expect(csp).toContain("connect-src 'self'");
+    expect(csp).toContain("frame-ancestors 'none'");
+    expect(res.headers.get('referrer-policy')).toBe('no-referrer');
+  });
+
+  it('sends the security headers on every answer, problems included', async () => {
+    for (const path of ['/', '/app.js', '/metrics', '/healthz', '/openapi.json', '/orders/nope/history', '/no-such-page']) {
+      const res = await fetch(`${dash.address}${path}`);
+      await res.arrayBuffer();
+      expect(res.headers.get('x-content-type-options'), path).toBe('nosniff');
+      expect(res.headers.get('referrer-policy'), path).toBe('no-referrer');
+      expect(res.headers.get('content-security-policy'), path).toContain("frame-ancestors 'none'");
+    }
   });
 });
 

@@ -5,6 +5,7 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { SignJWT } from 'jose';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import {
   createLogger,
@@ -225,5 +226,62 @@ describe.skipIf(!haveChromium)('the live page in Chromium', () => {
     // While the server was gone the browser may log its failed reconnects; nothing else.
     expect(errors.slice(before).filter((e) => !/\/events|ERR_CONNECTION_REFUSED|ERR_EMPTY_RESPONSE/.test(e))).toEqual([]);
     expect(await page.evaluate(() => (window as unknown as { mark?: number }).mark)).toBe(42);
+  });
+
+  describe('with auth on', () => {
+    const SECRET = 'page-test-secret-of-at-least-32-bytes!!';
+    let authed: RunningService;
+    let base = '';
+    const viewer = () =>
+      new SignJWT({ scope: 'orders:read' })
+        .setProtectedHeader({ alg: 'HS256' })
+        .setSubject('viewer')
+        .setExpirationTime('5m')
+        .sign(new TextEncoder().encode(SECRET));
+
+    beforeAll(async () => {
+      const authEnv = { ...env, AUTH_JWT_SECRET: SECRET };
+      const broker = newBroker(loadConfig('dashboard', authEnv), log, 'page-test-dashboard-auth');
+      brokers.push(broker);
+      await waitForBroker(broker, 20_000);
+      authed = await startDashboard({ config: loadConfig('dashboard', authEnv), redis, broker, log, port: 0, host: '127.0.0.1' });
+      base = authed.address;
+    });
+
+    afterAll(async () => {
+      await authed?.stop();
+    });
+
+    it('takes ?token= out of the address into sessionStorage and goes live with it', async () => {
+      const tab = await context.newPage();
+      const jwt = await viewer();
+      await tab.goto(`${base}/?token=${jwt}&view=1`);
+      await tab.locator('#status[data-state="live"]').waitFor({ timeout: PAGE_WAIT_MS });
+      expect(new URL(tab.url()).search).toBe('?view=1');
+      expect(await tab.evaluate(() => sessionStorage.getItem('token'))).toBe(jwt);
+      expect(await tab.locator('#login').isHidden()).toBe(true);
+      // Its history fetch carries the token too; the hostile reason stays text.
+      await tab.locator('#recent tr[data-id="live-1"]').click();
+      await tab.locator('#history tr[data-event="cancel_requested"]').waitFor({ timeout: PAGE_WAIT_MS });
+      expect(await tab.locator('#history img, #inventory img').count()).toBe(0);
+      await tab.close();
+    });
+
+    it('asks for a token in its login field, says when one is refused, and goes live with a good one', async () => {
+      const tab = await context.newPage();
+      await tab.goto(`${base}/`);
+      await tab.locator('#login:not([hidden])').waitFor({ timeout: PAGE_WAIT_MS });
+      await tab.fill('#login-token', 'not-a-token');
+      await tab.click('#login button');
+      await tab.locator('#login-error', { hasText: 'refused' }).waitFor({ timeout: PAGE_WAIT_MS });
+      expect(await tab.evaluate(() => sessionStorage.getItem('token'))).toBeNull();
+      await tab.fill('#login-token', await viewer());
+      await tab.click('#login button');
+      await tab.locator('#status[data-state="live"]').waitFor({ timeout: PAGE_WAIT_MS });
+      expect(await tab.locator('#inventory td.sku').allTextContents()).toContain(HOSTILE_SKU);
+      expect(await tab.locator('#inventory img').count()).toBe(0);
+      expect(await tab.title()).toBe('Order pipeline');
+      await tab.close();
+    });
   });
 });

@@ -11,12 +11,14 @@
 --            KEYS[4+4i] orders:by-sku:<sku> of the i-th acceptance
 -- ARGV[1]    TTL of the accepted records in seconds
 -- ARGV[2]    now (ISO time)  ARGV[3] now (ms)  ARGV[4] order retention (ms)
--- ARGV[6i-1 .. 6i+4]  the i-th acceptance: the claim's token, the accepted record
---            {"state":"accepted","fp":...,"response":...,"token":...}, id, sku, qty, email ('' for none)
+-- ARGV[7i-2 .. 7i+4]  the i-th acceptance: the claim's token, the accepted record
+--            {"state":"accepted","fp":...,"response":...,"token":...}, id, sku, qty, email ('' for none),
+--            placedBy (the caller's token subject, '' when auth is off)
 -- Returns one reply per acceptance, in order:
 --   1  recorded: the accepted record, the order hash, the count and the recent list (or it was
 --      recorded by this same claim before: the client resent the script after a reconnect; nothing
---      changes then). Recording appends {"at","event":"accepted"} to history:<id>; a new order is
+--      changes then). Recording appends {"at","event":"accepted"} (with "by" when placedBy is
+--      given; the order hash gets placedBy too) to history:<id>; a new order is
 --      also indexed (orders:index, orders:by-sku:<sku>, orders:by-status:accepted, scored by now in
 --      ms) and its order:<id> and history:<id> expire after the retention.
 --   0  not ours: another claim holds the record (our lease ran out and another request took the
@@ -30,8 +32,9 @@ local replies = {}
 local accepted = 0
 for i = 1, (#KEYS - 4) / 4 do
   local idemp, order, history, by_sku = KEYS[1 + 4 * i], KEYS[2 + 4 * i], KEYS[3 + 4 * i], KEYS[4 + 4 * i]
-  local a = 6 * i - 1
+  local a = 7 * i - 2
   local token, record, id, sku, qty, email = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]
+  local placed_by = ARGV[a + 6]
   -- No record at all (a nil reply is false here): the lease ran out and nobody claimed the id
   -- since, so this is still ours. A record that is not a JSON string is not ours.
   local raw = redis.pcall('GET', idemp)
@@ -64,13 +67,16 @@ for i = 1, (#KEYS - 4) / 4 do
       -- the order before this runs: then only fill what is missing, never touching its status.
       -- The history's entry comes first either way; a decided order's history already has its
       -- expiry (the processor's script set it with the first entry), which RPUSH keeps.
-      if redis.pcall('RPUSH', history, entry) == 101 then redis.pcall('LTRIM', history, -100, -1) end
+      local this_entry = entry
+      if placed_by ~= '' then this_entry = cjson.encode({at = now, event = 'accepted', by = placed_by}) end
+      if redis.pcall('RPUSH', history, this_entry) == 101 then redis.pcall('LTRIM', history, -100, -1) end
       if not held and redis.call('EXISTS', order) == 0 then
         if email ~= '' then
           redis.pcall('HSET', order, 'status', 'accepted', 'updatedAt', now, 'id', id, 'sku', sku, 'qty', qty, 'email', email, 'createdAt', now)
         else
           redis.pcall('HSET', order, 'status', 'accepted', 'updatedAt', now, 'id', id, 'sku', sku, 'qty', qty, 'createdAt', now)
         end
+        if placed_by ~= '' then redis.pcall('HSET', order, 'placedBy', placed_by) end
         redis.call('ZADD', KEYS[3], now_ms, id)
         redis.call('ZADD', by_sku, now_ms, id)
         redis.call('ZREMRANGEBYSCORE', by_sku, '-inf', '(' .. (now_ms - retention_ms))
@@ -92,6 +98,7 @@ for i = 1, (#KEYS - 4) / 4 do
         redis.pcall('HSETNX', order, 'sku', sku)
         redis.pcall('HSETNX', order, 'qty', qty)
         if email ~= '' then redis.pcall('HSETNX', order, 'email', email) end
+        if placed_by ~= '' then redis.pcall('HSETNX', order, 'placedBy', placed_by) end
         redis.pcall('HSETNX', order, 'createdAt', now)
         -- A history this entry just began (an order decided without one, e.g. by hand or by an
         -- earlier version) lives as long as the order, or for the retention.

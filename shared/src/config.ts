@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 // Configuration comes from the environment only, is validated once at start and then frozen.
 // A bad value stops the service with one line naming the variable (see configOrExit).
 
@@ -18,6 +19,8 @@ export interface RedisConfig {
   minReplicas?: number;
   /** REDIS_WAIT_TIMEOUT_MS: how long that WAIT may take before the write counts as unconfirmed. */
   waitTimeoutMs?: number;
+  /** REDIS_TLS_CA: a CA certificate file (PEM) to trust for a rediss:// URL, beside the system's. */
+  tlsCa?: string;
 }
 
 export interface Config {
@@ -56,7 +59,22 @@ export interface Config {
   ports: { gateway: number; dashboard: number; processor: number; notifier: number };
   /** Port of the HTTP server of this service. */
   port: number;
+  // --- Security (docs/security.md) ---
+  /** Bearer-token checks on the gateway and the dashboard; undefined: off (anyone may call). */
+  auth?: AuthConfig;
+  /** METRICS_BEARER_TOKEN: when set, GET /metrics of every service wants `Authorization: Bearer <it>`. */
+  metricsBearerToken?: string;
+  /** RATE_LIMIT_PER_MINUTE: requests per caller per minute on the gateway's API; undefined: no limit. */
+  rateLimitPerMinute?: number;
+  /** RABBITMQ_TLS_CA: a CA certificate file (PEM) to trust for amqps:// URLs, beside the system's. */
+  rabbitmqTlsCa?: string;
 }
+
+/** How bearer tokens are verified: an HS256 shared secret or a JWKS URL (RS256, ES256). */
+export type AuthConfig = ({ kind: 'secret'; secret: string } | { kind: 'jwks'; jwksUrl: string }) & {
+  issuer?: string;
+  audience?: string;
+};
 
 export const DEFAULT_ORDER_RETENTION_DAYS = 30;
 
@@ -99,17 +117,24 @@ function int(env: Env, name: string, def: number, min: number, max: number): num
   return n;
 }
 
+/** A URL as an error message may show it: the password (user:password@) masked, parsable or not. */
+export function maskPassword(v: string): string {
+  return v.replace(/\/\/([^:/@\s]*):[^@\s]*@/g, '//$1:***@');
+}
+
 function url(name: string, v: string, protocols: string[]): string {
   let u: URL;
+  // The message goes to stderr and the logs: never the password in it.
+  const shown = maskPassword(v);
   try {
     u = new URL(v);
   } catch {
-    throw new ConfigError(name, `is not a URL: "${v}"`);
+    throw new ConfigError(name, `is not a URL: "${shown}"`);
   }
   if (!protocols.includes(u.protocol)) {
-    throw new ConfigError(name, `must use ${protocols.join(' or ')}, got "${u.protocol}" in "${v}"`);
+    throw new ConfigError(name, `must use ${protocols.join(' or ')}, got "${u.protocol}" in "${shown}"`);
   }
-  if (!u.hostname) throw new ConfigError(name, `has no host: "${v}"`);
+  if (!u.hostname) throw new ConfigError(name, `has no host: "${shown}"`);
   return v;
 }
 
@@ -198,6 +223,9 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
 
   const notifyWebhookUrl = webhook ? url('NOTIFY_WEBHOOK_URL', webhook, ['http:', 'https:']) : undefined;
   const breakerCooldown = raw(env, 'NOTIFY_BREAKER_COOLDOWN');
+  const security = securityConfig(env, production, redis.url, rabbitmqUrls);
+  const redisTlsCa = caFile(env, 'REDIS_TLS_CA');
+  if (redisTlsCa) redis.tlsCa = redisTlsCa;
 
   const config: Config = {
     service,
@@ -219,6 +247,7 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     notifyBreakerThreshold: int(env, 'NOTIFY_BREAKER_THRESHOLD', 5, 1, 1000),
     notifyBreakerCooldownMs: breakerCooldown === undefined ? 30_000 : Math.max(1, duration('NOTIFY_BREAKER_COOLDOWN', breakerCooldown)),
     ...(otlp ? { otlpEndpoint: url('OTEL_EXPORTER_OTLP_ENDPOINT', otlp, ['http:', 'https:']) } : {}),
+    ...security,
   };
   return deepFreeze(config);
 }
@@ -273,6 +302,76 @@ function webhookSecrets(env: Env, production: boolean, webhookUrl: string | unde
     throw new ConfigError(name, 'is required when NODE_ENV=production and NOTIFY_WEBHOOK_URL is set (receivers verify the signature)');
   }
   return secrets;
+}
+
+// --- Security (docs/security.md): auth, the metrics token, the rate limit, TLS, production credentials ---
+
+/**
+ * Passwords the servers ship with (RabbitMQ's guest/guest; the local-development URLs above use
+ * it): never accepted in production, under any user name.
+ */
+const DEFAULT_PASSWORDS = new Set(['guest']);
+
+/** In production: no `guest` user and no default password in a connection URL. */
+function productionCredentials(name: string, v: string): void {
+  const u = new URL(v);
+  const user = decodeURIComponent(u.username);
+  const password = decodeURIComponent(u.password);
+  if (user === 'guest') throw new ConfigError(name, 'must not use the "guest" user when NODE_ENV=production');
+  if (password !== '' && DEFAULT_PASSWORDS.has(password.toLowerCase())) {
+    throw new ConfigError(name, 'carries a default password; give a real one when NODE_ENV=production');
+  }
+}
+
+function securityConfig(
+  env: Env,
+  production: boolean,
+  redisUrl: string,
+  rabbitmqUrls: string[],
+): Pick<Config, 'auth' | 'metricsBearerToken' | 'rateLimitPerMinute' | 'rabbitmqTlsCa'> {
+  if (production) {
+    productionCredentials('REDIS_URL', redisUrl);
+    for (const u of rabbitmqUrls) productionCredentials('RABBITMQ_URLS', u);
+  }
+  // Not trimmed: a secret is its bytes.
+  const secret = env.AUTH_JWT_SECRET ? env.AUTH_JWT_SECRET : undefined;
+  const jwks = raw(env, 'AUTH_JWKS_URL');
+  const issuer = raw(env, 'AUTH_JWT_ISSUER');
+  const audience = raw(env, 'AUTH_JWT_AUDIENCE');
+  let auth: AuthConfig | undefined;
+  if (secret !== undefined && jwks !== undefined) {
+    throw new ConfigError('AUTH_JWKS_URL', 'and AUTH_JWT_SECRET are both set: give one of them');
+  }
+  const claims = { ...(issuer ? { issuer } : {}), ...(audience ? { audience } : {}) };
+  if (secret !== undefined) {
+    // HS256 wants a key at least as long as the hash (RFC 7518 section 3.2).
+    if (Buffer.byteLength(secret) < 32) throw new ConfigError('AUTH_JWT_SECRET', 'must be at least 32 bytes (HS256)');
+    auth = { kind: 'secret', secret, ...claims };
+  } else if (jwks !== undefined) {
+    // A JWKS serves whoever its provider signs for: without iss or aud, a token minted for another
+    // application of the same provider would pass.
+    if (!issuer && !audience) throw new ConfigError('AUTH_JWT_ISSUER', 'or AUTH_JWT_AUDIENCE is required with AUTH_JWKS_URL');
+    auth = { kind: 'jwks', jwksUrl: url('AUTH_JWKS_URL', jwks, ['https:', 'http:']), ...claims };
+  } else if (issuer || audience) {
+    throw new ConfigError(issuer ? 'AUTH_JWT_ISSUER' : 'AUTH_JWT_AUDIENCE', 'needs AUTH_JWT_SECRET or AUTH_JWKS_URL');
+  }
+  const metricsBearerToken = raw(env, 'METRICS_BEARER_TOKEN');
+  const rate = raw(env, 'RATE_LIMIT_PER_MINUTE');
+  const rabbitmqTlsCa = caFile(env, 'RABBITMQ_TLS_CA');
+  return {
+    ...(auth ? { auth } : {}),
+    ...(metricsBearerToken ? { metricsBearerToken } : {}),
+    ...(rate === undefined || rate === '0' ? {} : { rateLimitPerMinute: int(env, 'RATE_LIMIT_PER_MINUTE', 0, 1, 1_000_000) }),
+    ...(rabbitmqTlsCa ? { rabbitmqTlsCa } : {}),
+  };
+}
+
+/** A CA file for REDIS_TLS_CA / RABBITMQ_TLS_CA: it must exist, so a typo fails at start, not at connect. */
+function caFile(env: Env, name: string): string | undefined {
+  const v = raw(env, name);
+  if (v === undefined) return undefined;
+  if (!existsSync(v)) throw new ConfigError(name, `names no file: "${v}"`);
+  return v;
 }
 
 /** loadConfig for a composition root: on a bad value, print one line and exit(1). */

@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import Koa from 'koa';
 import type { Context, Middleware } from 'koa';
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { checkMetricsToken } from './auth.js';
 import type { Logger } from './logger.js';
 import { OPENAPI_TEXT, openapiDocument } from './openapi.js';
 import { SpanKind, SpanStatusCode, extractContext, type Span, type Tracer } from './tracing.js';
@@ -201,9 +202,9 @@ export function tracedRoute(tracer: Tracer, method: string, route: string, handl
 /**
  * /healthz (alive), /readyz (200 only while every check passes, else 503 naming what is down),
  * /problems/<slug> (what a problem type means) and, when `metrics` is given, /metrics in
- * Prometheus text. Mount inside problemMiddleware, before the service's own routes.
+ * Prometheus text (behind `metricsToken` when given). Mount inside problemMiddleware, before the service's own routes.
  */
-export function opsMiddleware(checks: ReadinessCheck[], metrics?: Metrics): Middleware {
+export function opsMiddleware(checks: ReadinessCheck[], metrics?: Metrics, metricsToken?: string): Middleware {
   return async (ctx, next) => {
     if (ctx.method !== 'GET' && ctx.method !== 'HEAD') return next();
     if (ctx.path === '/healthz') {
@@ -220,13 +221,15 @@ export function opsMiddleware(checks: ReadinessCheck[], metrics?: Metrics): Midd
       const page = PROBLEM_TYPES.get(ctx.path.slice(PROBLEM_TYPE_BASE.length));
       if (!page) throw new HttpProblem(404, 'Not Found', `No problem type ${ctx.path}`);
       // A static page: no script, no style, nothing loaded.
-      ctx.set('Content-Security-Policy', "default-src 'none'");
+      ctx.set('Content-Security-Policy', "default-src 'none'; frame-ancestors 'none'");
       ctx.set('X-Content-Type-Options', 'nosniff');
       ctx.type = 'text/html; charset=utf-8';
       ctx.body = problemTypeHtml(page);
       return;
     }
     if (metrics && ctx.path === '/metrics') {
+      // METRICS_BEARER_TOKEN: the exposition names queues, nodes and rates; only the scraper reads it.
+      if (metricsToken !== undefined) checkMetricsToken(ctx.get('authorization') || undefined, metricsToken);
       ctx.type = metrics.registry.contentType;
       ctx.body = await metrics.registry.metrics();
       return;
@@ -294,12 +297,14 @@ export async function startOpsServer(opts: {
   checks: ReadinessCheck[];
   port: number;
   host?: string;
+  /** METRICS_BEARER_TOKEN, when set. */
+  metricsToken?: string;
 }): Promise<{ server: Server; address: string; port: number }> {
   const app = new Koa();
   // Timing outside the problem middleware, as in the other services: it sees the status that was
   // answered (500 for a thrown error), not the 404 Koa holds until something answers.
   app.use(timingMiddleware(opts.metrics));
   app.use(problemMiddleware(opts.log));
-  app.use(opsMiddleware(opts.checks, opts.metrics));
+  app.use(opsMiddleware(opts.checks, opts.metrics, opts.metricsToken));
   return listen(app, opts.port, opts.host);
 }

@@ -16,7 +16,22 @@ export {
   type Config,
   type LogLevel,
   type RedisConfig,
+  type AuthConfig,
 } from './config.js';
+export {
+  SCOPES,
+  CLOCK_TOLERANCE_SECONDS,
+  createAuthenticator,
+  requireScope,
+  callerOf,
+  subjectOf,
+  bearerToken,
+  secretsEqual,
+  checkMetricsToken,
+  type Scope,
+  type Caller,
+  type Authenticator,
+} from './auth.js';
 export { createLogger, type Logger } from './logger.js';
 export { keys, ORDER_STATUSES, type OrderStatus } from './keys.js';
 export { parseHistory } from './history.js';
@@ -101,6 +116,7 @@ export { adjustInventory, MAX_INVENTORY_LEVEL, MAX_INVENTORY_DELTA, type Adjustm
 export { scripts, ScriptReplyError } from './scripts/commands.js';
 export { NotEnoughReplicasError, replicationPolicyOf, type ReplicationPolicy } from './scripts/replication.js';
 export { listIndex, type IndexEntry } from './scripts/listing.js';
+export { countRequest, type RateCount } from './scripts/rate-limit.js';
 export {
   waitForBroker,
   connectBroker,

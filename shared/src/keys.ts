@@ -57,6 +57,12 @@ export const keys = {
   webhookGone: (urlHash: string) => `webhook:gone:${urlHash}`,
   /** list: ids of the newest accepted orders, newest first, capped at 50 (accept-n.lua); the dashboard's recent orders. */
   recentOrders: 'orders:recent',
+  /**
+   * string integer: one caller's requests in its current rate-limit window (rate-limit-1.lua),
+   * expiring with the window. `caller` is `sub:<token subject>` or `ip:<client address>`;
+   * `ratelimit:` prefixes nothing else.
+   */
+  rateLimit: (caller: string) => `ratelimit:${caller}`,
   /** string integer: orders whose stock was reserved. */
   processedCount: 'orders.processed.count',
   /**

@@ -73,6 +73,8 @@ export function createRedis(cfg: RedisConfig, { log, overrides }: RedisClientOpt
     // (1, not 2): its caller treats it as an outage and retries, and a resend on the new
     // connection could not be confirmed by a WAIT anyway (see scripts/replication.ts).
     reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 1 : false),
+    // REDIS_TLS_CA: rediss:// turns TLS on by itself; this adds the CA its certificate is checked against.
+    ...(cfg.tlsCa ? { tls: { ca: readFileSync(cfg.tlsCa) } } : {}),
     ...overrides,
   };
   const redis = cfg.sentinels

@@ -50,6 +50,7 @@ export function createServiceClients(
     publishTimeoutMs,
     name: config.service,
     observer: brokerMetrics(metrics, config.rabbitmqUrls),
+    ...(config.rabbitmqTlsCa ? { tlsCa: config.rabbitmqTlsCa } : {}),
   });
   return { metrics, redis, broker };
 }
@@ -107,7 +108,14 @@ export async function startConsumerService(opts: {
   // Set once the ops server listens; /readyz says not ready until then.
   let consumer: Consumer | undefined;
   const checks = dependencyChecks(redis, broker, () => consumer);
-  const http = await startOpsServer({ log, metrics: opts.metrics, checks, port: deps.port ?? opts.defaultPort, host: deps.host });
+  const http = await startOpsServer({
+    log,
+    metrics: opts.metrics,
+    checks,
+    port: deps.port ?? opts.defaultPort,
+    host: deps.host,
+    ...(config.metricsBearerToken ? { metricsToken: config.metricsBearerToken } : {}),
+  });
   const started = broker.consume({
     queue,
     prefetch: config.prefetch,

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import amqp, { type AmqpConnectionManager } from 'amqp-connection-manager';
 import type { Channel } from 'amqplib';
 import type { Logger } from '../logger.js';
@@ -32,6 +33,8 @@ export interface ConnectionOptions {
   name: string;
   log: Logger;
   observer?: BrokerObserver;
+  /** RABBITMQ_TLS_CA: a CA file (PEM) trusted for amqps:// nodes. */
+  tlsCa?: string;
 }
 
 export function redactUrl(url: string): string {
@@ -51,7 +54,12 @@ export function openConnection(opts: ConnectionOptions): BrokerConnection {
     // A dead node is noticed by TCP reset at once, a silent one by missed heartbeats.
     heartbeatIntervalInSeconds: 5,
     reconnectTimeInSeconds: 1,
-    connectionOptions: { timeout: 3000, clientProperties: { connection_name: opts.name } },
+    connectionOptions: {
+      timeout: 3000,
+      clientProperties: { connection_name: opts.name },
+      // amqps:// nodes: amqplib passes these to tls.connect (server name and certificate checks stay on).
+      ...(opts.tlsCa ? { ca: [readFileSync(opts.tlsCa)] } : {}),
+    },
   });
   let node: string | undefined;
   let downSince: number | undefined = Date.now();

@@ -48,6 +48,8 @@ export interface BrokerOptions {
   name: string;
   /** Metrics hook; none by default. */
   observer?: BrokerObserver;
+  /** RABBITMQ_TLS_CA: a CA file (PEM) trusted for amqps:// nodes. */
+  tlsCa?: string;
 }
 
 export interface ConsumeContext {

@@ -89,17 +89,21 @@ export type CancelRequestResult =
   /** No such order any more. */
   | { outcome: 'not_found' };
 
-/** Records a confirmed cancellation request on order:<id> (cancelRequestedAt, cancelReason), once. */
+/**
+ * Records a confirmed cancellation request on order:<id> (cancelRequestedAt, cancelReason), once.
+ * `by`: the caller's token subject (auth on), kept as cancelRequestedBy and on the history entry.
+ */
 export async function recordCancelRequest(
   redis: RedisClient,
   orderId: string,
   reason: string | undefined,
   now: Date,
+  by?: string,
 ): Promise<CancelRequestResult> {
   const reply = arrayReply(
     'cancelRequested',
     await confirmed(redis, 'cancelRequested', () =>
-      scripts(redis).cancelRequested(keys.order(orderId), keys.history(orderId), reason ?? '', now.toISOString()),
+      scripts(redis).cancelRequested(keys.order(orderId), keys.history(orderId), reason ?? '', now.toISOString(), by ?? ''),
     ),
     3,
   );

@@ -20,6 +20,7 @@ export interface ScriptCommands {
   notifyFail(...keysThenArgs: Arg[]): Promise<unknown>;
   inventoryAdjust(numberOfKeys: number, ...keysThenArgs: Arg[]): Promise<unknown>;
   listOrders(...keysThenArgs: Arg[]): Promise<unknown>;
+  rateLimit(...keysThenArgs: Arg[]): Promise<unknown>;
 }
 
 /** The script commands of a client made by createRedis (which defines one per Lua file). */

@@ -77,6 +77,11 @@ export interface Acceptance {
   fingerprint: string;
   /** The 202 body, stored so a replay answers with it. */
   response: string;
+  /**
+   * The subject of the caller's bearer token (auth on), recorded as the order's `placedBy` and on
+   * its `accepted` history entry. Not part of the fingerprint: see docs/security.md.
+   */
+  placedBy?: string | undefined;
 }
 
 /**
@@ -114,7 +119,7 @@ export async function acceptOrders(
   const args: (string | number)[] = [ttlSeconds, now.toISOString(), now.getTime(), retentionMs];
   for (const a of acceptances) {
     keyList.push(keys.idempotency(a.id), keys.order(a.id), keys.history(a.id), keys.ordersBySku(a.sku));
-    args.push(a.token, acceptedRecord(a), a.id, a.sku, a.qty, a.email ?? '');
+    args.push(a.token, acceptedRecord(a), a.id, a.sku, a.qty, a.email ?? '', a.placedBy ?? '');
   }
   const reply = arrayReply(
     'accept',
