@@ -36,6 +36,15 @@ export interface Config {
   ports: { gateway: number; dashboard: number; processor: number; notifier: number };
   /** Port of the HTTP server of this service. */
   port: number;
+
+  // Many instances and overload (docs/running-many.md).
+  /** RABBITMQ_NODE_ORDER: each connection walks RABBITMQ_URLS in its own random order, or as listed. */
+  rabbitmqNodeOrder: 'random' | 'listed';
+  /**
+   * MAX_BACKLOG: the gateway refuses new orders (503) while orders.queue holds this many messages
+   * or more, whatever the measured drain rate says.
+   */
+  maxBacklog: number;
 }
 
 export const DEFAULT_ORDER_RETENTION_DAYS = 30;
@@ -171,6 +180,13 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     notifier: ports.notifier,
   }[service];
 
+  // Many instances and overload (docs/running-many.md).
+  const rabbitmqNodeOrder = raw(env, 'RABBITMQ_NODE_ORDER') ?? 'random';
+  if (rabbitmqNodeOrder !== 'random' && rabbitmqNodeOrder !== 'listed') {
+    throw new ConfigError('RABBITMQ_NODE_ORDER', `must be "random" or "listed", got "${rabbitmqNodeOrder}"`);
+  }
+  const maxBacklog = int(env, 'MAX_BACKLOG', 100_000, 1, 100_000_000);
+
   const config: Config = {
     service,
     production,
@@ -187,6 +203,8 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     port,
     ...(webhook ? { notifyWebhookUrl: url('NOTIFY_WEBHOOK_URL', webhook, ['http:', 'https:']) } : {}),
     ...(otlp ? { otlpEndpoint: url('OTEL_EXPORTER_OTLP_ENDPOINT', otlp, ['http:', 'https:']) } : {}),
+    rabbitmqNodeOrder,
+    maxBacklog,
   };
   return deepFreeze(config);
 }
