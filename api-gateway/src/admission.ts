@@ -13,6 +13,8 @@ import { keys, queues, type Broker, type Logger, type RedisClient } from '@order
 export const SAMPLE_MS = 250;
 /** The drain rate is measured over the busy intervals of this recent past. */
 export const WINDOW_MS = 5000;
+/** ...and over this shorter recent past, the lower of the two counting (see sample()). */
+export const SHORT_WINDOW_MS = 1500;
 /**
  * The share of ORDER_TTL_MS the backlog may take to drain. The rest is margin for what the
  * samples do not see: the deliveries the processors hold (prefetch), the orders accepted between
@@ -139,8 +141,14 @@ export function startAdmission(opts: AdmissionOptions): Admission {
       const s: Sample = { at: Date.now(), backlog: q.messageCount, decided: counts.reduce((n, v) => n + Number(v ?? 0), 0) };
       samples.push(s);
       while (samples.length > 0 && (samples[0] as Sample).at < s.at - WINDOW_MS) samples.shift();
-      // Keep the last measured capacity through idle spells: it is what a burst meets first.
-      rate = drainRate(samples) ?? rate;
+      // The lower of the rate over the whole window and over its last SHORT_WINDOW_MS: a drain
+      // that slows (a processor lost, starved of CPU) is believed at once, a faster one only once
+      // it has lasted. The last measured capacity stands through idle spells: it is what a burst
+      // meets first.
+      const rates = [drainRate(samples), drainRate(samples.filter((x) => x.at >= s.at - SHORT_WINDOW_MS))].filter(
+        (r): r is number => r !== undefined,
+      );
+      rate = rates.length > 0 ? Math.min(...rates) : rate;
       const next = verdict(s, rate, opts);
       if (next.admit !== current.admit)
         log.warn(
