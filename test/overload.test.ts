@@ -235,7 +235,9 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('overload (needs the local server
     console.log(`overload test (${SATURATION_S} s saturation, ORDER_TTL_MS ${ORDER_TTL_MS}):\n${JSON.stringify(figures, null, 2)}`);
 
     // The gateway did shed (otherwise this run tested nothing), and kept accepting as it drained.
-    expect(problems.get('/problems/overloaded') ?? 0).toBeGreaterThan(0.2 * result.requests.total);
+    // At least 5 % of the requests: the processor drained 240-740 orders/s in the runs of
+    // 2026-12-02 (a quieter machine drains more), so 1000/s always outruns it by far more.
+    expect(problems.get('/problems/overloaded') ?? 0).toBeGreaterThan(0.05 * result.requests.total);
     expect(lastTenS).toBeGreaterThan(0);
     expect(expired / accepted.size).toBeLessThanOrEqual(0.01);
     expect(result.latency.p99).toBeLessThan(2000);
