@@ -3,17 +3,23 @@
 // every service accepts in production, commands that point at what the image builds). Needs no
 // Docker and no server. Each check is a function returning problems; the last block breaks a
 // copy of the files on purpose to show every check can fail.
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { ConfigError, loadConfig, type Config, type ServiceName } from '@order-pipeline/shared';
+import { HAPROXY } from './helpers/haproxy.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SERVICES: readonly ServiceName[] = ['api-gateway', 'order-processor', 'notifier', 'dashboard'];
-// What a user publishes by hand: the HTTP API and the dashboard.
-const PUBLISHED: Partial<Record<ServiceName, keyof Config['ports']>> = { 'api-gateway': 'gateway', dashboard: 'dashboard' };
+// What a user publishes by hand: the dashboard (the HTTP API is published by HAProxy in front of
+// the gateway replicas: see checkLoadBalancer).
+const PUBLISHED: Partial<Record<ServiceName, keyof Config['ports']>> = { dashboard: 'dashboard' };
+/** The services run as several replicas, each at least this many. */
+const REPLICATED: readonly ServiceName[] = ['api-gateway', 'order-processor', 'notifier'];
+const MIN_REPLICAS = 2;
 
 // ---------------------------------------------------------------------------------------------
 // The files, as the checks see them
@@ -30,6 +36,7 @@ interface ComposeService {
   volumes?: (string | { type?: string; source?: string; target: string })[];
   healthcheck?: { test?: string | string[] };
   restart?: string;
+  deploy?: { replicas?: number };
 }
 interface Compose {
   services: Record<string, ComposeService>;
@@ -575,11 +582,61 @@ function checkDockerfile(files: Files): string[] {
   return problems;
 }
 
+/** Two or more replicas of each service that shares its work; no replica publishes a port of its own. */
+function checkReplicas({ compose }: Files): string[] {
+  const problems: string[] = [];
+  for (const service of REPLICATED) {
+    const s = compose.services[service];
+    if (!s) continue; // checkService reports it
+    const replicas = s.deploy?.replicas ?? 1;
+    if (replicas < MIN_REPLICAS) problems.push(`${service}: runs ${replicas} replica(s), not at least ${MIN_REPLICAS}`);
+    if (replicas > 1 && portsOf(s).some((p) => p.host !== undefined))
+      problems.push(`${service}: its replicas cannot all publish the same host port`);
+  }
+  return problems;
+}
+
+/**
+ * HAProxy publishes the API and balances over the gateway replicas, health-checking /readyz on the
+ * gateway's port; its configuration is valid for haproxy itself when it is installed.
+ */
+function checkLoadBalancer(files: Files): string[] {
+  const { compose, read } = files;
+  const lb = compose.services.haproxy;
+  if (!lb) return ['haproxy: missing from docker-compose.yml (the gateway replicas need a load balancer)'];
+  const problems: string[] = [];
+  if (!/^haproxy:2\./.test(lb.image ?? '')) problems.push(`haproxy: image is ${lb.image}, not haproxy:2.x`);
+  const gatewayEnv = envOf(compose.services['api-gateway'] ?? {});
+  const gatewayPort = Number(gatewayEnv.GATEWAY_PORT ?? 8080);
+  if (!portsOf(lb).some((p) => p.host === gatewayPort && p.container === gatewayPort))
+    problems.push(`haproxy: does not publish ${gatewayPort}:${gatewayPort}`);
+  if (!dependsOf(lb).has('api-gateway')) problems.push('haproxy: does not depend on api-gateway');
+  const mount = (lb.volumes ?? [])
+    .map((v) => (typeof v === 'string' ? v.split(':') : [v.source ?? '', v.target]))
+    .find((v) => v[1] === '/usr/local/etc/haproxy/haproxy.cfg');
+  if (!mount) return [...problems, 'haproxy: mounts no configuration at /usr/local/etc/haproxy/haproxy.cfg'];
+  const cfgPath = path.posix.normalize(mount[0] ?? '');
+  const cfg = read(cfgPath);
+  if (cfg === undefined) return [...problems, `haproxy: its configuration ${cfgPath} is not in the repository`];
+  const lines = cfg.split('\n').map((l) => l.replace(/#.*/, '').trim());
+  if (!lines.some((l) => new RegExp(`^bind\\s+\\S*:${gatewayPort}\\b`).test(l))) problems.push(`${cfgPath}: binds no :${gatewayPort}`);
+  if (!lines.includes('option httpchk GET /readyz')) problems.push(`${cfgPath}: does not health-check GET /readyz`);
+  if (!lines.includes('http-check expect status 200')) problems.push(`${cfgPath}: does not expect 200 from /readyz`);
+  const servers = lines.filter((l) => /^server(-template)?\s/.test(l));
+  if (!servers.some((l) => new RegExp(`\\sapi-gateway:${gatewayPort}\\s.*\\bcheck\\b`).test(l)))
+    problems.push(`${cfgPath}: no checked server points at api-gateway:${gatewayPort}`);
+  if (!lines.some((l) => /^retry-on\s.*\bconn-failure\b/.test(l)) || !lines.includes('option redispatch'))
+    problems.push(`${cfgPath}: a request to a dead gateway is not sent to another one (retry-on conn-failure, option redispatch)`);
+  return problems;
+}
+
 function allProblems(files: Files): string[] {
   return [
     ...checkRabbitCluster(files),
     ...checkRedis(files),
     ...checkPublishedBrokerPorts(files),
+    ...checkReplicas(files),
+    ...checkLoadBalancer(files),
     ...SERVICES.flatMap((s) => checkService(files, s)),
     ...checkDockerfile(files),
   ];
@@ -608,6 +665,19 @@ describe('docker-compose.yml and the Dockerfile', () => {
 
   it('build, in the image, every path the compose commands run, as a non-root user', () => {
     expect(checkDockerfile(files)).toEqual([]);
+  });
+
+  it('run two replicas of the gateway, the processor and the notifier, none publishing a port of its own', () => {
+    expect(checkReplicas(files)).toEqual([]);
+  });
+
+  it("publish the API through HAProxy, which checks each gateway replica's /readyz", () => {
+    expect(checkLoadBalancer(files)).toEqual([]);
+  });
+
+  it.skipIf(!HAPROXY)('give HAProxy a configuration haproxy -c accepts', () => {
+    const check = spawnSync(HAPROXY as string, ['-c', '-f', path.join(ROOT, 'haproxy/haproxy.cfg')], { encoding: 'utf8' });
+    expect(check.status, `${check.stdout}${check.stderr}`).toBe(0);
   });
 });
 
@@ -755,6 +825,35 @@ describe('the compose checks notice a broken file', () => {
       expect: /api-gateway: publishes container port 3000/,
       breakIt: (f) => {
         (f.compose.services['api-gateway'] as ComposeService).ports = ['8080:3000'];
+      },
+    },
+    {
+      name: 'a single notifier',
+      expect: /notifier: runs 1 replica\(s\)/,
+      breakIt: (f) => {
+        delete (f.compose.services.notifier as ComposeService).deploy;
+      },
+    },
+    {
+      name: 'gateway replicas publishing a port each',
+      expect: /api-gateway: its replicas cannot all publish/,
+      breakIt: (f) => {
+        (f.compose.services['api-gateway'] as ComposeService).ports = ['8080:8080'];
+      },
+    },
+    {
+      name: 'a load balancer that checks /healthz instead of /readyz',
+      expect: /does not health-check GET \/readyz/,
+      breakIt: (f) => {
+        const read = f.read;
+        f.read = (p) => (p === 'haproxy/haproxy.cfg' ? read(p)?.replaceAll('GET /readyz', 'GET /healthz') : read(p));
+      },
+    },
+    {
+      name: 'no load balancer',
+      expect: /haproxy: missing/,
+      breakIt: (f) => {
+        delete f.compose.services.haproxy;
       },
     },
     {

@@ -158,7 +158,14 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)(
       pipeline = await startPipeline({
         redisUrl: redisServer.url,
         rabbitmqUrls: rabbit.urls,
-        env: { NOTIFY_WEBHOOK_URL: sink.url, PUBLISH_TIMEOUT_MS: String(PUBLISH_TIMEOUT_MS), QUEUE_TYPE: 'quorum' },
+        env: {
+          NOTIFY_WEBHOOK_URL: sink.url,
+          PUBLISH_TIMEOUT_MS: String(PUBLISH_TIMEOUT_MS),
+          QUEUE_TYPE: 'quorum',
+          // Every service on the first node, so one kill makes all of them fail over at once (the
+          // default, random, spreads them: test/replicas.test.ts).
+          RABBITMQ_NODE_ORDER: 'listed',
+        },
       });
     }, 120_000);
 
@@ -204,7 +211,7 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)(
         const failOver = async (node: RabbitNode) => {
           const before = Object.fromEntries(SERVICES.map((s) => [s, connectCount(s)])) as Record<Service, number>;
           const onIt = SERVICES.filter((s) => currentNodes()[s] === `127.0.0.1:${node.port}`);
-          // The services walk the node list in the same order, so the gateway and both consumers
+          // The services walk the node list in the same order (listed), so the gateway and both consumers
           // share the node: each kill makes every one of them fail over.
           expect(onIt, `services on ${node.name}`).toEqual(expect.arrayContaining(['api-gateway', 'order-processor', 'notifier']));
           await node.kill();

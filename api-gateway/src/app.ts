@@ -19,6 +19,7 @@ import {
   type RunningService,
   type ServiceDeps,
 } from '@order-pipeline/shared';
+import { startAdmission, type Admission } from './admission.js';
 import { listOrders } from './list.js';
 import { rateLimit } from './rate-limit.js';
 import { cancelOrderRequest, cancelResultOf, createCancelMetrics } from './cancel.js';
@@ -40,6 +41,8 @@ export const REFUSALS = [
   'order-in-flight',
   'order-claim-lost',
   'service-unavailable',
+  'broker-blocked',
+  'overloaded',
   'internal-server-error',
 ] as const;
 
@@ -56,10 +59,15 @@ function refusalCounter(metrics: Metrics): (problem: HttpProblem | undefined) =>
   };
 }
 
-export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
+export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>, admission?: Admission): Koa {
   const { redis, broker, log } = deps;
   const metrics = deps.metrics ?? createMetrics(deps.config.service);
-  const orderDeps: OrderDeps = { ...deps, metrics: createOrderMetrics(metrics), idempotency: idempotencySteps(redis, deps.config) };
+  const orderDeps: OrderDeps = {
+    ...deps,
+    metrics: createOrderMetrics(metrics),
+    idempotency: idempotencySteps(redis, deps.config),
+    ...(admission ? { admission } : {}),
+  };
   const refused = refusalCounter(metrics);
   const cancels = createCancelMetrics(metrics);
   const tracer = trace.getTracer(deps.config.service);
@@ -149,8 +157,22 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>): Koa {
 }
 
 export async function start(deps: GatewayDeps): Promise<Gateway> {
-  const app = createApp(deps);
+  const admission = startAdmission({
+    broker: deps.broker,
+    redis: deps.redis,
+    log: deps.log,
+    orderTtlMs: deps.config.orderTtlMs,
+    maxBacklog: deps.config.maxBacklog,
+  });
+  const app = createApp(deps, admission);
   const { server, address, port } = await listen(app, deps.port ?? deps.config.port, deps.host);
   deps.log.info({ address }, 'api-gateway listening');
-  return { address, port, stop: () => closeServer(server) };
+  return {
+    address,
+    port,
+    stop: async () => {
+      await closeServer(server);
+      admission.stop();
+    },
+  };
 }

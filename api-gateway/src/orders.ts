@@ -32,6 +32,7 @@ import {
   type Order,
   type RedisClient,
 } from '@order-pipeline/shared';
+import type { Admission } from './admission.js';
 import { parseJson, readBody, requireJson } from './body.js';
 
 // POST /orders: validate, claim the id in Redis (one round trip), publish with a broker confirm,
@@ -69,6 +70,8 @@ export interface OrderDeps {
   log: Logger;
   metrics: OrderMetrics;
   idempotency: IdempotencySteps;
+  /** The backlog's verdict (admission.ts); every order is admitted without one. */
+  admission?: Pick<Admission, 'check'>;
 }
 
 /** The two idempotency steps of one request; see idempotencySteps. */
@@ -116,6 +119,12 @@ function unavailable(detail: string): HttpProblem {
   return new HttpProblem(503, 'Service Unavailable', detail, {}, { 'Retry-After': '1' });
 }
 
+/**
+ * How long a client should wait while the broker blocks publishing: an alarm clears only once
+ * memory is freed (consumers drain) or disk space returns, seconds rather than a moment.
+ */
+export const BLOCKED_RETRY_AFTER_SECONDS = 5;
+
 /** 400, 413, 415 are bad input; the rest map one to one. */
 export function resultOf(status: number): OrderResult | undefined {
   switch (status) {
@@ -156,6 +165,25 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
   if (!broker.isConnected()) {
     olog.warn('broker not connected; answering 503');
     throw unavailable('The message broker is not reachable; retry shortly');
+  }
+  // A blocked connection takes the publish and confirms it only once the alarm clears: waiting
+  // for that would hold every request for PUBLISH_TIMEOUT_MS and then answer 503 anyway.
+  if (broker.isBlocked()) {
+    olog.warn('broker blocks publishing (resource alarm); answering 503');
+    throw new HttpProblem(
+      503,
+      'Broker Blocked',
+      'The message broker refuses new messages for now (a memory or disk alarm); retry later',
+      {},
+      { 'Retry-After': String(BLOCKED_RETRY_AFTER_SECONDS) },
+    );
+  }
+  // A backlog the processors could not drain within the order's time to live: a 202 now would
+  // be a promise the pipeline cannot keep (the order would be expired).
+  const admitted = deps.admission?.check();
+  if (admitted && !admitted.admit) {
+    olog.debug({ backlog: admitted.backlog, reason: admitted.reason }, 'backlog too long; answering 503');
+    throw new HttpProblem(503, 'Overloaded', admitted.detail, {}, { 'Retry-After': String(admitted.retryAfterSeconds) });
   }
 
   const idempKey = keys.idempotency(order.id);

@@ -168,7 +168,8 @@ export async function start(deps: DashboardDeps & DashboardOptions): Promise<Das
     await next();
   });
   // No metrics registry here: the dashboard's /metrics is the figures route (its process metrics ride along there).
-  app.use(opsMiddleware(dependencyChecks(redis, broker)));
+  // The dashboard only reads from the broker: a publishing block does not concern it.
+  app.use(opsMiddleware(dependencyChecks(redis, broker, undefined, { publishes: false })));
   app.use(router.routes());
   app.use(router.allowedMethods());
 

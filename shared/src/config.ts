@@ -68,6 +68,15 @@ export interface Config {
   rateLimitPerMinute?: number;
   /** RABBITMQ_TLS_CA: a CA certificate file (PEM) to trust for amqps:// URLs, beside the system's. */
   rabbitmqTlsCa?: string;
+
+  // Many instances and overload (docs/running-many.md).
+  /** RABBITMQ_NODE_ORDER: each connection walks RABBITMQ_URLS in its own random order, or as listed. */
+  rabbitmqNodeOrder: 'random' | 'listed';
+  /**
+   * MAX_BACKLOG: the gateway refuses new orders (503) while orders.queue holds this many messages
+   * or more, whatever the measured drain rate says.
+   */
+  maxBacklog: number;
 }
 
 /** How bearer tokens are verified: an HS256 shared secret or a JWKS URL (RS256, ES256). */
@@ -226,6 +235,12 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
   const security = securityConfig(env, production, redis.url, rabbitmqUrls);
   const redisTlsCa = caFile(env, 'REDIS_TLS_CA');
   if (redisTlsCa) redis.tlsCa = redisTlsCa;
+  // Many instances and overload (docs/running-many.md).
+  const rabbitmqNodeOrder = raw(env, 'RABBITMQ_NODE_ORDER') ?? 'random';
+  if (rabbitmqNodeOrder !== 'random' && rabbitmqNodeOrder !== 'listed') {
+    throw new ConfigError('RABBITMQ_NODE_ORDER', `must be "random" or "listed", got "${rabbitmqNodeOrder}"`);
+  }
+  const maxBacklog = int(env, 'MAX_BACKLOG', 100_000, 1, 100_000_000);
 
   const config: Config = {
     service,
@@ -248,6 +263,8 @@ export function loadConfig(service: ServiceName, env: Env = process.env): Config
     notifyBreakerCooldownMs: breakerCooldown === undefined ? 30_000 : Math.max(1, duration('NOTIFY_BREAKER_COOLDOWN', breakerCooldown)),
     ...(otlp ? { otlpEndpoint: url('OTEL_EXPORTER_OTLP_ENDPOINT', otlp, ['http:', 'https:']) } : {}),
     ...security,
+    rabbitmqNodeOrder,
+    maxBacklog,
   };
   return deepFreeze(config);
 }

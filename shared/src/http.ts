@@ -276,16 +276,22 @@ export function closeServer(server: Server, graceMs = 5000): Promise<void> {
   });
 }
 
-/** The readiness every service reports: Redis and the broker, and for consumers the consumer. */
+/**
+ * The readiness every service reports: Redis and the broker, and for consumers the consumer. A
+ * service that publishes is also not ready while the broker blocks its publishes (a memory or
+ * disk alarm), as `broker blocked`: a load balancer then sends its requests elsewhere.
+ */
 export function dependencyChecks(
   redis: { status: string },
-  broker: { isConnected(): boolean },
+  broker: { isConnected(): boolean; isBlocked(): boolean },
   consumer?: () => { isConsuming(): boolean } | undefined,
+  { publishes = true }: { publishes?: boolean } = {},
 ): ReadinessCheck[] {
   const checks: ReadinessCheck[] = [
     { name: 'redis', ok: () => redis.status === 'ready' },
     { name: 'broker', ok: () => broker.isConnected() },
   ];
+  if (publishes) checks.push({ name: 'broker blocked', ok: () => !broker.isBlocked() });
   if (consumer) checks.push({ name: 'consumer', ok: () => consumer()?.isConsuming() ?? false });
   return checks;
 }

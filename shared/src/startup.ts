@@ -45,6 +45,7 @@ export function createServiceClients(
   observeRedis(redis, metrics);
   const broker = createBroker({
     urls: config.rabbitmqUrls,
+    nodeOrder: config.rabbitmqNodeOrder,
     queueType: config.queueType,
     log,
     publishTimeoutMs,

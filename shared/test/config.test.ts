@@ -298,3 +298,23 @@ describe("the notifier's webhook settings", () => {
     ).toEqual([key24]);
   });
 });
+
+describe('loadConfig: many instances and overload', () => {
+  it('walks the broker nodes in a random order and bounds the backlog at 100000 by default', () => {
+    const c = loadConfig('api-gateway', {});
+    expect(c.rabbitmqNodeOrder).toBe('random');
+    expect(c.maxBacklog).toBe(100_000);
+  });
+
+  it('reads RABBITMQ_NODE_ORDER and MAX_BACKLOG', () => {
+    const c = loadConfig('api-gateway', { RABBITMQ_NODE_ORDER: 'listed', MAX_BACKLOG: '5000' });
+    expect(c.rabbitmqNodeOrder).toBe('listed');
+    expect(c.maxBacklog).toBe(5000);
+  });
+
+  it('names the variable of a bad value', () => {
+    expect(configError({ RABBITMQ_NODE_ORDER: 'first' }).message).toMatch(/^RABBITMQ_NODE_ORDER: .*"random" or "listed"/);
+    expect(configError({ MAX_BACKLOG: '0' }).message).toMatch(/^MAX_BACKLOG: /);
+    expect(configError({ MAX_BACKLOG: 'lots' }).message).toMatch(/^MAX_BACKLOG: /);
+  });
+});

@@ -7,11 +7,17 @@ import type { BrokerObserver } from './types.js';
 
 // One AMQP connection per service over RABBITMQ_URLS: amqp-connection-manager moves to the next
 // node when it loses one. This module keeps the connection and what is known about it (the node
-// it is on, whether it is closing) and watches channels for closes the manager would not mend.
+// it is on, whether the broker blocks its publishes, whether it is closing) and watches channels
+// for closes the manager would not mend.
 
 export interface BrokerConnection {
   readonly manager: AmqpConnectionManager;
   isConnected(): boolean;
+  /**
+   * True while the broker blocks this connection's publishes (a memory or disk alarm:
+   * connection.blocked), until it says unblocked or the connection is replaced.
+   */
+  isBlocked(): boolean;
   /** The node connected now (credentials removed), or undefined. */
   currentNode(): string | undefined;
   /** True once close() began: nothing reconnects any more. */
@@ -27,8 +33,33 @@ export interface BrokerConnection {
   close(closeChannels: () => Promise<void>): Promise<void>;
 }
 
+/**
+ * In which order a connection tries the nodes: `random` (each connection its own shuffle of the
+ * list, so many instances spread over the cluster and the clients of a lost node spread over the
+ * rest) or `listed` (the list's order: every client on the first node that answers).
+ */
+export type NodeOrder = 'random' | 'listed';
+
+/**
+ * The node list in the order one connection walks it. amqp-connection-manager tries its list
+ * round robin from the start and continues with the next entry after each lost connection, so the
+ * order fixes both the first node and where a failover goes; the whole list is always tried.
+ */
+export function nodeOrder(urls: readonly string[], order: NodeOrder, random: () => number = Math.random): string[] {
+  const list = [...urls];
+  if (order === 'listed') return list;
+  // Fisher-Yates: every order equally likely.
+  for (let i = list.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [list[i], list[j]] = [list[j] as string, list[i] as string];
+  }
+  return list;
+}
+
 export interface ConnectionOptions {
   urls: readonly string[];
+  /** `random` unless given; see NodeOrder. */
+  nodeOrder?: NodeOrder;
   /** Shown in the broker's connection list. */
   name: string;
   log: Logger;
@@ -50,7 +81,7 @@ export function redactUrl(url: string): string {
 
 export function openConnection(opts: ConnectionOptions): BrokerConnection {
   const { log, observer } = opts;
-  const manager = amqp.connect([...opts.urls], {
+  const manager = amqp.connect(nodeOrder(opts.urls, opts.nodeOrder ?? 'random'), {
     // A dead node is noticed by TCP reset at once, a silent one by missed heartbeats.
     heartbeatIntervalInSeconds: 5,
     reconnectTimeInSeconds: 1,
@@ -66,6 +97,7 @@ export function openConnection(opts: ConnectionOptions): BrokerConnection {
   let connects = 0;
   let closing = false;
   let warnedUncoalesced = false;
+  let blocked = false;
 
   manager.on('connect', ({ connection: model, url }) => {
     if (!coalesceFrameWrites(model) && !warnedUncoalesced) {
@@ -81,13 +113,22 @@ export function openConnection(opts: ConnectionOptions): BrokerConnection {
   manager.on('disconnect', ({ err }) => {
     log.warn({ node, err: err?.message }, 'broker connection lost; moving to the next node');
     node = undefined;
+    // A new connection starts unblocked; the broker blocks it again if the alarm still holds.
+    blocked = false;
     downSince ??= Date.now();
     observer?.disconnected();
   });
   manager.on('connectFailed', ({ err, url }) => {
     log.debug({ node: redactUrl(String(url)), err: err?.message }, 'broker connect failed');
   });
-  manager.on('blocked', ({ reason }) => log.warn({ reason }, 'broker blocked publishing'));
+  manager.on('blocked', ({ reason }) => {
+    blocked = true;
+    log.warn({ node, reason }, 'broker blocked publishing');
+  });
+  manager.on('unblocked', () => {
+    blocked = false;
+    log.info({ node }, 'broker unblocked publishing');
+  });
 
   // Connections a forced reconnect was already asked for (several channels may close at once).
   const reconnecting = new WeakSet<object>();
@@ -116,6 +157,7 @@ export function openConnection(opts: ConnectionOptions): BrokerConnection {
   return {
     manager,
     isConnected: () => manager.isConnected(),
+    isBlocked: () => blocked && manager.isConnected(),
     currentNode: () => node,
     isClosing: () => closing,
     watch,

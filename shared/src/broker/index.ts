@@ -16,7 +16,7 @@ import type { Broker, BrokerOptions, ConsumeOptions, Consumer } from './types.js
 //   failure-policy.ts  ack, retry or dead-letter, from what a handler threw
 
 export { AckBatcher } from './ack-batcher.js';
-export { redactUrl } from './connection.js';
+export { nodeOrder, redactUrl, type NodeOrder } from './connection.js';
 export {
   RETRY_COUNT_HEADER,
   attemptOf,
@@ -124,6 +124,7 @@ export function createBroker(opts: BrokerOptions): Broker {
   return {
     connection: manager,
     isConnected: connection.isConnected,
+    isBlocked: connection.isBlocked,
     currentNode: connection.currentNode,
     publish: publisher.publish,
     consume,

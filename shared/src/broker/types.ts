@@ -4,6 +4,7 @@ import type { QueueType } from '../config.js';
 import type { PublishError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { Span } from '../tracing.js';
+import type { NodeOrder } from './connection.js';
 
 // The broker client's public types: what the services see of it.
 
@@ -40,6 +41,8 @@ export interface BrokerObserver {
 
 export interface BrokerOptions {
   urls: readonly string[];
+  /** How the connection walks `urls` (RABBITMQ_NODE_ORDER); `random` by default. */
+  nodeOrder?: NodeOrder;
   queueType: QueueType;
   log: Logger;
   /** Default longest wait for a publisher confirm. */
@@ -84,6 +87,8 @@ export interface Consumer {
 export interface Broker {
   readonly connection: AmqpConnectionManager;
   isConnected(): boolean;
+  /** True while the broker blocks publishing (a resource alarm); publishes then fail at once. */
+  isBlocked(): boolean;
   /** The node the connection is on now (credentials removed), or undefined. */
   currentNode(): string | undefined;
   /**
