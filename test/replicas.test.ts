@@ -18,6 +18,7 @@ import {
 } from '../scripts/local-servers.mjs';
 import { warningSummary } from './helpers/chaos.js';
 import { HAPROXY, startHaproxy, type Haproxy } from './helpers/haproxy.js';
+import { webhookIdOf } from '../notifier/src/senders.js';
 import { auditOrders, formatFigures, startLoad, startWebhookSink, type LoadReport, type WebhookSink } from './helpers/load.js';
 import { freePort, startService, waitFor, waitReady, type Service, type ServiceProcess } from './helpers/processes.js';
 
@@ -258,7 +259,7 @@ describe.skipIf(!bins.rabbitmq || !bins.redis)('many instances on a three-node R
           webhook: sink,
           settleTimeoutMs: 45_000,
         });
-        const onceOnly = [...report.accepted.keys()].filter((id) => sink?.deliveries.get(id) === 1).length;
+        const onceOnly = [...report.accepted.keys()].filter((id) => sink?.deliveries.get(webhookIdOf(id, 'order.created')) === 1).length;
         console.log(
           formatFigures('Replicas fault test (2 x gateway, processor, notifier behind HAProxy)', report, audit, {
             killed: killed.join(' '),
@@ -278,7 +279,7 @@ describe.skipIf(!bins.rabbitmq || !bins.redis)('many instances on a three-node R
         // as many as that notifier held deliveries (PREFETCH, 100) (docs/guarantees.md).
         expect(audit.notified).toBe(audit.createdOrders);
         for (const id of report.accepted.keys())
-          expect(sink?.deliveries.get(id) ?? 0, `webhook deliveries of ${id}`).toBeGreaterThanOrEqual(1);
+          expect(sink?.deliveries.get(webhookIdOf(id, 'order.created')) ?? 0, `webhook deliveries of ${id}`).toBeGreaterThanOrEqual(1);
         expect(audit.webhookRepeats).toBeLessThanOrEqual(100);
         expect(report.abandoned.size).toBe(0);
         expect(report.unexpected).toEqual([]);

@@ -18,6 +18,14 @@ export interface Haproxy {
   stop(): Promise<void>;
 }
 
+/** HAProxy's own 503 (no gateway ready), shaped like the gateway's `service-unavailable` problem. */
+export const NO_GATEWAY_PROBLEM = JSON.stringify({
+  type: '/problems/service-unavailable',
+  title: 'Service Unavailable',
+  status: 503,
+  detail: 'no api-gateway instance is ready',
+});
+
 /**
  * The configuration: round robin over `backends`, each checked with GET /readyz every 500 ms (two
  * failures take it out, two passes bring it back). A request whose connection fails or that gets
@@ -38,6 +46,9 @@ export function haproxyConfig(opts: { port: number; statsSocket: string; backend
     '  retry-on conn-failure empty-response',
     // A retried request needs its body: buffer it before choosing a server.
     '  option http-buffer-request',
+    // No gateway ready (all dead, or all failing over to another broker node at once): answer as a
+    // gateway would, a 503 problem with Retry-After, so that clients back off and retry the same id.
+    `  http-error status 503 content-type application/problem+json string '${NO_GATEWAY_PROBLEM}' hdr Retry-After 1`,
     'frontend gateway',
     `  bind 127.0.0.1:${opts.port}`,
     '  default_backend gateways',
