@@ -1,7 +1,8 @@
 // Overload, with the real built gateway and processor on their own Redis and RabbitMQ node.
 //
 // A broker resource alarm (the node's memory watermark set near zero): the gateway answers 503
-// Broker Blocked at once instead of waiting out PUBLISH_TIMEOUT_MS, /readyz says `broker blocked`,
+// Broker Blocked at once instead of waiting out PUBLISH_TIMEOUT_MS (to POST /orders and to POST
+// /orders/{id}/cancel, neither writing anything), /readyz says `broker blocked`,
 // and everything recovers when the watermark is back.
 //
 // Admission control: autocannon offers the gateway 1000 orders a second for 40 s with
@@ -46,6 +47,13 @@ async function post(base: string, body: unknown): Promise<{ status: number; type
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(10_000),
   });
+  const json = (await res.json()) as { type?: string };
+  return { status: res.status, type: json.type, retryAfter: res.headers.get('retry-after'), ms: performance.now() - t0 };
+}
+
+async function postCancel(base: string, id: string): Promise<{ status: number; type?: string; retryAfter: string | null; ms: number }> {
+  const t0 = performance.now();
+  const res = await fetch(`${base}/orders/${id}/cancel`, { method: 'POST', signal: AbortSignal.timeout(10_000) });
   const json = (await res.json()) as { type?: string };
   return { status: res.status, type: json.type, retryAfter: res.headers.get('retry-after'), ms: performance.now() - t0 };
 }
@@ -138,6 +146,12 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('overload (needs the local server
       );
       expect(slowest).toBeLessThan(PUBLISH_TIMEOUT_MS / 2);
       expect(await redis.exists(...refused.map((r) => keys.idempotency(r.id)))).toBe(0);
+      // A cancellation publishes too: refused the same way, at once, and nothing recorded.
+      const cancel = await postCancel(gateway(), 'blocked-before');
+      console.log(`broker blocked: POST /orders/{id}/cancel answered ${cancel.status} ${cancel.type} in ${Math.round(cancel.ms)} ms`);
+      expect([cancel.status, cancel.type, cancel.retryAfter]).toEqual([503, '/problems/broker-blocked', '5']);
+      expect(cancel.ms).toBeLessThan(PUBLISH_TIMEOUT_MS / 2);
+      expect(await redis.hget(keys.order('blocked-before'), 'cancelRequestedAt')).toBeNull();
     } finally {
       await node.ctl('set_vm_memory_high_watermark', '0.4');
     }

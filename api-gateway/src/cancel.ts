@@ -18,7 +18,7 @@ import {
   type Order,
 } from '@order-pipeline/shared';
 import { parseJson, readBody, requireJson } from './body.js';
-import { orderLocation, type OrderDeps } from './orders.js';
+import { brokerBlocked, orderLocation, type OrderDeps } from './orders.js';
 
 // POST /orders/{id}/cancel: validate, read the order (one round trip), publish
 // order.cancel_requested with a broker confirm, then record the request (cancel-requested-2.lua).
@@ -118,6 +118,12 @@ export async function cancelOrderRequest(
   if (!broker.isConnected()) {
     olog.warn('broker not connected; answering 503');
     throw unavailable('The message broker is not reachable; retry shortly');
+  }
+  // Like POST /orders: refused at once, before the order is read or anything is written (the
+  // request is recorded only after the broker confirmed its message).
+  if (broker.isBlocked()) {
+    olog.warn('broker blocks publishing (resource alarm); answering 503');
+    throw brokerBlocked();
   }
 
   let fields: (string | null)[];

@@ -125,6 +125,21 @@ function unavailable(detail: string): HttpProblem {
  */
 export const BLOCKED_RETRY_AFTER_SECONDS = 5;
 
+/**
+ * 503 Broker Blocked, for every route that publishes: a blocked connection takes the publish and
+ * confirms it only once the alarm clears, so waiting for it would hold the request for
+ * PUBLISH_TIMEOUT_MS and then answer 503 anyway. Thrown before anything is written.
+ */
+export function brokerBlocked(): HttpProblem {
+  return new HttpProblem(
+    503,
+    'Broker Blocked',
+    'The message broker refuses new messages for now (a memory or disk alarm); retry later',
+    {},
+    { 'Retry-After': String(BLOCKED_RETRY_AFTER_SECONDS) },
+  );
+}
+
 /** 400, 413, 415 are bad input; the rest map one to one. */
 export function resultOf(status: number): OrderResult | undefined {
   switch (status) {
@@ -166,17 +181,9 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
     olog.warn('broker not connected; answering 503');
     throw unavailable('The message broker is not reachable; retry shortly');
   }
-  // A blocked connection takes the publish and confirms it only once the alarm clears: waiting
-  // for that would hold every request for PUBLISH_TIMEOUT_MS and then answer 503 anyway.
   if (broker.isBlocked()) {
     olog.warn('broker blocks publishing (resource alarm); answering 503');
-    throw new HttpProblem(
-      503,
-      'Broker Blocked',
-      'The message broker refuses new messages for now (a memory or disk alarm); retry later',
-      {},
-      { 'Retry-After': String(BLOCKED_RETRY_AFTER_SECONDS) },
-    );
+    throw brokerBlocked();
   }
   // A backlog the processors could not drain within the order's time to live: a 202 now would
   // be a promise the pipeline cannot keep (the order would be expired).
