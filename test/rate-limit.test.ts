@@ -1,7 +1,8 @@
 // RATE_LIMIT_PER_MINUTE across two real gateway processes sharing one Redis: a caller's requests
 // are counted once whichever gateway takes them, the one over the limit gets a 429 with
 // Retry-After and the draft's RateLimit-Policy / RateLimit headers and writes nothing, and another
-// caller keeps its own count. Prints sent, accepted, limited.
+// caller keeps its own count. Prints sent, accepted, limited. The 401, 403 and 429 refusals of
+// POST /orders are counted in gateway_order_refusals_total by reason.
 import { SignJWT } from 'jose';
 import type { Channel, ChannelModel } from 'amqplib';
 import { queues } from '@order-pipeline/shared';
@@ -9,6 +10,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { drainQueue, openTopologyChannel } from './helpers/broker.js';
 import { expectDocumented } from './helpers/openapi.js';
+import { sampleValue, samples } from './helpers/prometheus.js';
 import { freePort, startService, waitReady, type ServiceProcess } from './helpers/processes.js';
 import { resetAll, testServers } from './helpers/servers.js';
 
@@ -100,5 +102,40 @@ describe('RATE_LIMIT_PER_MINUTE with two gateways', () => {
     const bob = await token('bob');
     expect((await place(bases[1] as string, bob, 'rl-bob')).status).toBe(202);
     expect((await fetch(`${bases[0]}/healthz`)).status).toBe(200);
+  });
+
+  it('counts the refusals of the guards in gateway_order_refusals_total: 401, 403 and 429 by reason', async () => {
+    const reasons = ['unauthorized', 'insufficient-scope', 'too-many-requests'] as const;
+    /** Each reason's count summed over both gateways. */
+    const refusals = async () => {
+      const all = await Promise.all(bases.map(async (b) => samples(await (await fetch(`${b}/metrics`)).text())));
+      return Object.fromEntries(
+        reasons.map((reason) => [reason, all.reduce((n, m) => n + (sampleValue(m, 'gateway_order_refusals_total', { reason }) ?? NaN), 0)]),
+      );
+    };
+    const before = await refusals();
+    expect(Object.values(before).every(Number.isFinite)).toBe(true);
+
+    expect((await fetch(`${bases[0]}/orders`, { method: 'POST', body: '{}' })).status).toBe(401);
+    expect((await place(bases[1] as string, 'not-a-token', 'rl-bad-token')).status).toBe(401);
+    const readOnly = await new SignJWT({ scope: 'orders:read' })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('reader')
+      .setExpirationTime('10m')
+      .sign(new TextEncoder().encode(SECRET));
+    expect((await place(bases[0] as string, readOnly, 'rl-read-only')).status).toBe(403);
+    const carol = await token('carol');
+    const statuses: number[] = [];
+    for (let i = 0; i < LIMIT + 2; i++) statuses.push((await place(bases[i % 2] as string, carol, `rl-carol-${i}`)).status);
+    expect(statuses.filter((s) => s === 429)).toHaveLength(2);
+
+    const after = await refusals();
+    console.log(`refusals counted: ${JSON.stringify(Object.fromEntries(reasons.map((r) => [r, (after[r] ?? 0) - (before[r] ?? 0)])))}`);
+    expect(after).toEqual({
+      unauthorized: (before.unauthorized ?? 0) + 2,
+      'insufficient-scope': (before['insufficient-scope'] ?? 0) + 1,
+      'too-many-requests': (before['too-many-requests'] ?? 0) + 2,
+    });
+    await drainQueue(ch, queues.orders);
   });
 });

@@ -1,4 +1,4 @@
-import { keys, queues, type Broker, type Logger, type RedisClient } from '@order-pipeline/shared';
+import { keys, queues, type Broker, type Logger, type Metrics, type RedisClient } from '@order-pipeline/shared';
 
 // Admission control: a 202 promises the order will be processed, and an order that waits in
 // orders.queue longer than ORDER_TTL_MS is expired instead. So the gateway refuses (503) while the
@@ -193,4 +193,26 @@ function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
       timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
     }),
   ]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * The admission state at each scrape: gateway_admission_refusing (1 while POST /orders is refused
+ * for the backlog), gateway_backlog_messages (ready messages in orders.queue at the last sample)
+ * and gateway_drain_rate_per_second (the processors' measured rate; NaN until a busy interval
+ * was measured). Read from the sampler's last verdict, so a scrape costs nothing on the broker.
+ */
+export function admissionMetrics(metrics: Metrics, admission: Admission): void {
+  metrics.gauge('gateway_admission_refusing', '1 while POST /orders is refused for the backlog (503 overloaded), else 0', () =>
+    admission.check().admit ? 0 : 1,
+  );
+  metrics.gauge(
+    'gateway_backlog_messages',
+    "Ready messages in orders.queue at the admission sampler's last sample (NaN before the first)",
+    () => admission.state().latest?.backlog ?? Number.NaN,
+  );
+  metrics.gauge(
+    'gateway_drain_rate_per_second',
+    'Orders the processors decide a second, measured over busy intervals (NaN until measured)',
+    () => admission.state().rate ?? Number.NaN,
+  );
 }

@@ -1,5 +1,6 @@
 import Router from '@koa/router';
 import Koa from 'koa';
+import type { Middleware } from 'koa';
 import {
   HttpProblem,
   closeServer,
@@ -19,7 +20,7 @@ import {
   type RunningService,
   type ServiceDeps,
 } from '@order-pipeline/shared';
-import { startAdmission, type Admission } from './admission.js';
+import { admissionMetrics, startAdmission, type Admission } from './admission.js';
 import { listOrders } from './list.js';
 import { rateLimit } from './rate-limit.js';
 import { cancelOrderRequest, cancelResultOf, createCancelMetrics } from './cancel.js';
@@ -44,18 +45,29 @@ export const REFUSALS = [
   'broker-blocked',
   'overloaded',
   'internal-server-error',
+  // Refused by the guards before the route runs: no or a bad token, a token without the scope
+  // (AUTH_JWT_SECRET / AUTH_JWKS_URL), the caller over RATE_LIMIT_PER_MINUTE.
+  'unauthorized',
+  'insufficient-scope',
+  'too-many-requests',
 ] as const;
 
 /** gateway_order_refusals_total{reason}: POST /orders answered with a problem, by its type (a fixed set). */
-function refusalCounter(metrics: Metrics): (problem: HttpProblem | undefined) => void {
+function refusalCounter(metrics: Metrics): Middleware {
   const refusals = metrics.counter('gateway_order_refusals_total', 'POST /orders answered with a problem, by problem type', [
     'reason',
   ] as const);
   for (const reason of REFUSALS) refusals.inc({ reason }, 0);
   const known = new Set<string>(REFUSALS);
-  return (problem) => {
-    const reason = problem ? slug(problem.title) : 'internal-server-error';
-    refusals.inc({ reason: known.has(reason) ? reason : 'other' });
+  // First on the route, so it sees the guards' refusals as well as the route's own.
+  return async (_ctx, next) => {
+    try {
+      await next();
+    } catch (err) {
+      const reason = err instanceof HttpProblem ? slug(err.title) : 'internal-server-error';
+      refusals.inc({ reason: known.has(reason) ? reason : 'other' });
+      throw err;
+    }
   };
 }
 
@@ -69,6 +81,7 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>, admission?: 
     ...(admission ? { admission } : {}),
   };
   const refused = refusalCounter(metrics);
+  if (admission) admissionMetrics(metrics, admission);
   const cancels = createCancelMetrics(metrics);
   const tracer = trace.getTracer(deps.config.service);
   // Auth off (no AUTH_JWT_SECRET / AUTH_JWKS_URL): each guard lets everything through.
@@ -80,6 +93,7 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>, admission?: 
   const router = new Router();
   router.post(
     '/orders',
+    refused,
     ...guard('orders:write'),
     tracedRoute(tracer, 'POST', '/orders', async (ctx) => {
       try {
@@ -88,7 +102,6 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>, admission?: 
         const problem = err instanceof HttpProblem ? err : undefined;
         const result = problem ? resultOf(problem.status) : undefined;
         if (result) orderDeps.metrics.orders(result);
-        refused(problem);
         throw err;
       }
       const result = resultOf(ctx.status);
