@@ -89,20 +89,21 @@ function interpolate(value: string, vars: Record<string, string | undefined> = {
   );
 }
 
-function interpolateAll<T>(value: T): T {
-  if (typeof value === 'string') return interpolate(value) as T;
-  if (Array.isArray(value)) return value.map((v) => interpolateAll(v)) as T;
+function interpolateAll<T>(value: T, vars: Record<string, string | undefined> = {}): T {
+  if (typeof value === 'string') return interpolate(value, vars) as T;
+  if (Array.isArray(value)) return value.map((v) => interpolateAll(v, vars)) as T;
   if (value && typeof value === 'object') {
-    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolateAll(v)])) as T;
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, interpolateAll(v, vars)])) as T;
   }
   return value;
 }
 
-function loadCompose(text: string): Compose {
+/** `vars`: the environment `docker compose up` runs in (none: every default applies). */
+function loadCompose(text: string, vars: Record<string, string | undefined> = {}): Compose {
   // Merge keys (<<: *anchor) are YAML 1.1, which compose supports.
   const doc: unknown = parse(text, { merge: true });
   if (!doc || typeof doc !== 'object' || !('services' in doc)) throw new Error('docker-compose.yml has no services');
-  return interpolateAll(doc as Compose);
+  return interpolateAll(doc as Compose, vars);
 }
 
 /** Dockerfile instructions by stage, continuation lines joined, global ARG defaults substituted in FROM. */
@@ -145,9 +146,9 @@ function parseDockerfile(text: string): Stage[] {
   return stages;
 }
 
-function loadFiles(): Files {
+function loadFiles(vars: Record<string, string | undefined> = {}): Files {
   return {
-    compose: loadCompose(readRepoFile('docker-compose.yml') ?? ''),
+    compose: loadCompose(readRepoFile('docker-compose.yml') ?? '', vars),
     stages: parseDockerfile(readRepoFile('Dockerfile') ?? ''),
     dockerignore: (readRepoFile('.dockerignore') ?? '')
       .split('\n')
@@ -665,6 +666,23 @@ describe('docker-compose.yml and the Dockerfile', () => {
 
   it('build, in the image, every path the compose commands run, as a non-root user', () => {
     expect(checkDockerfile(files)).toEqual([]);
+  });
+
+  it("pass the webhook's URL, signing secret and retry schedule from the environment to the notifier", () => {
+    const secret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+    const vars = {
+      NOTIFY_WEBHOOK_URL: 'https://hooks.example.com/orders',
+      NOTIFY_WEBHOOK_SECRET: secret,
+      NOTIFY_RETRY_SCHEDULE: '0,2s,1m',
+    };
+    const withWebhook = loadFiles(vars);
+    // In production a webhook URL without a secret is refused: the secret has to arrive.
+    expect(checkService(withWebhook, 'notifier')).toEqual([]);
+    const notifier = withWebhook.compose.services.notifier as ComposeService;
+    const config = loadConfig('notifier', { ...envOf(notifier), NODE_ENV: 'production' });
+    expect(config.notifyWebhookUrl).toBe(vars.NOTIFY_WEBHOOK_URL);
+    expect(config.notifyWebhookSecrets).toEqual([secret]);
+    expect(config.notifyRetryScheduleMs).toEqual([0, 2000, 60_000]);
   });
 
   it('run two replicas of the gateway, the processor and the notifier, none publishing a port of its own', () => {
