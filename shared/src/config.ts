@@ -19,7 +19,10 @@ export interface RedisConfig {
   minReplicas?: number;
   /** REDIS_WAIT_TIMEOUT_MS: how long that WAIT may take before the write counts as unconfirmed. */
   waitTimeoutMs?: number;
-  /** REDIS_TLS_CA: a CA certificate file (PEM) to trust for a rediss:// URL, beside the system's. */
+  /**
+   * REDIS_TLS_CA: a CA certificate file (PEM) to trust beside the system's, for a rediss:// URL
+   * or, with Sentinel, for the Sentinels and the data nodes (setting it turns TLS on there).
+   */
   tlsCa?: string;
 }
 

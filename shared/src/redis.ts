@@ -57,6 +57,22 @@ export interface RedisClientOptions {
   overrides?: RedisOptions;
 }
 
+/**
+ * The TLS options of a client. Standalone: a rediss:// URL turns TLS on by itself, and
+ * REDIS_TLS_CA adds the CA the server's certificate is checked against (ioredis's `tls` option
+ * also turns TLS on for a redis:// URL). With Sentinel the URL names no server, so TLS is on when
+ * REDIS_URL is rediss:// or REDIS_TLS_CA is set, and then for every connection: the Sentinels
+ * (`sentinelTLS`) and the primary they name (`tls`, which ioredis applies in Sentinel mode only
+ * with `enableTLSForSentinelMode`), one CA for both (docs/security.md).
+ */
+export function redisTlsOptions(cfg: RedisConfig): Pick<RedisOptions, 'tls' | 'sentinelTLS' | 'enableTLSForSentinelMode'> {
+  const ca = cfg.tlsCa ? { ca: readFileSync(cfg.tlsCa) } : undefined;
+  if (!cfg.sentinels) return ca ? { tls: ca } : {};
+  if (!ca && !cfg.url.startsWith('rediss:')) return {};
+  const tls = ca ?? {};
+  return { tls, sentinelTLS: tls, enableTLSForSentinelMode: true };
+}
+
 export function createRedis(cfg: RedisConfig, { log, overrides }: RedisClientOptions = {}): RedisClient {
   const common: RedisOptions = {
     // Fail fast while disconnected instead of queueing without bound: the gateway answers 503,
@@ -73,8 +89,7 @@ export function createRedis(cfg: RedisConfig, { log, overrides }: RedisClientOpt
     // (1, not 2): its caller treats it as an outage and retries, and a resend on the new
     // connection could not be confirmed by a WAIT anyway (see scripts/replication.ts).
     reconnectOnError: (err) => (err.message.startsWith('READONLY') ? 1 : false),
-    // REDIS_TLS_CA: rediss:// turns TLS on by itself; this adds the CA its certificate is checked against.
-    ...(cfg.tlsCa ? { tls: { ca: readFileSync(cfg.tlsCa) } } : {}),
+    ...redisTlsOptions(cfg),
     ...overrides,
   };
   const redis = cfg.sentinels
