@@ -784,7 +784,14 @@ async function main() {
     if (!versions.redis) versions = await serverVersions(redisUrl, urls[0] ?? '');
     const owned = cluster;
     // First, while the single node is fresh: the outage at the end of the last setup kills it.
-    const wait = i === 0 && settings.wait ? await runWait({ rabbitUrls: urls }, shared) : undefined;
+    // A failure here costs its own figures only (its processes and servers go at cleanup).
+    const wait =
+      i === 0 && settings.wait
+        ? await runWait({ rabbitUrls: urls }, shared).catch((/** @type {any} */ err) => {
+            say(`WAIT phase failed: ${err?.stack ?? err}`);
+            return { error: String(err?.message ?? err) };
+          })
+        : undefined;
     phases[setup.name] = await runSetup(
       setup.name,
       { redisUrl, rabbitUrls: urls },
