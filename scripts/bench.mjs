@@ -14,6 +14,10 @@
 //     at half that rate.
 // Then, on the last setup, every broker node is killed while requests keep coming: the gateway's
 // RSS before and after.
+// Before the single-node setup, what WAIT costs: against a Redis primary, its replicas and three
+// Sentinels (the services given REDIS_SENTINELS only), the gateway at saturation and the pipeline
+// draining the gateway's backlog, with REDIS_MIN_REPLICAS=1 and with 0, in interleaved rounds;
+// reported as the ratios WAIT on / WAIT off (about 90 s with the defaults).
 //
 // It starts its own throwaway Redis and RabbitMQ (scripts/local-servers.mjs) unless given
 // BENCH_REDIS_URL and BENCH_RABBITMQ_URLS (single node) / BENCH_RABBITMQ_CLUSTER_URLS. Servers given
@@ -26,7 +30,10 @@
 // BENCH_OUTAGE_RATE (200 req/s during the outage), BENCH_QUEUE_TYPE (quorum), BENCH_LOG_LEVEL
 // (info, the services' LOG_LEVEL), BENCH_CPU_PROF (a folder: the services run with --cpu-prof into
 // it), BENCH_OUT (bench/results), BENCH_KEEP_LOGS (1 keeps the services' logs), BENCH_MAX_S (900,
-// the run gives up after it). PREFETCH and PUBLISH_TIMEOUT_MS pass through to the services.
+// the run gives up after it), BENCH_WAIT (1; 0 skips the WAIT phase), BENCH_WAIT_REPLICAS (2
+// replicas in its Sentinel group), BENCH_REDIS_SENTINELS and BENCH_REDIS_SENTINEL_NAME (orders: a
+// throwaway Sentinel group to use instead of starting one). PREFETCH, PUBLISH_TIMEOUT_MS and
+// REDIS_WAIT_TIMEOUT_MS pass through to the services.
 
 import { spawn, spawnSync } from 'node:child_process';
 import { createWriteStream, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
@@ -50,7 +57,8 @@ import {
   sampleRss,
   scrapeHistograms,
 } from './bench/load.mjs';
-import { chartSvg, formatTable, medianRound, percentile, ratio, summarize, tableRows } from './bench/report.mjs';
+import { chartSvg, formatTable, medianRound, percentile, ratio, summarize, tableRows, waitRounds } from './bench/report.mjs';
+import { startSentinelGroup } from './bench/sentinels.mjs';
 
 /** @typedef {typeof import('@order-pipeline/shared')} SharedModule */
 
@@ -82,6 +90,8 @@ const settings = {
   brokerCeilingInFlight: 500,
   redisInFlight: 500,
   cpuProf: env.BENCH_CPU_PROF ? path.resolve(env.BENCH_CPU_PROF) : undefined,
+  wait: env.BENCH_WAIT !== '0',
+  waitReplicas: Math.max(1, num('BENCH_WAIT_REPLICAS', 2)),
 };
 const OUT = path.resolve(ROOT, env.BENCH_OUT ?? 'bench/results');
 const startedAt = new Date();
@@ -168,16 +178,23 @@ const ready = (port) =>
 /**
  * @param {'api-gateway' | 'order-processor' | 'notifier'} service
  * @param {{ redisUrl: string, rabbitUrls: string[] }} servers
+ * @param {Record<string, string>} [extraEnv]
+ * @param {string} [logName]  the log file's name (two processes of one service run side by side)
  */
-async function startService(service, servers) {
+async function startService(service, servers, extraEnv = {}, logName = service) {
   const port = await freePort();
   const portVar = { 'api-gateway': 'GATEWAY_PORT', 'order-processor': 'PROCESSOR_PORT', notifier: 'NOTIFIER_PORT' }[service];
-  const proc = startNode(service, `${service}/dist/main.js`, {
+  const proc = startNode(logName, `${service}/dist/main.js`, {
     REDIS_URL: servers.redisUrl,
+    // Standalone unless extraEnv names Sentinels (the WAIT phase): nothing inherited decides it.
+    REDIS_SENTINELS: '',
+    REDIS_SENTINEL_NAME: '',
+    REDIS_MIN_REPLICAS: '',
     RABBITMQ_URLS: servers.rabbitUrls.join(','),
     QUEUE_TYPE: settings.queueType,
     LOG_LEVEL: settings.logLevel,
     [portVar]: String(port),
+    ...extraEnv,
   });
   try {
     await ready(port);
@@ -539,6 +556,180 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// WAIT on and off: what REDIS_MIN_REPLICAS costs
+
+/**
+ * The gateway and the pipeline against a Sentinel group, every service configured with
+ * REDIS_SENTINELS only (no REDIS_URL), once with REDIS_MIN_REPLICAS=1 (WAIT after every announced
+ * script) and once with 0, in interleaved rounds like the saturation runs. Per run: the gateway at
+ * saturation for half a saturation run's time (its accepted orders stay in orders.queue), then a
+ * processor and a notifier of the same setting are started on that backlog and their drain rate
+ * (notifications/s, after a 1 s warm-up, until the backlog or the time is used up) is the
+ * pipeline's figure.
+ * @param {{ rabbitUrls: string[] }} broker
+ * @param {SharedModule} shared
+ */
+async function runWait(broker, shared) {
+  const name = 'WAIT';
+  const tag = `b${runId.slice(-6)}w`;
+  const D = (settings.durationS * 1000) / 2;
+  /** @type {{ name: string, sentinels: { host: string, port: number }[], env: Record<string, string>, stop?: () => Promise<void> }} */
+  let group;
+  if (env.BENCH_REDIS_SENTINELS) {
+    const list = env.BENCH_REDIS_SENTINELS.split(',').map((hp) => {
+      const [host, port] = hp.trim().split(':');
+      return { host: host ?? '127.0.0.1', port: Number(port) };
+    });
+    const groupName = env.BENCH_REDIS_SENTINEL_NAME ?? 'orders';
+    group = { name: groupName, sentinels: list, env: { REDIS_SENTINELS: env.BENCH_REDIS_SENTINELS, REDIS_SENTINEL_NAME: groupName } };
+  } else {
+    say(`${name}: starting a Redis primary, ${settings.waitReplicas} replica(s) and 3 Sentinels`);
+    const started = await startSentinelGroup({ replicas: settings.waitReplicas });
+    serverStops.push(started.stop);
+    group = started;
+  }
+  // The benchmark's own client finds the primary through the Sentinels too.
+  const redis = new Redis({ sentinels: group.sentinels, name: group.name, role: 'master', enableAutoPipelining: true });
+  const conn = await amqp.connect(broker.rabbitUrls[0] ?? '');
+  conn.on('error', () => undefined);
+  const admin = await conn.createChannel();
+  const depth = async (/** @type {string} */ q) => (await admin.checkQueue(q)).messageCount;
+  const purge = async () => {
+    await admin.purgeQueue(shared.queues.orders).catch(() => undefined);
+    await admin.purgeQueue(shared.queues.notifier).catch(() => undefined);
+  };
+  await redis.set(shared.keys.inventory(SKU), String(1e12));
+  const notified = async () => Number((await redis.get(shared.keys.stats.notificationsSent)) ?? 0);
+  const servers = { redisUrl: '', rabbitUrls: broker.rabbitUrls };
+  // REDIS_URL empty: the services can only reach Redis through the Sentinels.
+  const variantEnv = (/** @type {number} */ minReplicas) => ({ ...group.env, REDIS_URL: '', REDIS_MIN_REPLICAS: String(minReplicas) });
+  const variants = /** @type {const} */ ([
+    ['on', 1],
+    ['off', 0],
+  ]);
+  /** @type {Record<string, Awaited<ReturnType<typeof startService>>>} */
+  const gateways = {};
+  for (const [label, min] of variants) {
+    gateways[label] = await startService('api-gateway', servers, variantEnv(min), `api-gateway-wait-${label}`);
+    const warm = orderBody(`${tag}-${label}-warm`);
+    await cannon({
+      url: `http://127.0.0.1:${gateways[label]?.port}`,
+      body: (n) => warm(n).text,
+      durationMs: 1000,
+      connections: settings.connections,
+    });
+  }
+  // autocannon stops with requests in flight, each ends within the publish timeout: the queue has
+  // its backlog once it stops growing.
+  const settle = () => {
+    let last = -1;
+    return waitFor(
+      'orders.queue to settle',
+      async () => {
+        const now = await depth(shared.queues.orders);
+        const settled = now === last;
+        last = now;
+        return settled ? true : undefined;
+      },
+      30_000,
+      1000,
+    );
+  };
+  await settle();
+  await purge();
+
+  /** @param {'on' | 'off'} label @param {number} min @param {number} round */
+  const run = async (label, min, round) => {
+    const gw = /** @type {Awaited<ReturnType<typeof startService>>} */ (gateways[label]);
+    const body = orderBody(`${tag}-${label}-${round}`);
+    const gwCpu = cpuSeconds(gw.pid);
+    const measured = await cannon({
+      url: `http://127.0.0.1:${gw.port}`,
+      body: (n) => body(n).text,
+      durationMs: D,
+      connections: settings.connections,
+    });
+    const gatewayCpu = cpuPerRequest(gwCpu, cpuSeconds(gw.pid), measured.requests);
+    await settle();
+    const backlog = await depth(shared.queues.orders);
+    const before = await notified();
+    const [processor, notifier] = await Promise.all([
+      startService('order-processor', servers, variantEnv(min), `order-processor-wait-${label}-${round}`),
+      startService('notifier', servers, variantEnv(min), `notifier-wait-${label}-${round}`),
+    ]);
+    await sleep(1000);
+    const n1 = await notified();
+    const t1 = performance.now();
+    let n2 = n1;
+    let t2 = t1;
+    while (t2 - t1 < D && n2 - before < backlog) {
+      await sleep(50);
+      n2 = await notified();
+      t2 = performance.now();
+    }
+    await Promise.all([processor.stop(), notifier.stop()]);
+    await purge();
+    const pipeline = n2 > n1 && t2 > t1 ? Math.round(((n2 - n1) * 1000) / (t2 - t1)) : undefined;
+    const result = {
+      gateway: {
+        rate: measured.rate,
+        p50: measured.p50,
+        p99: measured.p99,
+        cpuUsPerRequest: gatewayCpu,
+        statusCodes: measured.statusCodes,
+      },
+      pipeline: {
+        drainRate: pipeline,
+        backlog,
+        notifiedInWindow: n2 - n1,
+        windowMs: Math.round(t2 - t1),
+        backlogUsedUp: n2 - before >= backlog,
+      },
+    };
+    say(
+      `${name} ${label}: gateway ${measured.rate} orders/s (p50 ${measured.p50} ms, p99 ${measured.p99} ms, ${gatewayCpu} CPU µs/request); pipeline drained ${pipeline} orders/s (${n2 - n1} in ${Math.round(t2 - t1)} ms of a ${backlog}-order backlog)`,
+    );
+    return result;
+  };
+
+  say(`${name}: ${settings.rounds} round(s) of WAIT on (REDIS_MIN_REPLICAS=1), WAIT off (0); ${D / 1000} s each at saturation`);
+  /** @type {{ on: any, off: any }[]} */
+  const runs = [];
+  for (let round = 0; round < settings.rounds; round++) {
+    runs.push({ on: await run('on', 1, round), off: await run('off', 0, round) });
+  }
+  await Promise.all(Object.values(gateways).map((g) => g.stop()));
+  await conn.close().catch(() => undefined);
+  redis.disconnect();
+  if (group.stop) {
+    await group.stop();
+    serverStops.splice(serverStops.indexOf(group.stop), 1);
+  }
+  const reduced = waitRounds(
+    runs.map((r) => ({
+      gatewayOn: r.on.gateway.rate,
+      gatewayOff: r.off.gateway.rate,
+      pipelineOn: r.on.pipeline.drainRate,
+      pipelineOff: r.off.pipeline.drainRate,
+    })),
+  );
+  say(
+    `${name}: WAIT on / off: gateway ${reduced.ratios.gatewayOnToOff} ${JSON.stringify(reduced.ranges.gatewayOnToOff)}, pipeline ${reduced.ratios.pipelineOnToOff} ${JSON.stringify(reduced.ranges.pipelineOnToOff)} over the rounds`,
+  );
+  return {
+    redis: env.BENCH_REDIS_SENTINELS
+      ? { given: true, sentinels: group.sentinels.length }
+      : { replicas: settings.waitReplicas, sentinels: 3, appendfsync: 'always', minReplicasToWrite: 1 },
+    waitTimeoutMs: env.REDIS_WAIT_TIMEOUT_MS ?? '500 (default)',
+    rounds: reduced.rounds,
+    rates: reduced.rates,
+    ratios: reduced.ratios,
+    ratioRanges: reduced.ranges,
+    runs,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // The run
 
 async function serverVersions(/** @type {string} */ redisUrl, /** @type {string} */ amqpUrl) {
@@ -592,6 +783,15 @@ async function main() {
     }
     if (!versions.redis) versions = await serverVersions(redisUrl, urls[0] ?? '');
     const owned = cluster;
+    // First, while the single node is fresh: the outage at the end of the last setup kills it.
+    // A failure here costs its own figures only (its processes and servers go at cleanup).
+    const wait =
+      i === 0 && settings.wait
+        ? await runWait({ rabbitUrls: urls }, shared).catch((/** @type {any} */ err) => {
+            say(`WAIT phase failed: ${err?.stack ?? err}`);
+            return { error: String(err?.message ?? err) };
+          })
+        : undefined;
     phases[setup.name] = await runSetup(
       setup.name,
       { redisUrl, rabbitUrls: urls },
@@ -599,6 +799,7 @@ async function main() {
       last,
       owned ? async () => void (await Promise.all(owned.nodes.map((n) => n.kill()))) : undefined,
     );
+    if (wait) phases[setup.name].wait = wait;
     if (owned) {
       await owned.stop();
       serverStops.splice(serverStops.indexOf(owned.stop), 1);

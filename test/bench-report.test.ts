@@ -1,7 +1,7 @@
 // The benchmark's pure parts (scripts/bench/report.mjs): the figures it prints and charts must be
 // computed right even though the benchmark itself is not part of the test run.
 import { describe, expect, it } from 'vitest';
-import { chartSvg, formatTable, medianRound, percentile, ratio, summarize, tableRows } from '../scripts/bench/report.mjs';
+import { chartSvg, formatTable, medianRound, percentile, ratio, summarize, tableRows, waitRounds } from '../scripts/bench/report.mjs';
 
 describe('benchmark report', () => {
   it('takes percentiles by nearest rank', () => {
@@ -62,5 +62,42 @@ describe('benchmark report', () => {
     const table = formatTable(tableRows({ 'single node': { ...r.median, rounds: r.rounds, ratios: r.ratios, ratioRanges: r.ranges } }));
     expect(table).toMatch(/saturation rounds\s+3/);
     expect(table).toMatch(/range over the rounds\s+0\.40-0\.55/);
+  });
+
+  it('reduces the WAIT rounds to per-round on / off ratios, their medians and ranges, and the median rates', () => {
+    // The machine slows down over the rounds: rates fall, the on / off ratios within a round hold.
+    const rounds = [
+      { gatewayOn: 900, gatewayOff: 1000, pipelineOn: 600, pipelineOff: 800 },
+      { gatewayOn: 400, gatewayOff: 500, pipelineOn: 300, pipelineOff: 500 },
+      { gatewayOn: 700, gatewayOff: 1000, pipelineOn: 700, pipelineOff: 1000 },
+    ];
+    const w = waitRounds(rounds);
+    expect(w.rounds.map((r) => r.gatewayOnToOff)).toEqual([0.9, 0.8, 0.7]);
+    expect(w.rounds.map((r) => r.pipelineOnToOff)).toEqual([0.75, 0.6, 0.7]);
+    expect(w.ratios).toEqual({ gatewayOnToOff: 0.8, pipelineOnToOff: 0.7 });
+    expect(w.ranges).toEqual({ gatewayOnToOff: [0.7, 0.9], pipelineOnToOff: [0.6, 0.75] });
+    expect(w.rates).toEqual({ gatewayOn: 700, gatewayOff: 1000, pipelineOn: 600, pipelineOff: 800 });
+    // A run with no figure (e.g. a backlog used up before the window) leaves its round out of that ratio only.
+    const partial = waitRounds([{ gatewayOn: 500, gatewayOff: 1000, pipelineOff: 800 }, rounds[1] ?? {}]);
+    expect(partial.ratios).toEqual({ gatewayOnToOff: 0.5, pipelineOnToOff: 0.6 });
+    expect(partial.ranges.pipelineOnToOff).toEqual([0.6, 0.6]);
+    expect(() => waitRounds([])).toThrow(/at least one round/);
+
+    // The rows show in the setup that carries the phase, and '-' in the others.
+    const phases = {
+      'single node': { gateway: { rate: 800 }, wait: { rounds: w.rounds, rates: w.rates, ratios: w.ratios, ratioRanges: w.ranges } },
+      '3-node cluster': { gateway: { rate: 500 } },
+    };
+    const table = formatTable(tableRows(phases));
+    expect(table).toMatch(/WAIT rounds \(Sentinel group\)\s+3\s+-/);
+    expect(table).toMatch(/gateway orders\/s, WAIT on \/ off\s+700 \/ 1000\s+-/);
+    expect(table).toMatch(/gateway WAIT on \/ off\s+0\.80\s+-\n\s+range over the WAIT rounds\s+0\.70-0\.90\s+-/);
+    expect(table).toMatch(/pipeline drain orders\/s, WAIT on \/ off\s+600 \/ 800\s+-/);
+    expect(table).toMatch(/pipeline WAIT on \/ off\s+0\.70\s+-\n\s+range over the WAIT rounds\s+0\.60-0\.75\s+-/);
+    const svg = chartSvg({ title: 't', subtitle: 's', phases });
+    expect(svg).toContain('WAIT on / off (Sentinel group, 3 rounds): gateway 0.80 (0.70-0.90) · pipeline drain 0.70 (0.60-0.75)');
+    // Without the phase (BENCH_WAIT=0) the rows stay empty and the chart has no WAIT line.
+    expect(formatTable(tableRows({ 'single node': { gateway: { rate: 800 } } }))).toMatch(/gateway WAIT on \/ off\s+-/);
+    expect(chartSvg({ title: 't', subtitle: 's', phases: { 'single node': { gateway: { rate: 800 } } } })).not.toContain('WAIT');
   });
 });

@@ -81,6 +81,49 @@ export function medianRound(rounds) {
   };
 }
 
+/**
+ * The median (nearest rank) and range of the defined values; undefined for none.
+ * @param {(number | undefined)[]} values
+ */
+function medianAndRange(values) {
+  const defined = /** @type {number[]} */ (values.filter((v) => v !== undefined));
+  return {
+    median: percentile(defined, 50),
+    range: defined.length > 0 ? /** @type {[number, number]} */ ([Math.min(...defined), Math.max(...defined)]) : undefined,
+  };
+}
+
+/**
+ * The WAIT phase's interleaved rounds (gateway and pipeline against a Sentinel group, with
+ * REDIS_MIN_REPLICAS=1 and =0) reduced to what is reported: within each round the ratios WAIT on /
+ * WAIT off (runs seconds apart), each ratio's median and range over the rounds, and each rate's
+ * median.
+ * @param {{ gatewayOn?: number, gatewayOff?: number, pipelineOn?: number, pipelineOff?: number }[]} rounds  rates per round
+ */
+export function waitRounds(rounds) {
+  if (rounds.length === 0) throw new Error('waitRounds needs at least one round');
+  const perRound = rounds.map((r) => ({
+    ...r,
+    gatewayOnToOff: ratio(r.gatewayOn, r.gatewayOff),
+    pipelineOnToOff: ratio(r.pipelineOn, r.pipelineOff),
+  }));
+  /** @type {Record<string, number | undefined>} */
+  const ratios = {};
+  /** @type {Record<string, [number, number] | undefined>} */
+  const ranges = {};
+  for (const key of /** @type {const} */ (['gatewayOnToOff', 'pipelineOnToOff'])) {
+    const m = medianAndRange(perRound.map((p) => p[key]));
+    ratios[key] = m.median;
+    ranges[key] = m.range;
+  }
+  /** @type {Record<string, number | undefined>} */
+  const rates = {};
+  for (const key of /** @type {const} */ (['gatewayOn', 'gatewayOff', 'pipelineOn', 'pipelineOff'])) {
+    rates[key] = medianAndRange(perRound.map((p) => p[key])).median;
+  }
+  return { rounds: perRound, ratios, ranges, rates };
+}
+
 /** @param {unknown} v */
 function cell(v) {
   if (v === undefined || v === null) return '-';
@@ -118,7 +161,17 @@ export function formatTable(rows) {
  *   rounds?: unknown[],
  *   ratios?: Record<string, number | undefined>,
  *   ratioRanges?: Record<string, [number, number] | undefined>,
+ *   wait?: WaitPhase,
  * }} Phase
+ */
+/**
+ * The WAIT phase as bench.mjs records it (on the single-node setup): `waitRounds` of its rounds.
+ * @typedef {{
+ *   rounds?: unknown[],
+ *   rates?: Record<string, number | undefined>,
+ *   ratios?: Record<string, number | undefined>,
+ *   ratioRanges?: Record<string, [number, number] | undefined>,
+ * }} WaitPhase
  */
 
 /**
@@ -151,12 +204,25 @@ export function tableRows(phases) {
   add('gateway / least with idempotency', (p) => p.ratios?.gatewayToLeastIdempotent);
   add('gateway / broker ceiling', (p) => p.ratios?.gatewayToBrokerCeiling);
   add('pipeline / gateway', (p) => p.ratios?.pipelineToGateway);
+  // Against a Sentinel group (primary, replicas, Sentinels), REDIS_MIN_REPLICAS=1 against =0.
+  add('WAIT rounds (Sentinel group)', (p) => p.wait?.rounds?.length);
+  add('gateway orders/s, WAIT on / off', (p) => ratePair(p.wait?.rates?.gatewayOn, p.wait?.rates?.gatewayOff));
+  add('gateway WAIT on / off', (p) => p.wait?.ratios?.gatewayOnToOff);
+  add('  range over the WAIT rounds', (p) => range(p.wait?.ratioRanges?.gatewayOnToOff));
+  add('pipeline drain orders/s, WAIT on / off', (p) => ratePair(p.wait?.rates?.pipelineOn, p.wait?.rates?.pipelineOff));
+  add('pipeline WAIT on / off', (p) => p.wait?.ratios?.pipelineOnToOff);
+  add('  range over the WAIT rounds', (p) => range(p.wait?.ratioRanges?.pipelineOnToOff));
   return rows;
 }
 
 /** @param {[number, number] | undefined} r */
 function range(r) {
   return r ? `${r[0].toFixed(2)}-${r[1].toFixed(2)}` : undefined;
+}
+
+/** @param {number | undefined} a @param {number | undefined} b */
+function ratePair(a, b) {
+  return a === undefined || b === undefined ? undefined : `${Math.round(a)} / ${Math.round(b)}`;
 }
 
 /** @param {{p50?: number, p99?: number} | undefined} l */
@@ -220,6 +286,12 @@ export function chartSvg({ title, subtitle, phases }) {
       `least gateway with idempotency / least gateway ${cell(r.leastIdempotentToLeastGateway)} · gateway / least gateway with idempotency ${cell(r.gatewayToLeastIdempotent)}`,
       `gateway p50/p99 ${cell(latencyPair(gw))} ms at saturation · end-to-end p50/p99 ${cell(latencyPair(e2e))} ms at half the sustained rate`,
     ];
+    const w = p.wait;
+    if (w?.ratios) {
+      lines.push(
+        `WAIT on / off (Sentinel group, ${w.rounds?.length ?? 0} rounds): gateway ${cell(w.ratios.gatewayOnToOff)} (${cell(range(w.ratioRanges?.gatewayOnToOff))}) · pipeline drain ${cell(w.ratios.pipelineOnToOff)} (${cell(range(w.ratioRanges?.pipelineOnToOff))})`,
+      );
+    }
     for (const line of lines) {
       y += 16;
       parts.push(`<text x="12" y="${y}" font-size="11" fill="#333">${esc(line)}</text>`);
