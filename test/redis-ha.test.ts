@@ -10,7 +10,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { keys, queues } from '@order-pipeline/shared';
 import { haveBinaries, startRabbitCluster, type RabbitCluster, type RedisServer } from '../scripts/local-servers.mjs';
-import { queueDepths } from './helpers/chaos.js';
+import { queueDepths, warningSummary } from './helpers/chaos.js';
 import {
   auditOrders,
   formatFigures,
@@ -98,7 +98,29 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('Redis high availability with Sen
         'dead-lettered': dead,
       }),
     );
+    if (audit.lost.length > 0) await explainLost(audit.lost);
     return { report, audit, dead };
+  }
+
+  /**
+   * For a failing run's log: how far the lost orders got (the processor's status, the notifier's
+   * record), the queues, and the services' warnings, so a stall can be told from a loss.
+   */
+  async function explainLost(lost: readonly string[]): Promise<void> {
+    const stages = new Map<string, number>();
+    for (const id of lost.slice(0, 200)) {
+      const [status, notice] = await Promise.all([redis.hget(keys.order(id), 'status'), redis.hget(keys.notification(id), 'status')]);
+      const stage = `order ${status ?? 'missing'}, notification ${notice ?? 'missing'}`;
+      stages.set(stage, (stages.get(stage) ?? 0) + 1);
+    }
+    const node = rabbit.nodes[0];
+    console.error(
+      [
+        `lost orders by stage: ${JSON.stringify(Object.fromEntries(stages))}`,
+        `queues: ${node ? JSON.stringify(await queueDepths(node)) : 'no node'}`,
+        ...warningSummary(pipeline.output(), 30),
+      ].join('\n'),
+    );
   }
 
   function expectWhole({ report, audit, dead }: { report: LoadReport; audit: AuditResult; dead: number }): void {
