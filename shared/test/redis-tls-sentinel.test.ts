@@ -4,7 +4,6 @@
 // deployment over TLS would, so a client must speak TLS to both: the configuration of
 // REDIS_SENTINELS + REDIS_TLS_CA reaches the primary and writes. Then the options createRedis
 // builds for each way TLS is asked for.
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,33 +11,18 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedis, loadConfig, redisReady, type RedisClient } from '@order-pipeline/shared';
 import { freePort, haveBinaries, startRedis, type RedisServer } from '../../scripts/local-servers.mjs';
 import { redisTlsOptions } from '../src/redis.js';
+import { makeCertificates, type Certificates } from '../../test/helpers/certificates.js';
 
 const bins = haveBinaries();
 let dir = '';
 const servers: RedisServer[] = [];
 let sentinelTlsPort = 0;
-let files: { ca: string; cert: string; key: string };
-
-function openssl(...args: string[]): void {
-  execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-}
-
-/** A CA and a server certificate it signed, for localhost and 127.0.0.1. */
-function makeCertificates(): { ca: string; cert: string; key: string } {
-  openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=Test CA');
-  openssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
-  writeFileSync(path.join(dir, 'san.ext'), 'subjectAltName = DNS:localhost, IP:127.0.0.1\n');
-  openssl(
-    'x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial',
-    '-out', 'server.crt', '-days', '2', '-extfile', 'san.ext',
-  ); // prettier-ignore
-  return { ca: path.join(dir, 'ca.crt'), cert: path.join(dir, 'server.crt'), key: path.join(dir, 'server.key') };
-}
+let files: Certificates;
 
 describe.skipIf(!bins.redis)('Redis over TLS through Sentinel', () => {
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'op-tls-sentinel-'));
-    files = makeCertificates();
+    files = makeCertificates(dir);
     const tls = (port: number) => [
       ['tls-port', String(port)],
       ['tls-cert-file', files.cert],
