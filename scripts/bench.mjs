@@ -60,6 +60,26 @@ import {
 import { chartSvg, formatTable, medianRound, percentile, ratio, summarize, tableRows, waitRounds } from './bench/report.mjs';
 import { startSentinelGroup } from './bench/sentinels.mjs';
 
+/**
+ * Resolves once orders.queue stops growing (two equal depths a second apart): autocannon stops
+ * with requests in flight, and each ends within the publish timeout.
+ * @param {() => Promise<number>} depth  orders.queue's depth now
+ */
+function ordersQueueSettled(depth) {
+  let last = -1;
+  return waitFor(
+    'orders.queue to settle',
+    async () => {
+      const now = await depth();
+      const settled = now === last;
+      last = now;
+      return settled ? true : undefined;
+    },
+    30_000,
+    1000,
+  );
+}
+
 /** @typedef {typeof import('@order-pipeline/shared')} SharedModule */
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -340,18 +360,7 @@ async function runSetup(name, servers, shared, withOutage, killBrokers) {
     // Nobody consumed those orders: drop them so the next run and the pipeline start from empty
     // queues. autocannon stops with requests still in flight; each ends within the publish timeout
     // (2 s by default), so wait until the queue stops growing before purging.
-    let last = -1;
-    await waitFor(
-      'orders.queue to settle',
-      async () => {
-        const now = await depth(shared.queues.orders);
-        const settled = now === last;
-        last = now;
-        return settled ? true : undefined;
-      },
-      30_000,
-      1000,
-    );
+    await ordersQueueSettled(() => depth(shared.queues.orders));
     await admin.purgeQueue(shared.queues.orders);
     say(
       `${name}: gateway ${run.rate} orders/s, p50 ${run.p50} ms, p99 ${run.p99} ms, ${run.cpuUsPerRequest} CPU µs/request, RSS max ${run.rssMaxMiB} MiB`,
@@ -621,20 +630,7 @@ async function runWait(broker, shared) {
   }
   // autocannon stops with requests in flight, each ends within the publish timeout: the queue has
   // its backlog once it stops growing.
-  const settle = () => {
-    let last = -1;
-    return waitFor(
-      'orders.queue to settle',
-      async () => {
-        const now = await depth(shared.queues.orders);
-        const settled = now === last;
-        last = now;
-        return settled ? true : undefined;
-      },
-      30_000,
-      1000,
-    );
-  };
+  const settle = () => ordersQueueSettled(() => depth(shared.queues.orders));
   await settle();
   await purge();
 
