@@ -8,7 +8,7 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { keys, queues } from '@order-pipeline/shared';
+import { keys, queues, reconnectAfterUnaskedEnd } from '@order-pipeline/shared';
 import { haveBinaries, startRabbitCluster, type RabbitCluster, type RedisServer } from '../scripts/local-servers.mjs';
 import { queueDepths, warningSummary } from './helpers/chaos.js';
 import {
@@ -158,6 +158,8 @@ describe.skipIf(!bins.redis || !bins.rabbitmq)('Redis high availability with Sen
       reconnectOnError: () => 1,
     });
     redis.on('error', () => undefined);
+    // The services' clients connect again after a failover that ended them; so does this one.
+    reconnectAfterUnaskedEnd(redis);
     for (const sku of SKUS) await redis.set(keys.inventory(sku), STOCK);
     await group.waitForReplicas(2);
     pipeline = await startServices(true);

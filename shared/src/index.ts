@@ -83,7 +83,7 @@ export {
   type Validation,
   type FieldError,
 } from './messages.js';
-export { createRedis, redisReady, type RedisClient } from './redis.js';
+export { createRedis, reconnectAfterUnaskedEnd, redisReady, type RedisClient } from './redis.js';
 export { createBatcher } from './batch.js';
 export {
   claimOrders,

@@ -107,6 +107,7 @@ export function createRedis(cfg: RedisConfig, { log, overrides }: RedisClientOpt
       })
     : new Redis(cfg.url, common);
   setReplicationPolicy(redis, { minReplicas: cfg.minReplicas ?? 0, timeoutMs: cfg.waitTimeoutMs ?? 500 });
+  reconnectAfterUnaskedEnd(redis, log);
   for (const s of loadLuaScripts()) {
     if (s.name in redis) throw new Error(`Lua script ${s.name} would replace the ioredis method of that name; rename its file`);
     redis.defineCommand(s.name, s.numberOfKeys === undefined ? { lua: s.lua } : { numberOfKeys: s.numberOfKeys, lua: s.lua });
@@ -127,6 +128,41 @@ export function createRedis(cfg: RedisConfig, { log, overrides }: RedisClientOpt
     });
   }
   return redis;
+}
+
+/** How long a client that ended without being asked to waits before it connects again. */
+const REVIVE_DELAY_MS = 200;
+
+/**
+ * Keeps a client connecting until it is closed on purpose (quit() or disconnect()). ioredis ends a
+ * client for good (status 'end', every command then fails with "Connection is closed.") when its
+ * connect is aborted while under way; with Sentinel that happens in a failover: the client is
+ * asking a Sentinel for the primary when the failover detector sees +switch-master and aborts the
+ * connect. Nothing reconnects it then, and a consumer would hold its deliveries forever. Measured
+ * 2026-12-02: 9 of 20 clients ended so in one primary kill (shared/test/redis-revive.test.ts).
+ */
+export function reconnectAfterUnaskedEnd(redis: Redis, log?: Logger): void {
+  let asked = false;
+  const disconnect = redis.disconnect.bind(redis);
+  redis.disconnect = (reconnect = false) => {
+    // ioredis itself calls disconnect(true) to reconnect (reconnectOnError): not a close.
+    if (!reconnect) asked = true;
+    disconnect(reconnect);
+  };
+  const quit = redis.quit.bind(redis) as (...args: unknown[]) => Promise<'OK'>;
+  Object.assign(redis, {
+    quit: (...args: unknown[]) => {
+      asked = true;
+      return quit(...args);
+    },
+  });
+  redis.on('end', () => {
+    if (asked) return;
+    log?.warn('redis client ended without being closed; connecting again');
+    setTimeout(() => {
+      if (!asked && redis.status === 'end') redis.connect().catch(() => undefined);
+    }, REVIVE_DELAY_MS).unref();
+  });
 }
 
 /** Resolves once Redis is ready (or rejects after timeoutMs). */
