@@ -33,7 +33,7 @@ describe.skipIf(!bins.redis)('confirmed writes (REDIS_MIN_REPLICAS=1)', () => {
     waiting = createRedis({ url: primary.url, minReplicas: 1, waitTimeoutMs: 200 });
     plain = createRedis({ url: primary.url });
     await Promise.all([redisReady(waiting), redisReady(plain)]);
-    await plain.set(keys.inventory('sku-w'), 10);
+    await plain.set(keys.inventory('sku-w'), 1000);
   });
 
   afterAll(async () => {
@@ -44,6 +44,30 @@ describe.skipIf(!bins.redis)('confirmed writes (REDIS_MIN_REPLICAS=1)', () => {
 
   it('resolves once the replica holds the decision', async () => {
     expect(await reserveOrder(waiting, order('w-1'), new Date())).toEqual({ outcome: 'created' });
+  });
+
+  const waitCalls = async () => Number(/cmdstat_wait:calls=(\d+)/.exec(await plain.info('commandstats'))?.[1] ?? 0);
+
+  it('confirmations asked for together share one WAIT, and each is confirmed', async () => {
+    const before = await waitCalls();
+    const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => reserveOrder(waiting, order(`w-many-${i}`), new Date())));
+    const used = (await waitCalls()) - before;
+    expect(replies.map((r) => r.outcome)).toEqual(Array(50).fill('created'));
+    // One per tick in which replies arrived: a few at most, not one per script (50).
+    expect(used).toBeGreaterThan(0);
+    expect(used).toBeLessThanOrEqual(5);
+  });
+
+  it('a shared WAIT that times out rejects every confirmation that shared it', async () => {
+    replica.pause();
+    try {
+      const results = await Promise.all(
+        Array.from({ length: 10 }, (_, i) => reserveOrder(waiting, order(`w-stall-${i}`), new Date()).catch((e: unknown) => e)),
+      );
+      expect(results.every((e) => e instanceof NotEnoughReplicasError)).toBe(true);
+    } finally {
+      replica.resume();
+    }
   });
 
   it('rejects with NotEnoughReplicasError while the replica is stalled; the write itself happened', async () => {

@@ -17,6 +17,8 @@ export interface ReplicationPolicy {
 interface State extends ReplicationPolicy {
   /** Counts the client's connections: a write and its WAIT must run on the same one. */
   connection: number;
+  /** The WAIT that the confirmations asked for in this tick will share, until it is sent. */
+  next?: Promise<number>;
 }
 
 const states = new WeakMap<RedisClient, State>();
@@ -58,6 +60,31 @@ export class NotEnoughReplicasError extends Error {
 }
 
 /**
+ * One WAIT for every confirmation asked for in the same tick. A WAIT blocks its connection until
+ * the replicas answer, so one WAIT per script would put a replication round trip between every two
+ * scripts of the client (measured 2026-12-02: the pipeline drained at 0.38 of its rate without
+ * WAIT). A WAIT covers every write its connection made before it, so it may be shared by every
+ * write whose reply had arrived when it is sent: those were executed first. It is sent on the
+ * next tick, once the replies that arrived together have all asked; a confirmation asked for once
+ * it is sent gets the next WAIT, never this one (its write may have come after it).
+ */
+function sharedWait(redis: RedisClient, state: State): Promise<number> {
+  if (state.next) return state.next;
+  const next = new Promise<number>((resolve, reject) => {
+    process.nextTick(() => {
+      state.next = undefined;
+      // WAIT waits for this connection's last write. A script that found its work done writes
+      // nothing (a decision made before, perhaps by another process whose WAIT failed), and its
+      // result is announced all the same: one write here, after the scripts, makes the WAIT
+      // cover everything they read. Sent together, so it costs no round trip.
+      Promise.all([redis.incr(keys.replicationMark), redis.wait(state.minReplicas, state.timeoutMs)]).then(([, n]) => resolve(n), reject);
+    });
+  });
+  state.next = next;
+  return next;
+}
+
+/**
  * Runs `write` (one script call on `redis`) and, when the client's policy asks for it, WAITs on
  * the same connection; resolves with the script's reply once enough replicas hold the write.
  * ioredis keeps one connection per client and sends commands in order, so the WAIT follows the
@@ -68,11 +95,7 @@ export async function confirmed<T>(redis: RedisClient, script: string, write: ()
   if (!state || state.minReplicas === 0) return write();
   const connection = state.connection;
   const reply = await write();
-  // WAIT waits for this connection's last write. A script that found its work done writes
-  // nothing (a decision made before, perhaps by another process whose WAIT failed), and its
-  // result is announced all the same: one write here, after the script, makes the WAIT cover
-  // everything the script read. Sent together, so it costs no round trip.
-  const [, acknowledged] = await Promise.all([redis.incr(keys.replicationMark), redis.wait(state.minReplicas, state.timeoutMs)]);
+  const acknowledged = await sharedWait(redis, state);
   if (state.connection !== connection) throw new NotEnoughReplicasError(script, acknowledged, state.minReplicas, true);
   if (acknowledged < state.minReplicas) throw new NotEnoughReplicasError(script, acknowledged, state.minReplicas);
   return reply;
