@@ -1,0 +1,106 @@
+// What each guarantee costs: the gateway and the pipeline run with it and without it (service
+// variants that differ in one setting), in interleaved rounds like the saturation runs. Per run:
+// that variant's gateway at saturation (its accepted orders stay in orders.queue, nothing consumes
+// them), then a processor and a notifier of the same variant started on that backlog; their drain
+// rate (notifications/s after a 0.5 s warm-up, until the backlog or the time is used up) is the
+// pipeline's figure. Fresh consumers each run: every variant's processor would otherwise take its
+// share of the others' backlogs.
+
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { cannon, cpuSeconds } from './load.mjs';
+
+/**
+ * @typedef {{ label: string, env: Record<string, string> }} Variant
+ * @typedef {{ port: number, pid: number | undefined, stop: () => Promise<void> }} Started
+ * @typedef {{
+ *   gateway: { rate: number, p50: number, p99: number, cpuUsPerRequest: number | undefined, statusCodes: unknown },
+ *   pipeline: { drainRate: number | undefined, backlog: number, notifiedInWindow: number, windowMs: number, backlogUsedUp: boolean },
+ * }} VariantRun
+ */
+
+/**
+ * @param {{
+ *   name: string,
+ *   variants: Variant[],
+ *   rounds: number,
+ *   durationS: number,
+ *   connections: number,
+ *   startService: (service: 'api-gateway' | 'order-processor' | 'notifier', env: Record<string, string>, logName: string) => Promise<Started>,
+ *   settle: () => Promise<unknown>,
+ *   ordersDepth: () => Promise<number>,
+ *   purge: () => Promise<void>,
+ *   notified: () => Promise<number>,
+ *   body: (label: string, round: number) => (n: number) => { id: string, text: string },
+ *   say: (m: string) => void,
+ * }} o
+ * @returns {Promise<Record<string, VariantRun>[]>} one record per round, by variant label
+ */
+export async function priceVariants(o) {
+  const D = o.durationS * 1000;
+  // Labels name files and order ids: letters, digits and dashes only.
+  const slug = (/** @type {string} */ label) => label.replace(/\W+/g, '-');
+  /** @type {Record<string, Started>} */
+  const gateways = {};
+  try {
+    for (const v of o.variants) {
+      const gw = await o.startService('api-gateway', v.env, `api-gateway-${slug(o.name)}-${slug(v.label)}`);
+      gateways[v.label] = gw;
+      const warm = o.body(`${slug(v.label)}-warm`, 0);
+      await cannon({ url: `http://127.0.0.1:${gw.port}`, body: (n) => warm(n).text, durationMs: 1000, connections: o.connections });
+    }
+    await o.settle();
+    await o.purge();
+
+    /** @param {Variant} v @param {number} round @returns {Promise<VariantRun>} */
+    const run = async (v, round) => {
+      const gw = /** @type {Started} */ (gateways[v.label]);
+      const body = o.body(slug(v.label), round);
+      const cpu0 = cpuSeconds(gw.pid);
+      const m = await cannon({ url: `http://127.0.0.1:${gw.port}`, body: (n) => body(n).text, durationMs: D, connections: o.connections });
+      const cpu1 = cpuSeconds(gw.pid);
+      const cpuUsPerRequest =
+        cpu0 === undefined || cpu1 === undefined || m.requests === 0 ? undefined : Math.round(((cpu1 - cpu0) / m.requests) * 1e6);
+      await o.settle();
+      const backlog = await o.ordersDepth();
+      const before = await o.notified();
+      const consumers = await Promise.all([
+        o.startService('order-processor', v.env, `order-processor-${slug(o.name)}-${slug(v.label)}-${round}`),
+        o.startService('notifier', v.env, `notifier-${slug(o.name)}-${slug(v.label)}-${round}`),
+      ]);
+      await sleep(500);
+      const n1 = await o.notified();
+      const t1 = performance.now();
+      let n2 = n1;
+      let t2 = t1;
+      while (t2 - t1 < D && n2 - before < backlog) {
+        await sleep(50);
+        n2 = await o.notified();
+        t2 = performance.now();
+      }
+      await Promise.all(consumers.map((c) => c.stop()));
+      await o.purge();
+      const drainRate = n2 > n1 && t2 > t1 ? Math.round(((n2 - n1) * 1000) / (t2 - t1)) : undefined;
+      o.say(
+        `${o.name} ${v.label}: gateway ${m.rate} orders/s (p50 ${m.p50} ms, p99 ${m.p99} ms, ${cpuUsPerRequest} CPU µs/request); pipeline drained ${drainRate} orders/s (${n2 - n1} in ${Math.round(t2 - t1)} ms of a ${backlog}-order backlog)`,
+      );
+      return {
+        gateway: { rate: m.rate, p50: m.p50, p99: m.p99, cpuUsPerRequest, statusCodes: m.statusCodes },
+        pipeline: { drainRate, backlog, notifiedInWindow: n2 - n1, windowMs: Math.round(t2 - t1), backlogUsedUp: n2 - before >= backlog },
+      };
+    };
+
+    o.say(`${o.name}: ${o.rounds} round(s) of ${o.variants.map((v) => v.label).join(', ')}; ${o.durationS} s each at saturation`);
+    /** @type {Record<string, VariantRun>[]} */
+    const rounds = [];
+    for (let round = 0; round < o.rounds; round++) {
+      /** @type {Record<string, VariantRun>} */
+      const r = {};
+      for (const v of o.variants) r[v.label] = await run(v, round);
+      rounds.push(r);
+    }
+    return rounds;
+  } finally {
+    await Promise.all(Object.values(gateways).map((g) => g.stop()));
+  }
+}
