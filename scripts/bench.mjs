@@ -46,6 +46,7 @@ import {
   orderBody,
   queueSettled,
   redisSetNxRate,
+  rotate,
   rssMiB,
   sampleRss,
   scrapeHistograms,
@@ -371,12 +372,18 @@ async function runSetup(name, servers, shared, serverPids, killBrokers) {
     };
     /** @type {{ leastGateway: any, leastGatewayIdempotent: any, gateway: any }[]} */
     const rounds = [];
+    /** @type {[keyof (typeof rounds)[number], string, { pid: number | undefined, port: number }, string][]} */
+    const runs = [
+      ['leastGateway', 'least gateway', least, scratch],
+      ['leastGatewayIdempotent', 'least gateway with idempotency', leastIdem, scratch],
+      ['gateway', 'gateway', gateway, shared.queues.orders],
+    ];
     for (let round = 0; round < settings.rounds; round++) {
-      rounds.push({
-        leastGateway: await saturate('least gateway', least, scratch, round),
-        leastGatewayIdempotent: await saturate('least gateway with idempotency', leastIdem, scratch, round),
-        gateway: await saturate('gateway', gateway, shared.queues.orders, round),
-      });
+      /** @type {Record<string, any>} */
+      const r = {};
+      // Each round starts with the next door: none always runs after the same one.
+      for (const [key, label, door, queue] of rotate(runs, round)) r[key] = await saturate(label, door, queue, round);
+      rounds.push(/** @type {(typeof rounds)[number]} */ (r));
     }
     await Promise.all([least.stop(), leastIdem.stop()]);
     const saturation = medianRound(rounds);
@@ -519,7 +526,7 @@ async function runSetup(name, servers, shared, serverPids, killBrokers) {
       cpuPerOrderToLeast: pr.cpuPerOrderToLeast.range,
     });
     result.pipelineRounds = pr.rounds;
-    result.goals = goals(saturation, pr);
+    result.goals = goals({ ratios: saturation.ratios, ratioRanges: saturation.ranges }, pr);
     const fmt = (/** @type {any} */ h) => (h?.count ? `mean ${h.meanMs} p50 ${h.p50Ms} p99 ${h.p99Ms}` : 'none');
     say(
       `${name}: pipeline stages (ms) at ${halfRate}/s: ${Object.entries(stages)

@@ -316,3 +316,16 @@ export function queueSettled(depth) {
     500,
   );
 }
+
+/**
+ * `list` rotated left by `by`: interleaved rounds start each with the next entry, so no run
+ * always follows the same other one (a purge's or a drain's after-effects fall on each in turn).
+ * @template T
+ * @param {T[]} list
+ * @param {number} by
+ * @returns {T[]}
+ */
+export function rotate(list, by) {
+  const k = list.length === 0 ? 0 : by % list.length;
+  return [...list.slice(k), ...list.slice(0, k)];
+}

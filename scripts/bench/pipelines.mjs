@@ -5,7 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { waitFor } from '../poll.mjs';
-import { cpuSeconds, paced } from './load.mjs';
+import { cpuSeconds, paced, rotate } from './load.mjs';
 import { summarize } from './report.mjs';
 
 /**
@@ -140,7 +140,8 @@ export async function fixedRateStep(p, { rate, stepS, body, e2e = false }) {
 
 /**
  * The sustained rate of each pipeline: a bisection between 0 and its door's rate, the pipelines'
- * probes interleaved (probe 1 of each, then probe 2 of each, ...) so both see the same machine.
+ * probes interleaved (probe 1 of each, then probe 2 of each, ..., each probe starting with the
+ * next pipeline) so both see the same machine.
  * Resolution: the door's rate / 2^probes; the sustained rate lies in [sustainedRate, notSustainedRate).
  * @param {Pipeline[]} pipelines
  * @param {{ probes: number, stepS: number, body: (label: string, probe: number) => (n: number) => { id: string, text: string }, say: (m: string) => void }} o
@@ -148,7 +149,7 @@ export async function fixedRateStep(p, { rate, stepS, body, e2e = false }) {
 export async function bisect(pipelines, { probes, stepS, body, say }) {
   const state = pipelines.map((p) => ({ p, lo: 0, hi: p.door, probes: /** @type {any[]} */ ([]) }));
   for (let i = 0; i < probes; i++) {
-    for (const s of state) {
+    for (const s of rotate(state, i)) {
       const rate = Math.max(10, Math.round((s.lo + s.hi) / 2));
       const r = await fixedRateStep(s.p, { rate, stepS, body: body(s.p.label, i) });
       s.probes.push(r);
@@ -163,8 +164,8 @@ export async function bisect(pipelines, { probes, stepS, body, say }) {
 }
 
 /**
- * `rounds` interleaved rounds of one fixed-rate step per pipeline at the same `rate`, each with its
- * end-to-end latency (request start to notification) and CPU per order.
+ * `rounds` interleaved rounds of one fixed-rate step per pipeline at the same `rate` (each round
+ * starting with the next pipeline), each with its end-to-end latency (request start to notification) and CPU per order.
  * @param {Pipeline[]} pipelines
  * @param {{ rounds: number, rate: number, stepS: number, body: (label: string, round: number) => (n: number) => { id: string, text: string }, say: (m: string) => void }} o
  */
@@ -174,7 +175,7 @@ export async function latencyRounds(pipelines, { rounds, rate, stepS, body, say 
   for (let round = 0; round < rounds; round++) {
     /** @type {Record<string, any>} */
     const r = {};
-    for (const p of pipelines) {
+    for (const p of rotate(pipelines, round)) {
       const s = await fixedRateStep(p, { rate, stepS, body: body(p.label, round), e2e: true });
       r[p.label] = s;
       say(

@@ -4,11 +4,12 @@
 // them), then a processor and a notifier of the same variant started on that backlog; their drain
 // rate (notifications/s after a 0.5 s warm-up, until the backlog or the time is used up) is the
 // pipeline's figure. Fresh consumers each run: every variant's processor would otherwise take its
-// share of the others' backlogs.
+// share of the others' backlogs. Each round starts with the next variant (round 1: a, b, c; round
+// 2: b, c, a; ...), so none always runs after the same one.
 
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cannon, cpuSeconds } from './load.mjs';
+import { cannon, cpuSeconds, rotate } from './load.mjs';
 
 /**
  * @typedef {{ label: string, env: Record<string, string> }} Variant
@@ -96,7 +97,8 @@ export async function priceVariants(o) {
     for (let round = 0; round < o.rounds; round++) {
       /** @type {Record<string, VariantRun>} */
       const r = {};
-      for (const v of o.variants) r[v.label] = await run(v, round);
+      // Each round starts with the next variant: no variant always follows the same one.
+      for (const v of rotate(o.variants, round)) r[v.label] = await run(v, round);
       rounds.push(r);
     }
     return rounds;
