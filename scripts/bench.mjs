@@ -597,10 +597,10 @@ async function outage(name, gateway, killBrokers, tag) {
 /**
  * Runs priceVariants on one Redis (standalone or a Sentinel group) and the broker.
  * @param {string} name
- * @param {{ redis: Redis, servers: Servers, variants: import('./bench/price.mjs').Variant[] }} o
+ * @param {{ redis: Redis, servers: Servers, serverPids: Record<string, number[]>, variants: import('./bench/price.mjs').Variant[] }} o
  * @param {SharedModule} shared
  */
-async function priceOn(name, { redis, servers, variants }, shared) {
+async function priceOn(name, { redis, servers, serverPids, variants }, shared) {
   const tag = `b${runId.slice(-6)}${name.replace(/\W+/g, '').slice(0, 4)}`;
   const conn = await amqp.connect(servers.rabbitUrls[0] ?? '');
   conn.on('error', () => undefined);
@@ -614,6 +614,7 @@ async function priceOn(name, { redis, servers, variants }, shared) {
       rounds: settings.priceRounds,
       durationS: settings.priceS,
       connections: settings.connections,
+      serverPids,
       startService: (service, extraEnv, logName) => startService(service, servers, extraEnv, logName),
       settle: () => queueSettled(depth),
       ordersDepth: depth,
@@ -635,9 +636,10 @@ async function priceOn(name, { redis, servers, variants }, shared) {
  * services as configured by default, with BENCH_SKIP_HISTORY_INDEX=1, and with
  * OTEL_EXPORTER_OTLP_ENDPOINT at a sink this run starts.
  * @param {Servers} servers
+ * @param {Record<string, number[]>} serverPids
  * @param {SharedModule} shared
  */
-async function priceStandalone(servers, shared) {
+async function priceStandalone(servers, serverPids, shared) {
   const sink = await startListening('otlp-sink', 'scripts/bench/otlp-sink.mjs', {});
   const redis = new Redis(servers.redisUrl, { enableAutoPipelining: true });
   try {
@@ -646,6 +648,7 @@ async function priceStandalone(servers, shared) {
       {
         redis,
         servers,
+        serverPids,
         variants: [
           { label: 'default', env: {} },
           { label: 'no history or index', env: { BENCH_SKIP_HISTORY_INDEX: '1' } },
@@ -669,10 +672,11 @@ async function priceStandalone(servers, shared) {
  * docs/high-availability.md recommends), every service given REDIS_SENTINELS only (REDIS_URL
  * empty), with REDIS_MIN_REPLICAS=1 and with 0.
  * @param {Servers} broker
+ * @param {number[]} beamPids  the broker's, when this run started it
  * @param {SharedModule} shared
  */
-async function priceWait(broker, shared) {
-  /** @type {{ name: string, sentinels: { host: string, port: number }[], env: Record<string, string>, stop?: () => Promise<void> }} */
+async function priceWait(broker, beamPids, shared) {
+  /** @type {{ name: string, sentinels: { host: string, port: number }[], dataPorts?: number[], env: Record<string, string>, stop?: () => Promise<void> }} */
   let group;
   if (env.BENCH_REDIS_SENTINELS) {
     const list = env.BENCH_REDIS_SENTINELS.split(',').map((hp) => {
@@ -690,12 +694,17 @@ async function priceWait(broker, shared) {
   // The benchmark's own client finds the primary through the Sentinels too.
   const redis = new Redis({ sentinels: group.sentinels, name: group.name, role: 'master', enableAutoPipelining: true });
   const variantEnv = (/** @type {number} */ minReplicas) => ({ ...group.env, REDIS_URL: '', REDIS_MIN_REPLICAS: String(minReplicas) });
+  // The primary and the replicas count (a WAIT is the replicas' work too); a given group does not.
+  const dataPids = group.dataPorts ? await Promise.all(group.dataPorts.map((port) => redisPid(`redis://127.0.0.1:${port}`))) : [];
+  /** @type {Record<string, number[]>} */
+  const serverPids = dataPids.length > 0 && beamPids.length > 0 ? { redis: dataPids, rabbitmq: beamPids } : {};
   try {
     const rounds = await priceOn(
       'WAIT',
       {
         redis,
         servers: { redisUrl: '', rabbitUrls: broker.rabbitUrls },
+        serverPids,
         variants: [
           { label: 'on', env: variantEnv(1) },
           { label: 'off', env: variantEnv(0) },
@@ -720,9 +729,10 @@ async function priceWait(broker, shared) {
  * The price phases, before the single-node setup (its outage, when asked for, kills the node). A
  * failure costs its own figures only (its processes and servers go at cleanup).
  * @param {Servers} servers
+ * @param {{ redis: number[], rabbitmq: number[] } | undefined} serverPids  of the servers this run started
  * @param {SharedModule} shared
  */
-async function runPricing(servers, shared) {
+async function runPricing(servers, serverPids, shared) {
   /** @type {Record<string, any>} */
   const phase = {};
   /** @type {ReturnType<typeof guaranteeCost>[]} */
@@ -732,7 +742,7 @@ async function runPricing(servers, shared) {
     return { error: String(err?.message ?? err) };
   };
   if (settings.price) {
-    phase.standalone = await priceStandalone(servers, shared).catch(failed('history/tracing pricing'));
+    phase.standalone = await priceStandalone(servers, serverPids ? { ...serverPids } : {}, shared).catch(failed('history/tracing pricing'));
     if (phase.standalone.rounds) {
       prices.push(
         guaranteeCost(phase.standalone.rounds, { guarantee: 'history and index writes', with: 'default', without: 'no history or index' }),
@@ -741,7 +751,7 @@ async function runPricing(servers, shared) {
     }
   }
   if (settings.wait) {
-    phase.wait = await priceWait(servers, shared).catch(failed('WAIT pricing'));
+    phase.wait = await priceWait(servers, serverPids?.rabbitmq ?? [], shared).catch(failed('WAIT pricing'));
     if (phase.wait.rounds)
       prices.push(guaranteeCost(phase.wait.rounds, { guarantee: 'WAIT (Sentinel group)', with: 'on', without: 'off' }));
   }
@@ -824,13 +834,14 @@ async function main() {
     }
     if (!versions.redis) versions = await serverVersions(redisUrl, urls[0] ?? '');
     const servers = { redisUrl, rabbitUrls: urls };
-    if (i === 0 && (settings.price || settings.wait)) pricing = await runPricing(servers, shared);
+    const serverPids = redisPids.length > 0 && beamPids.length > 0 ? { redis: redisPids, rabbitmq: beamPids } : undefined;
+    if (i === 0 && (settings.price || settings.wait)) pricing = await runPricing(servers, serverPids, shared);
     const owned = cluster;
     phases[setup.name] = await runSetup(
       setup.name,
       servers,
       shared,
-      redisPids.length > 0 && beamPids.length > 0 ? { redis: redisPids, rabbitmq: beamPids } : undefined,
+      serverPids,
       last && owned ? async () => void (await Promise.all(owned.nodes.map((n) => n.kill()))) : undefined,
     );
     if (owned) await stopServer(owned.stop);

@@ -96,10 +96,18 @@ describe('benchmark report', () => {
     const partial = guaranteeCost([{ on: run(500), off: run(1000, 800) }, rounds[1] ?? {}], { guarantee: 'x', with: 'on', without: 'off' });
     expect(partial).toMatchObject({ gatewayCostPct: 20, pipelineCostPct: 40, pipelineCostRange: [40, 40] });
     expect(costPct(1100, 1000)).toBe(-10);
+    // By CPU per order: 250 µs with it against 200 without allows a fifth less rate.
+    expect(costPct(250, 200, true)).toBe(20);
+    const cpu = (gateway: number, pipeline: number) => ({
+      gateway: { rate: 1, cpuUsPerOrder: { total: gateway } },
+      pipeline: { drainRate: 1, cpuUsPerOrder: { total: pipeline } },
+    });
+    const byCpu = guaranteeCost([{ on: cpu(250, 500), off: cpu(200, 400) }], { guarantee: 'x', with: 'on', without: 'off' });
+    expect(byCpu).toMatchObject({ gatewayCostPct: 0, gatewayCpuCostPct: 20, pipelineCpuCostPct: 20, pipelineCpuCostRange: [20, 20] });
     expect(costPct(5, undefined)).toBeUndefined();
     expect(() => guaranteeCost([], { guarantee: 'x', with: 'on', without: 'off' })).toThrow(/at least one round/);
     const table = formatTable(priceRows([p]));
-    expect(table).toMatch(/WAIT \(on \/ off\)\s+10\.0\s+5\.0 to 20\.0\s+30\.0\s+25\.0 to 40\.0\s+<= 10 %\s+FAIL/);
+    expect(table).toMatch(/WAIT \(on \/ off\)\s+10\.0\s+5\.0 to 20\.0\s+30\.0\s+25\.0 to 40\.0\s+<= 10 %\s+FAIL\s+-\s+-/);
     const svg = chartSvg({ title: 't', subtitle: 's', phases: {}, prices: [p] });
     expect(svg).toContain('WAIT: gateway 10.0 % (5.0 to 20.0) · pipeline 30.0 % (25.0 to 40.0)');
     expect(chartSvg({ title: 't', subtitle: 's', phases: {} })).not.toContain('guarantee');

@@ -3,20 +3,23 @@
 // that variant's gateway at saturation (its accepted orders stay in orders.queue, nothing consumes
 // them), then a processor and a notifier of the same variant started on that backlog; their drain
 // rate (notifications/s after a 0.5 s warm-up, until the backlog or the time is used up) is the
-// pipeline's figure. Fresh consumers each run: every variant's processor would otherwise take its
+// pipeline's figure. Next to each rate, the CPU per order of the gateway with the servers (Redis,
+// RabbitMQ) and of the consumers with the servers: steadier than rates when other work shares
+// the machine. Fresh consumers each run: every variant's processor would otherwise take its
 // share of the others' backlogs. Each round starts with the next variant (round 1: a, b, c; round
 // 2: b, c, a; ...), so none always runs after the same one.
 
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cannon, cpuSeconds, rotate } from './load.mjs';
+import { cannon, rotate } from './load.mjs';
+import { cpuByRole, cpuPerOrder } from './pipelines.mjs';
 
 /**
  * @typedef {{ label: string, env: Record<string, string> }} Variant
  * @typedef {{ port: number, pid: number | undefined, stop: () => Promise<void> }} Started
  * @typedef {{
- *   gateway: { rate: number, p50: number, p99: number, cpuUsPerRequest: number | undefined, statusCodes: unknown },
- *   pipeline: { drainRate: number | undefined, backlog: number, notifiedInWindow: number, windowMs: number, backlogUsedUp: boolean },
+ *   gateway: { rate: number, p50: number, p99: number, cpuUsPerRequest: number | undefined, cpuUsPerOrder: Record<string, number | undefined>, statusCodes: unknown },
+ *   pipeline: { drainRate: number | undefined, cpuUsPerOrder: Record<string, number | undefined>, backlog: number, notifiedInWindow: number, windowMs: number, backlogUsedUp: boolean },
  * }} VariantRun
  */
 
@@ -27,6 +30,7 @@ import { cannon, cpuSeconds, rotate } from './load.mjs';
  *   rounds: number,
  *   durationS: number,
  *   connections: number,
+ *   serverPids: Record<string, number[]>,
  *   startService: (service: 'api-gateway' | 'order-processor' | 'notifier', env: Record<string, string>, logName: string) => Promise<Started>,
  *   settle: () => Promise<unknown>,
  *   ordersDepth: () => Promise<number>,
@@ -57,11 +61,13 @@ export async function priceVariants(o) {
     const run = async (v, round) => {
       const gw = /** @type {Started} */ (gateways[v.label]);
       const body = o.body(slug(v.label), round);
-      const cpu0 = cpuSeconds(gw.pid);
+      // CPU of the gateway and of the servers (their work for it counts too: a WAIT is work for
+      // the replicas), per request.
+      const gwRoles = { gateway: gw.pid ? [gw.pid] : [], ...o.serverPids };
+      const cpu0 = cpuByRole(gwRoles);
       const m = await cannon({ url: `http://127.0.0.1:${gw.port}`, body: (n) => body(n).text, durationMs: D, connections: o.connections });
-      const cpu1 = cpuSeconds(gw.pid);
-      const cpuUsPerRequest =
-        cpu0 === undefined || cpu1 === undefined || m.requests === 0 ? undefined : Math.round(((cpu1 - cpu0) / m.requests) * 1e6);
+      const gwCpu = cpuPerOrder(cpu0, cpuByRole(gwRoles), m.requests);
+      const cpuUsPerRequest = gwCpu.gateway;
       await o.settle();
       const backlog = await o.ordersDepth();
       const before = await o.notified();
@@ -70,7 +76,13 @@ export async function priceVariants(o) {
         o.startService('notifier', v.env, `notifier-${slug(o.name)}-${slug(v.label)}-${round}`),
       ]);
       await sleep(500);
+      const pipeRoles = {
+        processor: consumers[0].pid ? [consumers[0].pid] : [],
+        notifier: consumers[1].pid ? [consumers[1].pid] : [],
+        ...o.serverPids,
+      };
       const n1 = await o.notified();
+      const pipeCpu0 = cpuByRole(pipeRoles);
       const t1 = performance.now();
       let n2 = n1;
       let t2 = t1;
@@ -79,15 +91,23 @@ export async function priceVariants(o) {
         n2 = await o.notified();
         t2 = performance.now();
       }
+      const pipeCpu = cpuPerOrder(pipeCpu0, cpuByRole(pipeRoles), n2 - n1);
       await Promise.all(consumers.map((c) => c.stop()));
       await o.purge();
       const drainRate = n2 > n1 && t2 > t1 ? Math.round(((n2 - n1) * 1000) / (t2 - t1)) : undefined;
       o.say(
-        `${o.name} ${v.label}: gateway ${m.rate} orders/s (p50 ${m.p50} ms, p99 ${m.p99} ms, ${cpuUsPerRequest} CPU µs/request); pipeline drained ${drainRate} orders/s (${n2 - n1} in ${Math.round(t2 - t1)} ms of a ${backlog}-order backlog)`,
+        `${o.name} ${v.label}: gateway ${m.rate} orders/s (p50 ${m.p50} ms, p99 ${m.p99} ms, CPU µs/request ${cpuUsPerRequest}, with the servers' ${gwCpu.total}); pipeline drained ${drainRate} orders/s (${n2 - n1} in ${Math.round(t2 - t1)} ms of a ${backlog}-order backlog; CPU µs/order ${pipeCpu.total})`,
       );
       return {
-        gateway: { rate: m.rate, p50: m.p50, p99: m.p99, cpuUsPerRequest, statusCodes: m.statusCodes },
-        pipeline: { drainRate, backlog, notifiedInWindow: n2 - n1, windowMs: Math.round(t2 - t1), backlogUsedUp: n2 - before >= backlog },
+        gateway: { rate: m.rate, p50: m.p50, p99: m.p99, cpuUsPerRequest, cpuUsPerOrder: gwCpu, statusCodes: m.statusCodes },
+        pipeline: {
+          drainRate,
+          cpuUsPerOrder: pipeCpu,
+          backlog,
+          notifiedInWindow: n2 - n1,
+          windowMs: Math.round(t2 - t1),
+          backlogUsedUp: n2 - before >= backlog,
+        },
       };
     };
 

@@ -95,13 +95,15 @@ export function medianAndRange(values) {
 
 /**
  * What a guarantee costs, in % of the rate without it: 100 * (1 - with / without), to 0.1;
- * undefined when either is missing. Negative when the run with it came out faster.
+ * undefined when either is missing. Negative when the run with it came out faster. For CPU per
+ * order (`perOrder`), the rate the CPU alone would allow: 100 * (1 - without / with).
  * @param {number | undefined} withIt
  * @param {number | undefined} without
+ * @param {boolean} [perOrder]
  */
-export function costPct(withIt, without) {
-  if (withIt === undefined || without === undefined || !without) return undefined;
-  return Math.round((1 - withIt / without) * 1000) / 10;
+export function costPct(withIt, without, perOrder = false) {
+  if (withIt === undefined || without === undefined || !without || !withIt) return undefined;
+  return Math.round((1 - (perOrder ? without / withIt : withIt / without)) * 1000) / 10;
 }
 
 /** The most a guarantee may cost, in % of the gateway's or the pipeline's rate (issue 16). */
@@ -111,7 +113,8 @@ export const GUARANTEE_GOAL_PCT = 10;
  * One guarantee priced from priceVariants' rounds: within each round, the cost of the variant with
  * it against the one without (runs seconds apart), for the gateway's saturation rate and the
  * pipeline's drain rate; each cost's median and range over the rounds against the goal.
- * @param {Record<string, { gateway?: { rate?: number }, pipeline?: { drainRate?: number } } | undefined>[]} rounds
+ * Next to it, the cost the CPU per order implies (gateway and servers; consumers and servers).
+ * @param {Record<string, { gateway?: { rate?: number, cpuUsPerOrder?: { total?: number } }, pipeline?: { drainRate?: number, cpuUsPerOrder?: { total?: number } } } | undefined>[]} rounds
  * @param {{ guarantee: string, with: string, without: string }} pair  variant labels
  */
 export function guaranteeCost(rounds, pair) {
@@ -126,10 +129,15 @@ export function guaranteeCost(rounds, pair) {
       pipelineWith: on?.pipeline?.drainRate,
       pipelineWithout: off?.pipeline?.drainRate,
       pipelineCostPct: costPct(on?.pipeline?.drainRate, off?.pipeline?.drainRate),
+      // CPU-bound, the rate goes as 1 / CPU per order: the cost the CPU alone implies.
+      gatewayCpuCostPct: costPct(on?.gateway?.cpuUsPerOrder?.total, off?.gateway?.cpuUsPerOrder?.total, true),
+      pipelineCpuCostPct: costPct(on?.pipeline?.cpuUsPerOrder?.total, off?.pipeline?.cpuUsPerOrder?.total, true),
     };
   });
   const gateway = medianAndRange(perRound.map((p) => p.gatewayCostPct));
   const pipeline = medianAndRange(perRound.map((p) => p.pipelineCostPct));
+  const gatewayCpu = medianAndRange(perRound.map((p) => p.gatewayCpuCostPct));
+  const pipelineCpu = medianAndRange(perRound.map((p) => p.pipelineCpuCostPct));
   const pass = (/** @type {number | undefined} */ v) => (v === undefined ? undefined : v <= GUARANTEE_GOAL_PCT);
   return {
     ...pair,
@@ -140,6 +148,10 @@ export function guaranteeCost(rounds, pair) {
     pipelineCostPct: pipeline.median,
     pipelineCostRange: pipeline.range,
     pipelinePass: pass(pipeline.median),
+    gatewayCpuCostPct: gatewayCpu.median,
+    gatewayCpuCostRange: gatewayCpu.range,
+    pipelineCpuCostPct: pipelineCpu.median,
+    pipelineCpuCostRange: pipelineCpu.range,
     rounds: perRound,
   };
 }
@@ -321,7 +333,19 @@ export function goalRows(list) {
  */
 export function priceRows(prices) {
   /** @type {unknown[][]} */
-  const rows = [['guarantee (with / without)', 'gateway cost %', 'range', 'pipeline cost %', 'range', `goal`, 'result']];
+  const rows = [
+    [
+      'guarantee (with / without)',
+      'gateway cost %',
+      'range',
+      'pipeline cost %',
+      'range',
+      'goal',
+      'result',
+      'by CPU: gateway %',
+      'pipeline %',
+    ],
+  ];
   for (const p of prices) {
     const pass = p.gatewayPass === undefined || p.pipelinePass === undefined ? undefined : p.gatewayPass && p.pipelinePass;
     rows.push([
@@ -332,6 +356,8 @@ export function priceRows(prices) {
       range(p.pipelineCostRange, 1),
       `<= ${p.goalPct} %`,
       passText(pass),
+      pct(p.gatewayCpuCostPct),
+      pct(p.pipelineCpuCostPct),
     ]);
   }
   return rows;
@@ -436,7 +462,7 @@ export function chartSvg({ title, subtitle, phases, prices = [] }) {
     for (const pr of prices) {
       const pass = pr.gatewayPass === undefined || pr.pipelinePass === undefined ? undefined : pr.gatewayPass && pr.pipelinePass;
       text(
-        `${pr.guarantee}: gateway ${pct(pr.gatewayCostPct)} % (${cell(range(pr.gatewayCostRange, 1))}) · pipeline ${pct(pr.pipelineCostPct)} % (${cell(range(pr.pipelineCostRange, 1))})`,
+        `${pr.guarantee}: gateway ${pct(pr.gatewayCostPct)} % (${cell(range(pr.gatewayCostRange, 1))}) · pipeline ${pct(pr.pipelineCostPct)} % (${cell(range(pr.pipelineCostRange, 1))}) · by CPU per order ${pct(pr.gatewayCpuCostPct)} %, ${pct(pr.pipelineCpuCostPct)} %`,
         pass === false ? '#c92a2a' : '#2b8a3e',
       );
     }
