@@ -745,7 +745,13 @@ async function runPricing(servers, serverPids, shared) {
     phase.standalone = await priceStandalone(servers, serverPids ? { ...serverPids } : {}, shared).catch(failed('history/tracing pricing'));
     if (phase.standalone.rounds) {
       prices.push(
-        guaranteeCost(phase.standalone.rounds, { guarantee: 'history and index writes', with: 'default', without: 'no history or index' }),
+        guaranteeCost(phase.standalone.rounds, {
+          guarantee: 'history and index writes',
+          with: 'default',
+          without: 'no history or index',
+          // BENCH_SKIP_HISTORY_INDEX covers lib/order.lua's users; accept-n.lua writes its own.
+          gateway: false,
+        }),
       );
       prices.push(guaranteeCost(phase.standalone.rounds, { guarantee: 'tracing with an exporter', with: 'exporter', without: 'default' }));
     }

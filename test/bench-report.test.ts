@@ -104,6 +104,10 @@ describe('benchmark report', () => {
     });
     const byCpu = guaranteeCost([{ on: cpu(250, 500), off: cpu(200, 400) }], { guarantee: 'x', with: 'on', without: 'off' });
     expect(byCpu).toMatchObject({ gatewayCostPct: 0, gatewayCpuCostPct: 20, pipelineCpuCostPct: 20, pipelineCpuCostRange: [20, 20] });
+    // A switch that leaves the gateway as it is prices the pipeline only.
+    const pipelineOnly = guaranteeCost(rounds, { guarantee: 'history', with: 'on', without: 'off', gateway: false });
+    expect(pipelineOnly).toMatchObject({ gatewayCostPct: undefined, gatewayPass: undefined, pipelineCostPct: 30, pipelinePass: false });
+    expect(formatTable(priceRows([pipelineOnly]))).toMatch(/history \(on \/ off\)\s+-\s+-\s+30\.0\s+25\.0 to 40\.0\s+<= 10 %\s+FAIL/);
     expect(costPct(5, undefined)).toBeUndefined();
     expect(() => guaranteeCost([], { guarantee: 'x', with: 'on', without: 'off' })).toThrow(/at least one round/);
     const table = formatTable(priceRows([p]));
