@@ -107,6 +107,9 @@ describe('benchmark report', () => {
     // A switch that leaves the gateway as it is prices the pipeline only.
     const pipelineOnly = guaranteeCost(rounds, { guarantee: 'history', with: 'on', without: 'off', gateway: false });
     expect(pipelineOnly).toMatchObject({ gatewayCostPct: undefined, gatewayPass: undefined, pipelineCostPct: 30, pipelinePass: false });
+    expect(chartSvg({ title: 't', subtitle: 's', phases: {}, prices: [pipelineOnly] })).toContain(
+      'history: gateway not covered · pipeline 30.0 %',
+    );
     expect(formatTable(priceRows([pipelineOnly]))).toMatch(/history \(on \/ off\)\s+-\s+-\s+30\.0\s+25\.0 to 40\.0\s+<= 10 %\s+FAIL/);
     expect(costPct(5, undefined)).toBeUndefined();
     expect(() => guaranteeCost([], { guarantee: 'x', with: 'on', without: 'off' })).toThrow(/at least one round/);

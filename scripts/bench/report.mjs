@@ -474,7 +474,7 @@ export function chartSvg({ title, subtitle, phases, prices = [] }) {
     for (const pr of prices) {
       const pass = overallPass(pr);
       text(
-        `${pr.guarantee}: gateway ${pct(pr.gatewayCostPct)} % (${cell(range(pr.gatewayCostRange, 1))}) · pipeline ${pct(pr.pipelineCostPct)} % (${cell(range(pr.pipelineCostRange, 1))}) · by CPU per order ${pct(pr.gatewayCpuCostPct)} %, ${pct(pr.pipelineCpuCostPct)} %`,
+        `${pr.guarantee}: gateway ${pr.gateway === false ? 'not covered' : `${pct(pr.gatewayCostPct)} % (${cell(range(pr.gatewayCostRange, 1))})`} · pipeline ${pct(pr.pipelineCostPct)} % (${cell(range(pr.pipelineCostRange, 1))}) · by CPU per order ${pct(pr.gatewayCpuCostPct)} %, ${pct(pr.pipelineCpuCostPct)} %`,
         pass === false ? '#c92a2a' : '#2b8a3e',
       );
     }
