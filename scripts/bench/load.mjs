@@ -7,6 +7,7 @@ import http from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import amqp from 'amqplib';
 import autocannon from 'autocannon';
+import { waitFor } from '../poll.mjs';
 
 /**
  * Confirmed publishes per second from one amqplib client into `queue`, `inFlight` at a time.
@@ -282,4 +283,49 @@ export function histogramBetween(before, after, key) {
     return undefined;
   };
   return { count, meanMs: round2(((a.sum - b.sum) / count) * 1000), p50Ms: quantile(0.5), p99Ms: quantile(0.99) };
+}
+
+/**
+ * Request bodies with their own order ids: `${prefix}-${n}`, one stock-keeping unit for all.
+ * @param {string} prefix
+ * @param {string} [sku]
+ */
+export const orderBody =
+  (prefix, sku = 'bench-sku') =>
+  (/** @type {number} */ n) => {
+    const id = `${prefix}-${n}`;
+    return { id, text: `{"id":"${id}","sku":"${sku}","qty":1}` };
+  };
+
+/**
+ * Resolves once a queue stops growing (two equal depths half a second apart): autocannon stops
+ * with requests in flight, and each ends within the publish timeout.
+ * @param {() => Promise<number>} depth  the queue's depth now
+ */
+export function queueSettled(depth) {
+  let last = -1;
+  return waitFor(
+    'the queue to settle',
+    async () => {
+      const now = await depth();
+      const settled = now === last;
+      last = now;
+      return settled ? true : undefined;
+    },
+    30_000,
+    500,
+  );
+}
+
+/**
+ * `list` rotated left by `by`: interleaved rounds start each with the next entry, so no run
+ * always follows the same other one (a purge's or a drain's after-effects fall on each in turn).
+ * @template T
+ * @param {T[]} list
+ * @param {number} by
+ * @returns {T[]}
+ */
+export function rotate(list, by) {
+  const k = list.length === 0 ? 0 : by % list.length;
+  return [...list.slice(k), ...list.slice(0, k)];
 }

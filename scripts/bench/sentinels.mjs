@@ -30,7 +30,7 @@ async function ask(port, run) {
 
 /**
  * @param {{ name?: string, replicas?: number }} [options]
- * @returns {Promise<{ name: string, sentinels: { host: string, port: number }[], env: Record<string, string>, stop: () => Promise<void> }>}
+ * @returns {Promise<{ name: string, sentinels: { host: string, port: number }[], dataPorts: number[], env: Record<string, string>, stop: () => Promise<void> }>}
  */
 export async function startSentinelGroup({ name = 'orders', replicas = 2 } = {}) {
   const dataArgs = ['--min-replicas-to-write', '1', '--min-replicas-max-lag', '10'];
@@ -86,6 +86,8 @@ export async function startSentinelGroup({ name = 'orders', replicas = 2 } = {})
   return {
     name,
     sentinels: hosts,
+    // The primary's and the replicas' ports (the benchmark counts their CPU).
+    dataPorts: [primary.port, ...copies.map((c) => c.port)],
     env: { REDIS_SENTINELS: hosts.map((h) => `${h.host}:${h.port}`).join(','), REDIS_SENTINEL_NAME: name },
     stop,
   };

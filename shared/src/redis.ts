@@ -27,8 +27,31 @@ const USES = /^-- uses (lib\/[a-z-]+\.lua)$/gm;
 function withLibraries(file: string, lua: string): string {
   const libs = [...new Set([...lua.matchAll(USES)].map((m) => m[1] as string))];
   if (libs.length === 0) return lua;
-  return [...libs.map((lib) => readFileSync(new URL(lib, LUA_DIR), 'utf8')), `-- ${file}`, lua].join('\n');
+  const texts = libs.map((lib) => readFileSync(new URL(lib, LUA_DIR), 'utf8'));
+  if (libs.includes('lib/order.lua') && skipHistoryIndex()) texts.push(NO_HISTORY_INDEX);
+  return [...texts, `-- ${file}`, lua].join('\n');
 }
+
+/**
+ * Benchmark only (`npm run bench` prices the history and the indexes with it): with
+ * BENCH_SKIP_HISTORY_INDEX=1, lib/order.lua's history and index writes become no-ops in every
+ * script that uses it (the decisions, counters and status fields stay). Orders then have no
+ * history and are missing from the indexes, so it is refused under NODE_ENV=production.
+ * accept-n.lua writes its own entries and is not affected.
+ */
+function skipHistoryIndex(): boolean {
+  if (process.env.BENCH_SKIP_HISTORY_INDEX !== '1') return false;
+  if (process.env.NODE_ENV === 'production')
+    throw new Error('BENCH_SKIP_HISTORY_INDEX is for the benchmark only; refused when NODE_ENV=production');
+  return true;
+}
+
+// Later locals of the same name shadow the library's for the script that follows.
+const NO_HISTORY_INDEX = `-- BENCH_SKIP_HISTORY_INDEX=1 (benchmark only): no history, no index
+local function history_push() end
+local function order_change(_, _, _, _, _, now_ms) return now_ms end
+local function move_to() end
+local function notice_change() end`;
 
 export function loadLuaScripts(): LuaScript[] {
   return readdirSync(LUA_DIR)

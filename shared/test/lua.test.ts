@@ -629,3 +629,48 @@ describe('shared Lua code (lib/)', () => {
     for (const s of scripts) expect(s.lua.split('local function order_change(').length, s.name).toBeLessThanOrEqual(2);
   });
 });
+
+describe('BENCH_SKIP_HISTORY_INDEX (benchmark only)', () => {
+  /** Runs `fn` with these environment variables set, restoring them after. */
+  const withEnv = <T>(vars: Record<string, string>, fn: () => T): T => {
+    const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+    Object.assign(process.env, vars);
+    try {
+      return fn();
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+    }
+  };
+
+  it('is off unless set: no script carries the no-op functions', () => {
+    expect(loadLuaScripts().filter((s) => s.lua.includes('BENCH_SKIP_HISTORY_INDEX'))).toEqual([]);
+  });
+
+  it('is refused under NODE_ENV=production', () => {
+    expect(() => withEnv({ BENCH_SKIP_HISTORY_INDEX: '1', NODE_ENV: 'production' }, loadLuaScripts)).toThrow(/benchmark only/);
+  });
+
+  it('decides as always but writes no history and no index entry', async () => {
+    const bench = withEnv({ BENCH_SKIP_HISTORY_INDEX: '1' }, () => createRedis({ url: redisUrl }));
+    try {
+      await redisReady(bench);
+      const id = `lua-bench-${randomUUID()}`;
+      await redis.set(keys.inventory('lua-bench'), 5);
+      expect(await reserveOrder(bench, { id, sku: 'lua-bench', qty: 2 }, new Date())).toEqual({ outcome: 'created' });
+      expect(await redis.hget(keys.order(id), 'status')).toBe('created');
+      expect(await redis.get(keys.inventory('lua-bench'))).toBe('3');
+      expect(await redis.exists(keys.history(id))).toBe(0);
+      expect(await redis.zscore(keys.ordersIndex, id)).toBeNull();
+      // The same order through the usual scripts is recorded as always.
+      const usual = `lua-bench-${randomUUID()}`;
+      expect(await reserveOrder(redis, { id: usual, sku: 'lua-bench', qty: 1 }, new Date())).toEqual({ outcome: 'created' });
+      expect(await redis.llen(keys.history(usual))).toBe(1);
+      expect(await redis.zscore(keys.ordersIndex, usual)).not.toBeNull();
+    } finally {
+      bench.disconnect();
+    }
+  });
+});
