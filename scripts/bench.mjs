@@ -658,6 +658,16 @@ async function priceStandalone(servers, serverPids, shared) {
           { label: 'default', env: {} },
           { label: 'no history or index', env: { BENCH_SKIP_HISTORY_INDEX: '1' } },
           { label: 'exporter', env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sink.port}` } },
+          // Every span recorded and exported is work per order that no code change removes; a
+          // sampled trace is what a busy deployment runs (docs/observability.md).
+          {
+            label: 'exporter, 1 in 10 sampled',
+            env: {
+              OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${sink.port}`,
+              OTEL_TRACES_SAMPLER: 'parentbased_traceidratio',
+              OTEL_TRACES_SAMPLER_ARG: '0.1',
+            },
+          },
         ],
       },
       shared,
@@ -759,6 +769,13 @@ async function runPricing(servers, serverPids, shared) {
         }),
       );
       prices.push(guaranteeCost(phase.standalone.rounds, { guarantee: 'tracing with an exporter', with: 'exporter', without: 'default' }));
+      prices.push(
+        guaranteeCost(phase.standalone.rounds, {
+          guarantee: 'tracing with an exporter, 1 in 10 sampled',
+          with: 'exporter, 1 in 10 sampled',
+          without: 'default',
+        }),
+      );
     }
   }
   if (settings.wait) {
