@@ -1,4 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto';
+import { hash, randomUUID } from 'node:crypto';
 import type { Context } from 'koa';
 import {
   HttpProblem,
@@ -94,11 +94,12 @@ export function idempotencySteps(redis: RedisClient, config: Config): Idempotenc
   };
 }
 
-/** sha256 (hex) of the canonical order: the same payload gives the same fingerprint whatever its key order. */
+/**
+ * sha256 (hex) of the canonical order: the same payload gives the same fingerprint whatever its key
+ * order. One-shot crypto.hash: a Hash object per request cost more than the digest itself.
+ */
 export function fingerprint(order: Order): string {
-  return createHash('sha256')
-    .update(JSON.stringify(canonicalOrder(order)))
-    .digest('hex');
+  return hash('sha256', JSON.stringify(canonicalOrder(order)), 'hex');
 }
 
 /**
