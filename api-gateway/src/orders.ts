@@ -10,6 +10,7 @@ import {
   createBatcher,
   encodeEvent,
   exchanges,
+  orderMembers,
   forOrder,
   keys,
   orderRetentionMs,
@@ -262,15 +263,9 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
     throw unavailable('The order could not be handed to the message broker; retry shortly');
   }
 
-  const body = {
-    id: order.id,
-    sku: order.sku,
-    qty: order.qty,
-    ...(order.email === undefined ? {} : { email: order.email }),
-    status: 'accepted',
-    message: `Order received: ${order.id}`,
-  };
-  const response = JSON.stringify(body);
+  // The 202 body, stored in the record and replayed from it: the same text as JSON.stringify of
+  // { id, sku, qty, email?, status, message }, written out (orderMembers) rather than serialized.
+  const response = `{${orderMembers(order)},"status":"accepted","message":${JSON.stringify(`Order received: ${order.id}`)}}`;
   let accepted: AcceptResult | undefined;
   try {
     accepted = await idempotency.accept({

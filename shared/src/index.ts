@@ -68,6 +68,9 @@ export {
   canonicalOrder,
   makeEvent,
   encodeEvent,
+  eventJson,
+  orderJson,
+  orderMembers,
   decodeEvent,
   EVENT_VERSION,
   EVENT_VERSION_HEADER,
@@ -84,6 +87,7 @@ export {
   type FieldError,
 } from './messages.js';
 export { createRedis, redisReady, type RedisClient } from './redis.js';
+export { isoAt, isoNow } from './clock.js';
 export { createBatcher } from './batch.js';
 export {
   claimOrders,
