@@ -178,6 +178,7 @@ export { brokerMetrics, observeRedis, DEAD_LETTER_REASONS } from './metrics.js';
 export {
   setupTracing,
   forOrder,
+  orderBindings,
   traceHeaders,
   endWithError,
   ROOT_CONTEXT,
