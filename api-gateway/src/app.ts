@@ -86,9 +86,14 @@ export function createApp(deps: Omit<GatewayDeps, 'port' | 'host'>, admission?: 
   const tracer = trace.getTracer(deps.config.service);
   // Auth off (no AUTH_JWT_SECRET / AUTH_JWKS_URL): each guard lets everything through.
   const authenticator = deps.config.auth ? createAuthenticator(deps.config.auth) : undefined;
-  const limit = rateLimit(redis, deps.config.rateLimitPerMinute, log);
-  // Who may (401/403), then how often (429): both before the route reads or writes anything.
-  const guard = (scope: Parameters<typeof requireScope>[1]) => [requireScope(authenticator, scope, log), limit];
+  const limit = deps.config.rateLimitPerMinute === undefined ? undefined : rateLimit(redis, deps.config.rateLimitPerMinute, log);
+  // Who may (401/403), then how often (429): both before the route reads or writes anything. A
+  // guard that is off is left out rather than mounted as a pass-through: each middleware is one
+  // more promise and dispatch per request.
+  const guard = (scope: Parameters<typeof requireScope>[1]) => [
+    ...(authenticator ? [requireScope(authenticator, scope, log)] : []),
+    ...(limit ? [limit] : []),
+  ];
 
   const router = new Router();
   router.post(

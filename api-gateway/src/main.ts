@@ -3,4 +3,6 @@
 import { runService } from '@order-pipeline/shared';
 import { start } from './app.js';
 
-await runService('api-gateway', start);
+// Its claims and acceptances are already one script call per event-loop turn (createBatcher), so
+// ioredis's auto-pipelining would only add a Pipeline per turn (see RedisClientOptions).
+await runService('api-gateway', start, { redis: { autoPipelining: false } });

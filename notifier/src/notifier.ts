@@ -6,6 +6,7 @@ import {
   claimNotification,
   decodeEvent,
   forOrder,
+  isoNow,
   recordNotificationFailed,
   recordNotificationSent,
   routingKeys,
@@ -204,7 +205,7 @@ export async function handleOutcome(deps: NotifierDeps, msg: Message, ctx: Consu
   // If this write fails the retry records it (unrecorded) rather than sending again. If the process
   // dies first, the redelivered message sends it again once the lease ends: the receiver gets the
   // same Idempotency-Key and can drop the repeat.
-  const sentAt = new Date().toISOString();
+  const sentAt = isoNow();
   try {
     await redisCall('notifySent', () => recordNotificationSent(deps.redis, orderId, sentAt, kind, deps.retentionMs));
   } catch (err) {

@@ -5,7 +5,7 @@ import {
   ROOT_CONTEXT,
   SpanKind,
   endWithError,
-  forOrder,
+  orderBindings,
   trace,
   traceHeaders,
   type Logger,
@@ -95,7 +95,8 @@ export function logSender(log: Logger): Sender {
   return {
     channel: 'log',
     send: async (n, span) => {
-      forOrder(log, n.orderId, span).info({ type: n.type, email: n.email, text: n.message }, 'notification sent');
+      // One line per notification: written without a child logger (same text as forOrder's).
+      log.info({ ...orderBindings(n.orderId, span), type: n.type, email: n.email, text: n.message }, 'notification sent');
     },
   };
 }

@@ -160,15 +160,27 @@ const OPS_ROUTES = new Set(['/healthz', '/readyz', '/metrics']);
 
 /** Times every request by its route template (never the raw path: ids would explode the labels). */
 export function timingMiddleware(metrics: Metrics): Middleware {
+  // One labelled child per (method, route, status), made on first use: the set is small (routes
+  // are templates, methods and statuses few), and a child spares each request prom-client's
+  // timer closure, label merge and label lookup.
+  const children = new Map<string, { observe(seconds: number): void }>();
   return async (ctx, next) => {
-    const end = metrics.httpDuration.startTimer();
+    const started = performance.now();
     try {
       await next();
     } finally {
-      const route =
+      const route = String(
         (ctx as Context & { _matchedRoute?: string })._matchedRoute ??
-        (OPS_ROUTES.has(ctx.path) ? ctx.path : ctx.path.startsWith(PROBLEM_TYPE_BASE) ? `${PROBLEM_TYPE_BASE}:slug` : 'unmatched');
-      end({ method: ctx.method, route: String(route), status: String(ctx.status) });
+          (OPS_ROUTES.has(ctx.path) ? ctx.path : ctx.path.startsWith(PROBLEM_TYPE_BASE) ? `${PROBLEM_TYPE_BASE}:slug` : 'unmatched'),
+      );
+      const status = String(ctx.status);
+      const key = `${ctx.method} ${route} ${status}`;
+      let child = children.get(key);
+      if (child === undefined) {
+        child = metrics.httpDuration.labels({ method: ctx.method, route, status });
+        children.set(key, child);
+      }
+      child.observe((performance.now() - started) / 1000);
     }
   };
 }

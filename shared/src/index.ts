@@ -68,6 +68,9 @@ export {
   canonicalOrder,
   makeEvent,
   encodeEvent,
+  eventJson,
+  orderJson,
+  orderMembers,
   decodeEvent,
   EVENT_VERSION,
   EVENT_VERSION_HEADER,
@@ -84,6 +87,7 @@ export {
   type FieldError,
 } from './messages.js';
 export { createRedis, reconnectAfterUnaskedEnd, redisReady, type RedisClient } from './redis.js';
+export { isoAt, isoNow } from './clock.js';
 export { createBatcher } from './batch.js';
 export {
   claimOrders,
@@ -174,6 +178,7 @@ export { brokerMetrics, observeRedis, DEAD_LETTER_REASONS } from './metrics.js';
 export {
   setupTracing,
   forOrder,
+  orderBindings,
   traceHeaders,
   endWithError,
   ROOT_CONTEXT,

@@ -1,4 +1,5 @@
 import { pino, type Logger } from 'pino';
+import { isoNow } from './clock.js';
 import type { LogLevel, ServiceName } from './config.js';
 
 export type { Logger };
@@ -11,7 +12,8 @@ export function createLogger(service: ServiceName | string, level: LogLevel | st
   return pino({
     level,
     base: { service },
-    timestamp: pino.stdTimeFunctions.isoTime,
+    // pino.stdTimeFunctions.isoTime's text, from the per-millisecond clock (clock.ts).
+    timestamp: () => `,"time":"${isoNow()}"`,
     formatters: { level: (label) => ({ level: label }) },
   });
 }

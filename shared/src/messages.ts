@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Options } from 'amqplib';
 import { Ajv2020, type ErrorObject } from 'ajv/dist/2020.js';
 import addFormatsModule from 'ajv-formats';
+import { isoNow } from './clock.js';
 import { PoisonMessageError } from './errors.js';
 import { OPENAPI_KEYWORDS, OPENAPI_SCHEMA_ID, openapiDocument } from './openapi.js';
 import { routingKeys } from './topology.js';
@@ -130,21 +131,48 @@ export function makeEvent(
   reason?: RejectReason,
   extra: { cancelReason?: string | undefined; occurredAt?: string } = {},
 ): OrderEvent {
-  return {
+  const event: OrderEvent = {
     type,
     version: EVENT_VERSION,
     eventId: randomUUID(),
-    occurredAt: extra.occurredAt ?? new Date().toISOString(),
+    occurredAt: extra.occurredAt ?? isoNow(),
     order: canonicalOrder(order),
-    ...(reason ? { reason } : {}),
-    ...(extra.cancelReason ? { cancelReason: extra.cancelReason } : {}),
   };
+  if (reason) event.reason = reason;
+  if (extra.cancelReason) event.cancelReason = extra.cancelReason;
+  return event;
+}
+
+/** JSON of a string or number (escaped as JSON.stringify does); undefined stays undefined. */
+const json = JSON.stringify as (value: string | number) => string;
+
+/** The canonical order's members without the braces: `"id":..,"sku":..,"qty":..[,"email":..]`. */
+export function orderMembers(o: Order): string {
+  const head = `"id":${json(o.id)},"sku":${json(o.sku)},"qty":${json(o.qty)}`;
+  return o.email === undefined ? head : `${head},"email":${json(o.email)}`;
+}
+
+/** The canonical order's JSON, the same text as JSON.stringify(canonicalOrder(o)). */
+export function orderJson(o: Order): string {
+  return `{${orderMembers(o)}}`;
+}
+
+/**
+ * The event's JSON, the same text as JSON.stringify of the event makeEvent builds (same fields,
+ * same order, optional fields left out when undefined). Written out field by field: the generic
+ * JSON.stringify of the nested object cost about three times as much on every publish.
+ */
+export function eventJson(e: OrderEvent): string {
+  let s = `{"type":${json(e.type)},"version":${json(e.version)},"eventId":${json(e.eventId)},"occurredAt":${json(e.occurredAt)},"order":${orderJson(e.order)}`;
+  if (e.reason !== undefined) s += `,"reason":${json(e.reason)}`;
+  if (e.cancelReason !== undefined) s += `,"cancelReason":${json(e.cancelReason)}`;
+  return `${s}}`;
 }
 
 /** Body and properties for publishing an event: persistent JSON, messageId `{orderId}:{type}`. */
 export function encodeEvent(event: OrderEvent, headers: Record<string, unknown> = {}): { content: Buffer; options: Options.Publish } {
   return {
-    content: Buffer.from(JSON.stringify(event)),
+    content: Buffer.from(eventJson(event)),
     options: {
       persistent: true,
       contentType: 'application/json',

@@ -76,6 +76,13 @@ export type RedisClient = Redis;
 
 export interface RedisClientOptions {
   log?: Logger;
+  /**
+   * ioredis auto-pipelining (default on): the commands of one event-loop turn go in one write.
+   * It pays where many callers each send their own command (a consumer's deliveries in flight);
+   * a client whose callers are already batched (the gateway's createBatcher) pays only its cost:
+   * ioredis builds a Pipeline per turn, copying every defined script onto it.
+   */
+  autoPipelining?: boolean;
   /** Extra ioredis options (tests use them to shorten timeouts). */
   overrides?: RedisOptions;
 }
@@ -96,7 +103,7 @@ export function redisTlsOptions(cfg: RedisConfig): Pick<RedisOptions, 'tls' | 's
   return { tls, sentinelTLS: tls, enableTLSForSentinelMode: true };
 }
 
-export function createRedis(cfg: RedisConfig, { log, overrides }: RedisClientOptions = {}): RedisClient {
+export function createRedis(cfg: RedisConfig, { log, autoPipelining = true, overrides }: RedisClientOptions = {}): RedisClient {
   const common: RedisOptions = {
     // Fail fast while disconnected instead of queueing without bound: the gateway answers 503,
     // consumers retry the message later.
@@ -105,7 +112,7 @@ export function createRedis(cfg: RedisConfig, { log, overrides }: RedisClientOpt
     commandTimeout: 3000,
     connectTimeout: 3000,
     // Batches concurrent commands into one write: many requests in flight share round trips.
-    enableAutoPipelining: true,
+    enableAutoPipelining: autoPipelining,
     retryStrategy: (times) => Math.min(100 * times, 2000),
     // After a Sentinel failover the old master turns replica: a write there answers READONLY.
     // Reconnecting asks the Sentinels again for the master. The failed command is not resent

@@ -5,7 +5,7 @@ import { exitOnStartFailure, onShutdown } from './lifecycle.js';
 import { createLogger, type Logger } from './logger.js';
 import { closeServer, createMetrics, dependencyChecks, startOpsServer, type Metrics } from './http.js';
 import { brokerMetrics, observeRedis } from './metrics.js';
-import { createRedis, redisReady, type RedisClient } from './redis.js';
+import { createRedis, redisReady, type RedisClient, type RedisClientOptions } from './redis.js';
 import { setupTracing } from './tracing.js';
 
 /** What every service's `start` is built from: the clients, already created. */
@@ -39,9 +39,10 @@ export function createServiceClients(
   config: Config,
   log: Logger,
   publishTimeoutMs = config.publishTimeoutMs,
+  redisOptions: Pick<RedisClientOptions, 'autoPipelining'> = {},
 ): { metrics: Metrics; redis: RedisClient; broker: Broker } {
   const metrics = createMetrics(config.service);
-  const redis = createRedis(config.redis, { log });
+  const redis = createRedis(config.redis, { log, ...redisOptions });
   observeRedis(redis, metrics);
   const broker = createBroker({
     urls: config.rabbitmqUrls,
@@ -60,12 +61,16 @@ export function createServiceClients(
  * The composition root of every service, run by its main.ts: config -> clients -> wait for the
  * servers -> start -> shutdown hooks. The services differ only in the `start` they pass.
  */
-export async function runService(service: ServiceName, start: (deps: ServiceDeps) => Promise<RunningService>): Promise<void> {
+export async function runService(
+  service: ServiceName,
+  start: (deps: ServiceDeps) => Promise<RunningService>,
+  options: { redis?: Pick<RedisClientOptions, 'autoPipelining'> } = {},
+): Promise<void> {
   const config = configOrExit(service);
   const log = createLogger(config.service, config.logLevel);
   // Before any client: their spans and trace ids come from this provider.
   const tracing = setupTracing({ service: config.service, ...(config.otlpEndpoint ? { otlpEndpoint: config.otlpEndpoint } : {}) });
-  const { metrics, redis, broker } = createServiceClients(config, log);
+  const { metrics, redis, broker } = createServiceClients(config, log, config.publishTimeoutMs, options.redis);
 
   let running: RunningService | undefined;
   // Registered first so a SIGTERM while still waiting for the servers exits cleanly too.

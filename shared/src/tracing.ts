@@ -8,14 +8,16 @@ import {
   type Context,
   type Span,
   type Tracer,
+  type TracerProvider,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { AlwaysOffSampler, BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { Logger } from './logger.js';
+import { NonRecordingTracerProvider } from './tracing-off.js';
 
 // W3C trace context from the HTTP request through every AMQP message to the webhook. One
 // provider per process, registered globally: code takes its tracer with trace.getTracer(name),
@@ -52,19 +54,21 @@ export interface TracingOptions {
 }
 
 export interface Tracing {
-  provider: NodeTracerProvider;
+  /** The SDK's provider with an exporter or span processor; a non-recording one without (tracing-off.ts). */
+  provider: TracerProvider;
   /** Exports what is still batched, then stops the exporter. */
   shutdown(): Promise<void>;
 }
 
 /**
- * Registers a real tracer provider and the W3C trace-context propagator (traceparent,
- * tracestate). A real provider always, so trace ids exist for the logs and the messages even
- * without an exporter.
+ * Registers a tracer provider and the W3C trace-context propagator (traceparent, tracestate). A
+ * provider that makes trace ids always, so they exist for the logs and the messages even without
+ * an exporter.
  * Sampling: with no exporter (and no other span processor) nothing would ever read a span, so every
- * span is non-recording: the SDK still makes its ids and the context still travels in
- * traceparent (flags 00), but no span object, attributes or processor work is made per request
- * (that was about a sixth of the gateway's CPU per order). With an exporter, the SDK's default:
+ * span is non-recording (NonRecordingTracerProvider, tracing-off.ts: what the SDK makes with
+ * AlwaysOffSampler): ids are made and the context still travels in traceparent (flags 00), but no
+ * span object, attributes or processor work is made per request (the SDK's span objects were
+ * about a sixth of the gateway's CPU per order, its per-span checks another 2 %). With an exporter, the SDK's default:
  * parent-based and always on for new traces (an incoming traceparent's sampled flag wins); the
  * standard OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG variables can lower it (e.g.
  * parentbased_traceidratio). Set the exporter on every service or none: a service without one
@@ -76,16 +80,26 @@ export function setupTracing(opts: TracingOptions): Tracing {
     const url = `${opts.otlpEndpoint.replace(/\/+$/, '')}/v1/traces`;
     spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url })));
   }
+  w3cPropagation = true;
+  if (spanProcessors.length === 0) {
+    // What the SDK with AlwaysOffSampler would make, without its per-span work (tracing-off.ts).
+    const provider = new NonRecordingTracerProvider();
+    trace.setGlobalTracerProvider(provider);
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+    return { provider, shutdown: () => Promise.resolve() };
+  }
   const provider = new NodeTracerProvider({
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: opts.service }),
     spanProcessors,
-    ...(spanProcessors.length === 0 ? { sampler: new AlwaysOffSampler() } : {}),
   });
   // No context manager (see the top of this file); only the propagator and the provider.
   provider.register({ propagator: new W3CTraceContextPropagator(), contextManager: null });
   let down: Promise<void> | undefined;
   return { provider, shutdown: () => (down ??= provider.shutdown().catch(() => undefined)) };
 }
+
+/** Set by setupTracing, whose propagator is W3C trace context: traceHeaders may then write it itself. */
+let w3cPropagation = false;
 
 /** The trace id of a span, when it has a valid one (a no-op tracer's spans have none). */
 export function traceIdOf(span: Span | undefined): string | undefined {
@@ -96,13 +110,48 @@ export function traceIdOf(span: Span | undefined): string | undefined {
 /**
  * Where the order's context becomes known: tags the span handling it with the order id and
  * returns a logger whose every line carries `orderId` and (in a trace) `traceId`, so one order
- * can be followed across the services' logs by either.
+ * can be followed across the services' logs by either. The child logger is made on the first line
+ * written at an enabled level (lazyChild): most requests and deliveries write none.
  */
 export function forOrder(log: Logger, orderId: string, span: Span | undefined): Logger {
+  return lazyChild(log, orderBindings(orderId, span));
+}
+
+/**
+ * What forOrder binds (`orderId`, and `traceId` in a trace), for a single line written without a
+ * child logger: `log.info({ ...orderBindings(id, span), ...fields }, msg)` writes the same text as
+ * `forOrder(log, id, span).info(fields, msg)`. Tags the span with the order id, as forOrder does.
+ */
+export function orderBindings(orderId: string, span: Span | undefined): { orderId: string; traceId?: string } {
   const traceId = traceIdOf(span);
-  if (!span || !traceId) return log.child({ orderId });
+  if (!span || !traceId) return { orderId };
   span.setAttribute(ATTR.orderId, orderId);
-  return log.child({ orderId, traceId });
+  return { orderId, traceId };
+}
+
+const LEVELS = new Set(['trace', 'debug', 'info', 'warn', 'error', 'fatal']);
+const noop = () => undefined;
+
+/**
+ * log.child(bindings), made only when something is logged through it: a pino child serializes its
+ * bindings when it is made (about 2 µs), and the happy path of an order logs nothing at the default
+ * level. A call at a disabled level is a no-op without a child, as it would be on the child; any
+ * other use (child(), level, bindings(), ...) makes the child and goes to it.
+ */
+export function lazyChild(log: Logger, bindings: Record<string, unknown>): Logger {
+  let child: Logger | undefined;
+  const real = () => (child ??= log.child(bindings));
+  return new Proxy(log, {
+    get(_target, prop) {
+      if (typeof prop === 'string' && LEVELS.has(prop) && child === undefined && !log.isLevelEnabled(prop)) return noop;
+      const c = real();
+      const value = Reflect.get(c, prop, c) as unknown;
+      return typeof value === 'function' ? (value as (...args: unknown[]) => unknown).bind(c) : value;
+    },
+    set(_target, prop, value) {
+      return Reflect.set(real(), prop, value);
+    },
+  });
 }
 
 /** Message headers (AMQP table, HTTP header map) read as a carrier for the propagator. */
@@ -120,7 +169,11 @@ const carrierGetter = {
 
 /** The trace context a message or request carries (traceparent, tracestate), or none. */
 export function extractContext(headers: Carrier | undefined): Context {
-  return headers ? propagation.extract(ROOT_CONTEXT, headers, carrierGetter) : ROOT_CONTEXT;
+  if (!headers) return ROOT_CONTEXT;
+  // W3C trace context without a traceparent extracts nothing: the propagator would return
+  // ROOT_CONTEXT after reading the header itself.
+  if (w3cPropagation && carrierGetter.get(headers, 'traceparent') === undefined) return ROOT_CONTEXT;
+  return propagation.extract(ROOT_CONTEXT, headers, carrierGetter);
 }
 
 /**
@@ -128,7 +181,17 @@ export function extractContext(headers: Carrier | undefined): Context {
  * message published with these headers has its publish span made a child of `span`.
  */
 export function traceHeaders<H extends Record<string, unknown>>(span: Span | undefined, headers: H = {} as H): H {
-  if (span) propagation.inject(trace.setSpan(ROOT_CONTEXT, span), headers);
+  if (!span) return headers;
+  if (!w3cPropagation) {
+    propagation.inject(trace.setSpan(ROOT_CONTEXT, span), headers);
+    return headers;
+  }
+  // What W3CTraceContextPropagator.inject writes, without a context made to carry the span there.
+  const sc = span.spanContext();
+  if (!trace.isSpanContextValid(sc)) return headers;
+  const h = headers as Record<string, unknown>;
+  h.traceparent = `00-${sc.traceId}-${sc.spanId}-0${Number(sc.traceFlags || 0).toString(16)}`;
+  if (sc.traceState) h.tracestate = sc.traceState.serialize();
   return headers;
 }
 

@@ -1,3 +1,4 @@
+import { isoAt } from '../clock.js';
 import { DEFAULT_ORDER_RETENTION_MS } from '../config.js';
 import { keys } from '../keys.js';
 import type { Order } from '../messages.js';
@@ -53,7 +54,7 @@ export async function cancelOrder(
         order.qty,
         order.email ?? '',
         reason ?? '',
-        now.toISOString(),
+        isoAt(now.getTime()),
         now.getTime(),
         retentionMs,
       ),
@@ -103,7 +104,7 @@ export async function recordCancelRequest(
   const reply = arrayReply(
     'cancelRequested',
     await confirmed(redis, 'cancelRequested', () =>
-      scripts(redis).cancelRequested(keys.order(orderId), keys.history(orderId), reason ?? '', now.toISOString(), by ?? ''),
+      scripts(redis).cancelRequested(keys.order(orderId), keys.history(orderId), reason ?? '', isoAt(now.getTime()), by ?? ''),
     ),
     3,
   );

@@ -1,3 +1,4 @@
+import { isoAt } from '../clock.js';
 import { DEFAULT_ORDER_RETENTION_MS } from '../config.js';
 import { keys } from '../keys.js';
 import type { RedisClient } from '../redis.js';
@@ -89,7 +90,9 @@ export interface Acceptance {
  * same acceptance sent again (a client resend after a reconnect) is known as ours.
  */
 export function acceptedRecord(a: Pick<Acceptance, 'fingerprint' | 'response' | 'token'>): string {
-  return JSON.stringify({ state: 'accepted', fp: a.fingerprint, response: a.response, token: a.token });
+  // The same text as JSON.stringify({ state, fp, response, token }), written out: the fingerprint
+  // and token are JSON-safe (SAFE, checked at the claim), so only the response needs escaping.
+  return `{"state":"accepted","fp":${JSON.stringify(a.fingerprint)},"response":${JSON.stringify(a.response)},"token":${JSON.stringify(a.token)}}`;
 }
 
 /** One acceptance's answer (accept-n.lua). Only 'accepted' wrote anything. */
@@ -116,7 +119,7 @@ export async function acceptOrders(
   retentionMs: number = DEFAULT_ORDER_RETENTION_MS,
 ): Promise<AcceptResult[]> {
   const keyList: string[] = [keys.stats.accepted, keys.recentOrders, keys.ordersIndex, keys.ordersByStatus('accepted')];
-  const args: (string | number)[] = [ttlSeconds, now.toISOString(), now.getTime(), retentionMs];
+  const args: (string | number)[] = [ttlSeconds, isoAt(now.getTime()), now.getTime(), retentionMs];
   for (const a of acceptances) {
     keyList.push(keys.idempotency(a.id), keys.order(a.id), keys.history(a.id), keys.ordersBySku(a.sku));
     args.push(a.token, acceptedRecord(a), a.id, a.sku, a.qty, a.email ?? '', a.placedBy ?? '');

@@ -1,3 +1,4 @@
+import { isoAt } from '../clock.js';
 import { keys } from '../keys.js';
 import { ID_REGEX } from '../messages.js';
 import type { RedisClient } from '../redis.js';
@@ -67,7 +68,7 @@ export async function adjustInventory(redis: RedisClient, a: Adjustment, ttlSeco
         MAX_INVENTORY_LEVEL,
         ttlSeconds,
         a.token,
-        now.toISOString(),
+        isoAt(now.getTime()),
       ),
     ),
   );

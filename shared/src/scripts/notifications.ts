@@ -1,3 +1,4 @@
+import { isoAt } from '../clock.js';
 import { DEFAULT_ORDER_RETENTION_MS } from '../config.js';
 import { keys } from '../keys.js';
 import type { RedisClient } from '../redis.js';
@@ -108,7 +109,7 @@ export async function recordNotificationFailed(
       error,
       last ? '1' : '0',
       kind,
-      now.toISOString(),
+      isoAt(now.getTime()),
       retentionMs,
     ),
   );

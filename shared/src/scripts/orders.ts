@@ -1,3 +1,4 @@
+import { isoAt } from '../clock.js';
 import { DEFAULT_ORDER_RETENTION_MS } from '../config.js';
 import { keys } from '../keys.js';
 import type { Order, RejectReason } from '../messages.js';
@@ -64,7 +65,7 @@ export async function reserveOrder(
         order.sku,
         order.qty,
         order.email ?? '',
-        now.toISOString(),
+        isoAt(now.getTime()),
         now.getTime(),
         retentionMs,
       ),
@@ -105,7 +106,7 @@ export async function expireOrder(
         order.sku,
         order.qty,
         order.email ?? '',
-        now.toISOString(),
+        isoAt(now.getTime()),
         now.getTime(),
         retentionMs,
       ),
