@@ -25,6 +25,7 @@
 --      id), or another claim's acceptance is recorded, or the record is unreadable. Nothing written.
 --   2  ours, but order:<id> already holds a different sku, qty or email (the processor filled it
 --      in from another copy of the id). Nothing written.
+-- uses lib/order.lua
 local now = ARGV[2]
 local now_ms, retention_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local entry = cjson.encode({at = now, event = 'accepted'})
@@ -67,9 +68,11 @@ for i = 1, (#KEYS - 4) / 4 do
       -- the order before this runs: then only fill what is missing, never touching its status.
       -- The history's entry comes first either way; a decided order's history already has its
       -- expiry (the processor's script set it with the first entry), which RPUSH keeps.
-      local this_entry = entry
-      if placed_by ~= '' then this_entry = cjson.encode({at = now, event = 'accepted', by = placed_by}) end
-      if redis.pcall('RPUSH', history, this_entry) == 101 then redis.pcall('LTRIM', history, -100, -1) end
+      if HISTORY_INDEX then
+        local this_entry = entry
+        if placed_by ~= '' then this_entry = cjson.encode({at = now, event = 'accepted', by = placed_by}) end
+        if redis.pcall('RPUSH', history, this_entry) == 101 then redis.pcall('LTRIM', history, -100, -1) end
+      end
       if not held and redis.call('EXISTS', order) == 0 then
         if email ~= '' then
           redis.pcall('HSET', order, 'status', 'accepted', 'updatedAt', now, 'id', id, 'sku', sku, 'qty', qty, 'email', email, 'createdAt', now)
@@ -77,22 +80,26 @@ for i = 1, (#KEYS - 4) / 4 do
           redis.pcall('HSET', order, 'status', 'accepted', 'updatedAt', now, 'id', id, 'sku', sku, 'qty', qty, 'createdAt', now)
         end
         if placed_by ~= '' then redis.pcall('HSET', order, 'placedBy', placed_by) end
-        redis.call('ZADD', KEYS[3], now_ms, id)
-        redis.call('ZADD', by_sku, now_ms, id)
-        redis.call('ZREMRANGEBYSCORE', by_sku, '-inf', '(' .. (now_ms - retention_ms))
-        redis.call('ZADD', KEYS[4], now_ms, id)
-        redis.call('PEXPIREAT', order, now_ms + retention_ms)
-        redis.call('PEXPIREAT', history, now_ms + retention_ms)
+        if HISTORY_INDEX then
+          redis.call('ZADD', KEYS[3], now_ms, id)
+          redis.call('ZADD', by_sku, now_ms, id)
+          redis.call('ZREMRANGEBYSCORE', by_sku, '-inf', '(' .. (now_ms - retention_ms))
+          redis.call('ZADD', KEYS[4], now_ms, id)
+          redis.call('PEXPIREAT', order, now_ms + retention_ms)
+          redis.call('PEXPIREAT', history, now_ms + retention_ms)
+        end
       else
         if redis.pcall('HSETNX', order, 'status', 'accepted') == 1 then
           redis.pcall('HSET', order, 'updatedAt', now)
-          -- No status yet (nobody decided it): index it as accepted, keeping a score it already has.
-          local score = tonumber(redis.call('ZSCORE', KEYS[3], id)) or now_ms
-          redis.call('ZADD', KEYS[3], score, id)
-          redis.call('ZADD', by_sku, score, id)
-          redis.call('ZADD', KEYS[4], score, id)
-          redis.pcall('PEXPIREAT', order, score + retention_ms)
-          redis.call('PEXPIREAT', history, score + retention_ms)
+          if HISTORY_INDEX then
+            -- No status yet (nobody decided it): index it as accepted, keeping a score it already has.
+            local score = tonumber(redis.call('ZSCORE', KEYS[3], id)) or now_ms
+            redis.call('ZADD', KEYS[3], score, id)
+            redis.call('ZADD', by_sku, score, id)
+            redis.call('ZADD', KEYS[4], score, id)
+            redis.pcall('PEXPIREAT', order, score + retention_ms)
+            redis.call('PEXPIREAT', history, score + retention_ms)
+          end
         end
         redis.pcall('HSETNX', order, 'id', id)
         redis.pcall('HSETNX', order, 'sku', sku)
@@ -102,7 +109,7 @@ for i = 1, (#KEYS - 4) / 4 do
         redis.pcall('HSETNX', order, 'createdAt', now)
         -- A history this entry just began (an order decided without one, e.g. by hand or by an
         -- earlier version) lives as long as the order, or for the retention.
-        if redis.call('PTTL', history) == -1 then
+        if HISTORY_INDEX and redis.call('PTTL', history) == -1 then
           local ttl = redis.pcall('PTTL', order)
           redis.call('PEXPIRE', history, (type(ttl) == 'number' and ttl > 0) and ttl or retention_ms)
         end
@@ -117,7 +124,9 @@ if accepted > 0 then
   -- Orders past their retention are gone: their entries leave the index of all orders and the
   -- accepted set here, the sku's set with each new order of the sku, and each other status set
   -- as an order moves into it; the listing prunes the set it reads as well.
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now_ms - retention_ms))
-  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now_ms - retention_ms))
+  if HISTORY_INDEX then
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now_ms - retention_ms))
+    redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now_ms - retention_ms))
+  end
 end
 return replies

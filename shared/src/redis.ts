@@ -37,7 +37,7 @@ function withLibraries(file: string, lua: string): string {
  * BENCH_SKIP_HISTORY_INDEX=1, lib/order.lua's history and index writes become no-ops in every
  * script that uses it (the decisions, counters and status fields stay). Orders then have no
  * history and are missing from the indexes, so it is refused under NODE_ENV=production.
- * accept-n.lua writes its own entries and is not affected.
+ * accept-n.lua writes its own entries, and skips them when lib/order.lua's HISTORY_INDEX is false.
  */
 function skipHistoryIndex(): boolean {
   if (process.env.BENCH_SKIP_HISTORY_INDEX !== '1') return false;
@@ -48,6 +48,7 @@ function skipHistoryIndex(): boolean {
 
 // Later locals of the same name shadow the library's for the script that follows.
 const NO_HISTORY_INDEX = `-- BENCH_SKIP_HISTORY_INDEX=1 (benchmark only): no history, no index
+local HISTORY_INDEX = false
 local function history_push() end
 local function order_change(_, _, _, _, _, now_ms) return now_ms end
 local function move_to() end

@@ -625,7 +625,7 @@ describe('shared Lua code (lib/)', () => {
   it('goes before exactly the scripts whose header says they use it, and before no other', () => {
     const scripts = loadLuaScripts();
     const using = scripts.filter((s) => s.lua.includes('local function order_change(')).map((s) => s.name);
-    expect(using.sort()).toEqual(['cancel', 'cancelRequested', 'expireOrder', 'notifyFail', 'notifySent', 'reserve']);
+    expect(using.sort()).toEqual(['accept', 'cancel', 'cancelRequested', 'expireOrder', 'notifyFail', 'notifySent', 'reserve']);
     for (const s of scripts) expect(s.lua.split('local function order_change(').length, s.name).toBeLessThanOrEqual(2);
   });
 });
@@ -669,6 +669,33 @@ describe('BENCH_SKIP_HISTORY_INDEX (benchmark only)', () => {
       expect(await reserveOrder(redis, { id: usual, sku: 'lua-bench', qty: 1 }, new Date())).toEqual({ outcome: 'created' });
       expect(await redis.llen(keys.history(usual))).toBe(1);
       expect(await redis.zscore(keys.ordersIndex, usual)).not.toBeNull();
+    } finally {
+      bench.disconnect();
+    }
+  });
+
+  it("covers the gateway's acceptance too: the order recorded, no history, no index entry", async () => {
+    const bench = withEnv({ BENCH_SKIP_HISTORY_INDEX: '1' }, () => createRedis({ url: redisUrl }));
+    try {
+      await redisReady(bench);
+      const accept = async (client: typeof redis) => {
+        const id = `lua-bench-accept-${randomUUID()}`;
+        const token = randomUUID();
+        await claimOrders(client, 5000, [{ id, fingerprint: 'fb', token }]);
+        expect(
+          await acceptOrders(client, 60, new Date(), [{ id, sku: 'lua-bench', qty: 1, token, fingerprint: 'fb', response: '{}' }]),
+        ).toEqual([ACCEPTED]);
+        expect(await redis.hget(keys.order(id), 'status')).toBe('accepted');
+        return id;
+      };
+      const skipped = await accept(bench);
+      expect(await redis.exists(keys.history(skipped))).toBe(0);
+      expect(await redis.zscore(keys.ordersIndex, skipped)).toBeNull();
+      expect(await redis.zscore(keys.ordersBySku('lua-bench'), skipped)).toBeNull();
+      const usual = await accept(redis);
+      expect(await redis.llen(keys.history(usual))).toBe(1);
+      expect(await redis.zscore(keys.ordersIndex, usual)).not.toBeNull();
+      expect(await redis.zscore(keys.ordersBySku('lua-bench'), usual)).not.toBeNull();
     } finally {
       bench.disconnect();
     }

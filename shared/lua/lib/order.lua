@@ -2,6 +2,11 @@
 -- so the loader (shared/src/redis.ts) puts this file before each script whose header says
 -- `-- uses lib/order.lua`; a script calls only the functions it needs.
 
+-- Whether the history and the indexes are written: always, but under the benchmark's switch
+-- (skipHistoryIndex in shared/src/redis.ts), which turns it and the functions below into
+-- no-ops so that their price can be measured. accept-n.lua writes its own entries and checks it.
+local HISTORY_INDEX = true
+
 -- Appends entry (a table, JSON-encoded) to history:<id>, keeping the newest 100.
 local function history_push(history, entry)
   if redis.call('RPUSH', history, cjson.encode(entry)) > 100 then redis.call('LTRIM', history, -100, -1) end
