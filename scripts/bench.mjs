@@ -764,8 +764,6 @@ async function runPricing(servers, serverPids, shared) {
           guarantee: 'history and index writes',
           with: 'default',
           without: 'no history or index',
-          // BENCH_SKIP_HISTORY_INDEX covers lib/order.lua's users; accept-n.lua writes its own.
-          gateway: false,
         }),
       );
       prices.push(guaranteeCost(phase.standalone.rounds, { guarantee: 'tracing with an exporter', with: 'exporter', without: 'default' }));
