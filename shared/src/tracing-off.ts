@@ -71,3 +71,53 @@ export class NonRecordingTracerProvider implements TracerProvider {
     return this.tracer;
   }
 }
+
+/**
+ * The SDK's tracer for the spans it samples, and NonRecordingTracer for the children of an
+ * unsampled parent. With a parent-based sampler (the SDK's default, and every `parentbased_*`
+ * OTEL_TRACES_SAMPLER) such a child is non-recording whatever else is configured, so it is made
+ * here as the SDK would make it, without its per-span work: with an exporter and 1 in 10 traces
+ * sampled, nine in ten of the consumers' spans are such children.
+ */
+class ParentBasedTracer implements Tracer {
+  constructor(
+    private readonly sdk: Tracer,
+    private readonly off: NonRecordingTracer,
+  ) {}
+
+  startSpan(name: string, options: SpanOptions = {}, ctx: Context = contextApi.active()): Span {
+    const parent = options.root ? undefined : trace.getSpanContext(ctx);
+    const unsampledChild = parent !== undefined && trace.isSpanContextValid(parent) && (parent.traceFlags & TraceFlags.SAMPLED) === 0;
+    return unsampledChild ? this.off.startSpan(name, options, ctx) : this.sdk.startSpan(name, options, ctx);
+  }
+
+  startActiveSpan<F extends (span: Span) => unknown>(name: string, fn: F): ReturnType<F>;
+  startActiveSpan<F extends (span: Span) => unknown>(name: string, options: SpanOptions, fn: F): ReturnType<F>;
+  startActiveSpan<F extends (span: Span) => unknown>(name: string, options: SpanOptions, ctx: Context, fn: F): ReturnType<F>;
+  startActiveSpan<F extends (span: Span) => unknown>(name: string, ...args: unknown[]): ReturnType<F> {
+    const fn = args[args.length - 1] as F;
+    const options = (args.length > 1 ? args[0] : undefined) as SpanOptions | undefined;
+    const ctx = (args.length > 2 ? args[1] : contextApi.active()) as Context;
+    const span = this.startSpan(name, options, ctx);
+    return contextApi.with(trace.setSpan(ctx, span), fn as (s: Span) => ReturnType<F>, undefined, span);
+  }
+}
+
+/** Wraps the SDK's provider: see ParentBasedTracer. Only for a parent-based sampler. */
+export class ParentBasedTracerProvider implements TracerProvider {
+  private readonly off = new NonRecordingTracer();
+  private readonly tracers = new Map<string, Tracer>();
+  constructor(private readonly sdk: TracerProvider) {}
+  getTracer(name: string, version?: string): Tracer {
+    const key = `${name}@${version ?? ''}`;
+    let t = this.tracers.get(key);
+    if (!t) this.tracers.set(key, (t = new ParentBasedTracer(this.sdk.getTracer(name, version), this.off)));
+    return t;
+  }
+}
+
+/** True when OTEL_TRACES_SAMPLER names a parent-based sampler, or none (the SDK's default is one). */
+export function parentBasedSampler(env: NodeJS.ProcessEnv = process.env): boolean {
+  const sampler = env.OTEL_TRACES_SAMPLER?.trim();
+  return !sampler || sampler.startsWith('parentbased_');
+}

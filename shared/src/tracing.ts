@@ -17,7 +17,7 @@ import { BatchSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace
 import { NodeTracerProvider } from '@opentelemetry/sdk-trace-node';
 import { ATTR_SERVICE_NAME } from '@opentelemetry/semantic-conventions';
 import type { Logger } from './logger.js';
-import { NonRecordingTracerProvider } from './tracing-off.js';
+import { NonRecordingTracerProvider, ParentBasedTracerProvider, parentBasedSampler } from './tracing-off.js';
 
 // W3C trace context from the HTTP request through every AMQP message to the webhook. One
 // provider per process, registered globally: code takes its tracer with trace.getTracer(name),
@@ -92,8 +92,12 @@ export function setupTracing(opts: TracingOptions): Tracing {
     resource: resourceFromAttributes({ [ATTR_SERVICE_NAME]: opts.service }),
     spanProcessors,
   });
-  // No context manager (see the top of this file); only the propagator and the provider.
-  provider.register({ propagator: new W3CTraceContextPropagator(), contextManager: null });
+  // No context manager (see the top of this file); only the propagator and the provider. With a
+  // parent-based sampler, the children of unsampled parents skip the SDK (tracing-off.ts).
+  if (parentBasedSampler()) {
+    trace.setGlobalTracerProvider(new ParentBasedTracerProvider(provider));
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  } else provider.register({ propagator: new W3CTraceContextPropagator(), contextManager: null });
   let down: Promise<void> | undefined;
   return { provider, shutdown: () => (down ??= provider.shutdown().catch(() => undefined)) };
 }
