@@ -48,12 +48,15 @@ export async function priceVariants(o) {
   /** @type {Record<string, Started>} */
   const gateways = {};
   try {
-    for (const v of o.variants) {
-      const gw = await o.startService('api-gateway', v.env, `api-gateway-${slug(o.name)}-${slug(v.label)}`);
-      gateways[v.label] = gw;
-      const warm = o.body(`${slug(v.label)}-warm`, 0);
-      await cannon({ url: `http://127.0.0.1:${gw.port}`, body: (n) => warm(n).text, durationMs: 1000, connections: o.connections });
-    }
+    // Started and warmed side by side: nothing is measured yet.
+    await Promise.all(
+      o.variants.map(async (v) => {
+        const gw = await o.startService('api-gateway', v.env, `api-gateway-${slug(o.name)}-${slug(v.label)}`);
+        gateways[v.label] = gw;
+        const warm = o.body(`${slug(v.label)}-warm`, 0);
+        await cannon({ url: `http://127.0.0.1:${gw.port}`, body: (n) => warm(n).text, durationMs: 1000, connections: o.connections });
+      }),
+    );
     await o.settle();
     await o.purge();
 
