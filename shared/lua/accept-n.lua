@@ -31,6 +31,13 @@ local now_ms, retention_ms = tonumber(ARGV[3]), tonumber(ARGV[4])
 local entry = cjson.encode({at = now, event = 'accepted'})
 local replies = {}
 local accepted = 0
+-- What the new orders of the batch add to the recent list and the indexes, written after the loop
+-- with one command per key (each command called from a script has its own cost, whatever its
+-- size): the ids for the recent list, in order; score and id pairs for orders:index and the
+-- accepted set; the same per sku (by_sku_keys keeps the skus' first-seen order).
+local recent = {}
+local indexed = {}
+local by_sku_members, by_sku_keys = {}, {}
 for i = 1, (#KEYS - 4) / 4 do
   local idemp, order, history, by_sku = KEYS[1 + 4 * i], KEYS[2 + 4 * i], KEYS[3 + 4 * i], KEYS[4 + 4 * i]
   local a = 7 * i - 2
@@ -62,8 +69,9 @@ for i = 1, (#KEYS - 4) / 4 do
       reply = 1
       redis.call('SET', idemp, record, 'EX', ARGV[1])
       accepted = accepted + 1
-      -- Written with the acceptance so the dashboard's recent list never misses or repeats an order.
-      redis.call('LPUSH', KEYS[2], id)
+      -- Written with the acceptance (after the loop, in this order) so the dashboard's recent list
+      -- never misses or repeats an order.
+      recent[#recent + 1] = id
       -- Usually the order is new here: write it whole in one command. A fast processor can decide
       -- the order before this runs: then only fill what is missing, never touching its status.
       -- The history's entry comes first either way; a decided order's history already has its
@@ -81,10 +89,16 @@ for i = 1, (#KEYS - 4) / 4 do
         end
         if placed_by ~= '' then redis.pcall('HSET', order, 'placedBy', placed_by) end
         if HISTORY_INDEX then
-          redis.call('ZADD', KEYS[3], now_ms, id)
-          redis.call('ZADD', by_sku, now_ms, id)
-          redis.call('ZREMRANGEBYSCORE', by_sku, '-inf', '(' .. (now_ms - retention_ms))
-          redis.call('ZADD', KEYS[4], now_ms, id)
+          indexed[#indexed + 1] = now_ms
+          indexed[#indexed + 1] = id
+          local members = by_sku_members[by_sku]
+          if members == nil then
+            members = {}
+            by_sku_members[by_sku] = members
+            by_sku_keys[#by_sku_keys + 1] = by_sku
+          end
+          members[#members + 1] = now_ms
+          members[#members + 1] = id
           redis.call('PEXPIREAT', order, now_ms + retention_ms)
           redis.call('PEXPIREAT', history, now_ms + retention_ms)
         end
@@ -118,8 +132,24 @@ for i = 1, (#KEYS - 4) / 4 do
   end
   replies[i] = reply
 end
+-- unpack() passes a table's items as arguments; Lua's C stack bounds how many at once.
+local function in_chunks(command, key, items, step)
+  for first = 1, #items, 1000 * step do
+    redis.call(command, key, unpack(items, first, math.min(#items, first + 1000 * step - 1)))
+  end
+end
+if #indexed > 0 then
+  in_chunks('ZADD', KEYS[3], indexed, 2)
+  in_chunks('ZADD', KEYS[4], indexed, 2)
+  for _, key in ipairs(by_sku_keys) do
+    in_chunks('ZADD', key, by_sku_members[key], 2)
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (now_ms - retention_ms))
+  end
+end
 if accepted > 0 then
   redis.call('INCRBY', KEYS[1], accepted)
+  -- LPUSH of a, b, c leaves c at the head: newest first, as one LPUSH each would.
+  in_chunks('LPUSH', KEYS[2], recent, 1)
   redis.call('LTRIM', KEYS[2], 0, 49)
   -- Orders past their retention are gone: their entries leave the index of all orders and the
   -- accepted set here, the sku's set with each new order of the sku, and each other status set

@@ -181,6 +181,48 @@ describe('accept (gateway)', () => {
   });
 });
 
+describe('accept (gateway): the indexes of one batch', () => {
+  it('indexes every new order of a batch once, in its own sku set, and prunes each set past the retention', async () => {
+    const retentionMs = 60_000;
+    const at = new Date();
+    const skus = [`lua-idx-a-${randomUUID()}`, `lua-idx-b-${randomUUID()}`];
+    // An entry older than the retention in each sku set: pruned by the batch that adds to it.
+    for (const sku of skus) await redis.zadd(keys.ordersBySku(sku), at.getTime() - retentionMs - 1, `old-${sku}`);
+    const orders = [0, 1, 2, 3, 4].map((n) => ({
+      id: `lua-idx-${n}-${randomUUID()}`,
+      sku: skus[n % 2] ?? '',
+      qty: 1,
+      token: randomUUID(),
+      fingerprint: 'f',
+    }));
+    await claimOrders(redis, 5000, orders);
+    const replies = await acceptOrders(
+      redis,
+      60,
+      at,
+      orders.map((o) => ({ ...o, response: '{}' })),
+      retentionMs,
+    );
+    expect(replies).toEqual(orders.map(() => ACCEPTED));
+    for (const o of orders) {
+      expect(Number(await redis.zscore(keys.ordersIndex, o.id))).toBe(at.getTime());
+      expect(Number(await redis.zscore(keys.ordersByStatus('accepted'), o.id))).toBe(at.getTime());
+      expect(Number(await redis.zscore(keys.ordersBySku(o.sku), o.id))).toBe(at.getTime());
+      expect(await redis.pexpiretime(keys.order(o.id))).toBe(at.getTime() + retentionMs);
+    }
+    for (const [i, sku] of skus.entries()) {
+      expect(await redis.zrange(keys.ordersBySku(sku), 0, -1)).toEqual(
+        orders
+          .filter((_, n) => n % 2 === i)
+          .map((o) => o.id)
+          .sort(),
+      );
+    }
+    // Newest first, in the order given.
+    expect(await redis.lrange(keys.recentOrders, 0, 4)).toEqual(orders.map((o) => o.id).reverse());
+  });
+});
+
 describe('accept (gateway): a claim that is not ours records nothing', () => {
   const acceptance = (id: string, token: string, qty: number) => ({
     id,
