@@ -15,6 +15,11 @@ export default defineConfig({
     // Test files share the servers started by the global setup and reset them,
     // so they run one after another.
     fileParallelism: false,
+    // One worker for every file, its modules loaded once: a fresh worker per file cost about 1.3 s
+    // a file in loading the same sources again (measured 2026-12-02: 22 files, 79 s -> 52 s).
+    // Files clean up what they change: environment variables (withEnv), servers (reset*), and
+    // setupTracing replaces an earlier registration.
+    isolate: false,
     testTimeout: 30_000,
     hookTimeout: 120_000,
   },

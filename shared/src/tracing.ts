@@ -81,6 +81,10 @@ export function setupTracing(opts: TracingOptions): Tracing {
     spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url })));
   }
   w3cPropagation = true;
+  // The API keeps the first provider and propagator registered and ignores later ones: a second
+  // call (the tests make several in one process) replaces them instead. A service calls it once.
+  trace.disable();
+  propagation.disable();
   if (spanProcessors.length === 0) {
     // What the SDK with AlwaysOffSampler would make, without its per-span work (tracing-off.ts).
     const provider = new NonRecordingTracerProvider();
