@@ -105,6 +105,14 @@ export async function cannon({ url, body, durationMs, connections, overallRate, 
 }
 
 /**
+ * One second at saturation before anything is measured (JIT, connections), with ids of its own.
+ * @param {{ port: number, body: (n: number) => { text: string }, connections: number }} o
+ */
+export function warmUp({ port, body, connections }) {
+  return cannon({ url: `http://127.0.0.1:${port}`, body: (n) => body(n).text, durationMs: 1000, connections });
+}
+
+/**
  * Sends `rate` POSTs per second for `durationMs` (count bounded: rate x duration), each with its own
  * id, and records each request's start (epoch ms, sub-ms precision) and status. Resolves once the
  * last request is sent; `answered` resolves (with the seconds since the start) once all are answered.

@@ -11,7 +11,7 @@
 
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { cannon, rotate } from './load.mjs';
+import { cannon, rotate, warmUp } from './load.mjs';
 import { cpuByRole, cpuPerOrder } from './pipelines.mjs';
 
 /**
@@ -53,8 +53,7 @@ export async function priceVariants(o) {
       o.variants.map(async (v) => {
         const gw = await o.startService('api-gateway', v.env, `api-gateway-${slug(o.name)}-${slug(v.label)}`);
         gateways[v.label] = gw;
-        const warm = o.body(`${slug(v.label)}-warm`, 0);
-        await cannon({ url: `http://127.0.0.1:${gw.port}`, body: (n) => warm(n).text, durationMs: 1000, connections: o.connections });
+        await warmUp({ port: gw.port, body: o.body(`${slug(v.label)}-warm`, 0), connections: o.connections });
       }),
     );
     await o.settle();

@@ -34,10 +34,10 @@ local accepted = 0
 -- What the new orders of the batch add to the recent list and the indexes, written after the loop
 -- with one command per key (each command called from a script has its own cost, whatever its
 -- size): the ids for the recent list, in order; score and id pairs for orders:index and the
--- accepted set; the same per sku (by_sku_keys keeps the skus' first-seen order).
+-- accepted set, and for each orders:by-sku:<sku>.
 local recent = {}
 local indexed = {}
-local by_sku_members, by_sku_keys = {}, {}
+local by_sku_members = {}
 for i = 1, (#KEYS - 4) / 4 do
   local idemp, order, history, by_sku = KEYS[1 + 4 * i], KEYS[2 + 4 * i], KEYS[3 + 4 * i], KEYS[4 + 4 * i]
   local a = 7 * i - 2
@@ -91,12 +91,8 @@ for i = 1, (#KEYS - 4) / 4 do
         if HISTORY_INDEX then
           indexed[#indexed + 1] = now_ms
           indexed[#indexed + 1] = id
-          local members = by_sku_members[by_sku]
-          if members == nil then
-            members = {}
-            by_sku_members[by_sku] = members
-            by_sku_keys[#by_sku_keys + 1] = by_sku
-          end
+          local members = by_sku_members[by_sku] or {}
+          by_sku_members[by_sku] = members
           members[#members + 1] = now_ms
           members[#members + 1] = id
           redis.call('PEXPIREAT', order, now_ms + retention_ms)
@@ -138,23 +134,21 @@ local function in_chunks(command, key, items, step)
     redis.call(command, key, unpack(items, first, math.min(#items, first + 1000 * step - 1)))
   end
 end
-if #indexed > 0 then
-  in_chunks('ZADD', KEYS[3], indexed, 2)
-  in_chunks('ZADD', KEYS[4], indexed, 2)
-  for _, key in ipairs(by_sku_keys) do
-    in_chunks('ZADD', key, by_sku_members[key], 2)
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (now_ms - retention_ms))
-  end
-end
 if accepted > 0 then
   redis.call('INCRBY', KEYS[1], accepted)
   -- LPUSH of a, b, c leaves c at the head: newest first, as one LPUSH each would.
   in_chunks('LPUSH', KEYS[2], recent, 1)
   redis.call('LTRIM', KEYS[2], 0, 49)
   -- Orders past their retention are gone: their entries leave the index of all orders and the
-  -- accepted set here, the sku's set with each new order of the sku, and each other status set
+  -- accepted set here, the sku's set with each batch that adds to it, and each other status set
   -- as an order moves into it; the listing prunes the set it reads as well.
   if HISTORY_INDEX then
+    in_chunks('ZADD', KEYS[3], indexed, 2)
+    in_chunks('ZADD', KEYS[4], indexed, 2)
+    for key, members in pairs(by_sku_members) do
+      in_chunks('ZADD', key, members, 2)
+      redis.call('ZREMRANGEBYSCORE', key, '-inf', '(' .. (now_ms - retention_ms))
+    end
     redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (now_ms - retention_ms))
     redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', '(' .. (now_ms - retention_ms))
   end
