@@ -154,15 +154,18 @@ export async function cancelOrderRequest(
     throw unavailable('The cancellation could not be handed to the message broker; retry shortly');
   }
 
-  let recorded: CancelRequestResult | undefined;
+  let recorded: CancelRequestResult;
   try {
     recorded = await recordCancelRequest(redis, id, reason, new Date(), by);
   } catch (err) {
-    // The broker confirmed: the processor cancels the order whatever this write does.
-    olog.warn({ err: (err as Error).message }, 'cancellation published but its request was not recorded');
+    // The broker confirmed, so the processor cancels the order whatever this write does; but a 202
+    // stands for a request GET /orders/{id} shows as cancelling, as with POST /orders. The retry
+    // publishes again (the processor decides once) or finds the order cancelled (200).
+    olog.warn({ err: (err as Error).message }, 'cancellation published but its request was not recorded; answering 503');
+    throw unavailable('The order store could not record the cancellation; retry shortly');
   }
-  if (recorded?.outcome === 'final') throw notCancellable(id, recorded.status);
-  if (recorded?.outcome === 'requested_before') {
+  if (recorded.outcome === 'final') throw notCancellable(id, recorded.status);
+  if (recorded.outcome === 'requested_before') {
     return replay(ctx, id, recorded.status === 'cancelled' ? 'cancelled' : 'cancelling', recorded.reason);
   }
   olog.info({ reason }, 'cancellation requested');

@@ -270,7 +270,7 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
   // The 202 body, stored in the record and replayed from it: the same text as JSON.stringify of
   // { id, sku, qty, email?, status, message }, written out (orderMembers) rather than serialized.
   const response = `{${orderMembers(order)},"status":"accepted","message":${JSON.stringify(`Order received: ${order.id}`)}}`;
-  let accepted: AcceptResult | undefined;
+  let accepted: AcceptResult;
   try {
     accepted = await idempotency.accept({
       id: order.id,
@@ -290,14 +290,21 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
       olog.warn({ err: err.message }, 'order published but its acceptance is not replicated; answering 503');
       throw unavailable(NOT_REPLICATED);
     }
-    // The broker confirmed: the order is durable and the processor records it itself. The id stays
-    // in flight until the lease lapses; a retry after that publishes a copy the processor absorbs.
-    olog.warn({ err: (err as Error).message }, 'order published but its acceptance was not recorded');
+    // The broker confirmed, but nothing says so in Redis: a 202 now would name an order that
+    // GET /orders/{id} and its cancel answer 404 until the processor gets to it. So no 202 without
+    // the record, as with an unreplicated one. The message is durable and the processor records
+    // the order itself; our claim is released (when Redis allows) so the client's retry claims,
+    // publishes a copy the processor absorbs, and is answered 202 from a record.
+    olog.warn({ err: (err as Error).message }, 'order published but its acceptance was not recorded; answering 503');
+    await releaseClaim(redis, order.id, token).catch((releaseErr: unknown) => {
+      olog.warn({ err: (releaseErr as Error).message }, 'could not release the claim; it lapses with its lease');
+    });
+    throw unavailable('The order store could not record the order; retry shortly with the same id');
   }
   // Nothing was recorded for this request: answering 202 would let two payloads of one id both be
   // accepted. Its published copy is refused by the processor if its payload differs from the one
   // recorded, and absorbed as a duplicate if it is the same.
-  if (accepted?.outcome === 'not_ours') {
+  if (accepted.outcome === 'not_ours') {
     olog.warn('claim lapsed before the acceptance and another request took the id; answering 409');
     throw new HttpProblem(
       409,
@@ -309,7 +316,7 @@ export async function placeOrder(ctx: Context, deps: OrderDeps): Promise<void> {
       { 'Retry-After': '1' },
     );
   }
-  if (accepted?.outcome === 'payload_mismatch') {
+  if (accepted.outcome === 'payload_mismatch') {
     olog.warn('the order is recorded with a different payload; answering 422');
     // The id already stands for another payload: the same answer as a claim that finds it so.
     throw new HttpProblem(

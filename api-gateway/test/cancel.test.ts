@@ -18,7 +18,7 @@ import {
   type RedisClient,
 } from '@order-pipeline/shared';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { drainQueue, newBroker, openTopologyChannel } from '../../test/helpers/broker.js';
+import { cutRedisAfterConfirm, drainQueue, newBroker, openTopologyChannel } from '../../test/helpers/broker.js';
 import { expectDocumented } from '../../test/helpers/openapi.js';
 import { freePort } from '../../test/helpers/processes.js';
 import { resetAll, testServers } from '../../test/helpers/servers.js';
@@ -148,6 +148,33 @@ describe('POST /orders/{id}/cancel', () => {
 
     const got = await request('/orders/gc-new-1');
     expect(got.body).toMatchObject({ status: 'cancelling', cancelReason: 'ordered by mistake', cancelRequestedAt: h.cancelRequestedAt });
+  });
+
+  it('Redis failing between the confirm and the record: 503, not 202; the retry publishes again and is recorded', async () => {
+    const order = { id: 'gc-unrecorded-1', sku: 'sku-a', qty: 1 };
+    await place(order);
+    const ownRedis = createRedis({ url: redisUrl }, { log });
+    cleanups.push(async () => ownRedis.disconnect());
+    await redisReady(ownRedis);
+    const cut = await cutRedisAfterConfirm(broker, redis, ownRedis);
+    const other = await start({ config, redis: ownRedis, broker: cut.broker, log, port: 0, host: '127.0.0.1' });
+    cleanups.push(() => other.stop());
+
+    cut.arm();
+    const first = await cancel(order.id, { reason: 'twice' }, { base: other.address });
+    // The broker holds the request, but a 202 would stand for a cancellation GET does not show.
+    expectProblem(first, 503, 'service-unavailable');
+    expect(first.headers.get('retry-after')).toBe('1');
+    expect((await request(`/orders/${order.id}`)).body.status).toBe('accepted');
+    await redisReady(ownRedis);
+    const retry = await cancel(order.id, { reason: 'twice' }, { base: other.address });
+    expect(retry.status).toBe(202);
+    expect((await request(`/orders/${order.id}`)).body).toMatchObject({ status: 'cancelling', cancelReason: 'twice' });
+    // Two requests in the broker: the processor cancels once (cancel-9.lua; its tests).
+    expect((await takeMessages()).map((m) => m.properties.messageId)).toEqual([
+      'gc-unrecorded-1:order.cancel_requested',
+      'gc-unrecorded-1:order.cancel_requested',
+    ]);
   });
 
   it.each<[string, unknown]>([

@@ -17,7 +17,7 @@ import {
   type RedisClient,
 } from '@order-pipeline/shared';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { drainQueue, newBroker, openTopologyChannel } from '../../test/helpers/broker.js';
+import { cutRedisAfterConfirm, drainQueue, newBroker, openTopologyChannel, wrapPublish } from '../../test/helpers/broker.js';
 import { expectDocumented } from '../../test/helpers/openapi.js';
 import { freePort, waitFor } from '../../test/helpers/processes.js';
 import { resetAll, testServers } from '../../test/helpers/servers.js';
@@ -337,6 +337,46 @@ describe('POST /orders', () => {
     expect((await takeMessages()).map((m) => m.properties.messageId)).toEqual(['gw-unroutable-1:order.placed']);
   });
 
+  it('Redis failing between the confirm and the acceptance: 503, not 202; the retry is accepted once, from a record', async () => {
+    const order = { id: 'gw-unrecorded-1', sku: 'sku-a', qty: 2 };
+    // Its own Redis client, so cutting it leaves the other tests' gateway alone.
+    const ownRedis = createRedis({ url: redisUrl }, { log });
+    cleanups.push(async () => ownRedis.disconnect());
+    await redisReady(ownRedis);
+    const cut = await cutRedisAfterConfirm(broker, redis, ownRedis);
+    const other = await start({ config, redis: ownRedis, broker: cut.broker, log, port: 0, host: '127.0.0.1' });
+    cleanups.push(() => other.stop());
+
+    cut.arm();
+    const first = await postOrder(order, { base: other.address });
+    // The message is in the broker, but a 202 would name an order GET cannot show yet.
+    expectProblem(first, 503);
+    expect(first.headers.get('retry-after')).toBe('1');
+    expect(first.body.detail).toContain('retry shortly with the same id');
+    expect((await request(`/orders/${order.id}`)).status).toBe(404);
+    // The release failed on the cut connection too: the claim holds the id until its lease lapses.
+    expect(await idempRecord(order.id)).toMatchObject({ state: 'inflight' });
+    await redisReady(ownRedis);
+    expect((await postOrder(order, { base: other.address })).status).toBe(409);
+
+    await redis.pexpire(keys.idempotency(order.id), 1); // the lease, shortened rather than waited out
+    await waitFor('the lease to lapse', async () => ((await redis.exists(keys.idempotency(order.id))) === 0 ? true : undefined), 5000);
+    const retry = await postOrder(order, { base: other.address });
+    expect(retry.status).toBe(202);
+    const shown = await request(`/orders/${order.id}`);
+    expect(shown.status).toBe(200);
+    expect(shown.body).toMatchObject({ id: order.id, status: 'accepted', qty: 2 });
+    expect((await redis.lrange(keys.history(order.id), 0, -1)).map((e) => (JSON.parse(e) as { event: string }).event)).toEqual([
+      'accepted',
+    ]);
+    // Two copies of one payload in the broker: the processor decides the order once (its tests).
+    expect((await takeMessages()).map((m) => m.properties.messageId)).toEqual([
+      'gw-unrecorded-1:order.placed',
+      'gw-unrecorded-1:order.placed',
+    ]);
+    expect((await postOrder(order)).status).toBe(200);
+  });
+
   it('fifty concurrent copies of one order give one 202, the rest 200 or 409, and one message', async () => {
     const order = { id: 'gw-concurrent-1', sku: 'sku-a', qty: 1 };
     const acceptedBefore = Number((await redis.get(keys.stats.accepted)) ?? 0);
@@ -389,17 +429,9 @@ describe('POST /orders', () => {
     // A gateway whose publishes wait until the test lets each go, so a request can sit between
     // its claim and its acceptance for as long as the test needs.
     const held: (() => void)[] = [];
-    const gated = new Proxy(broker, {
-      get(target, prop) {
-        if (prop === 'publish') {
-          return async (...args: Parameters<Broker['publish']>) => {
-            await new Promise<void>((resolve) => held.push(resolve));
-            return target.publish(...args);
-          };
-        }
-        const value = Reflect.get(target, prop) as unknown;
-        return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-      },
+    const gated = wrapPublish(broker, async (real, ...args) => {
+      await new Promise<void>((resolve) => held.push(resolve));
+      return real(...args);
     });
     const slow = await start({ config, redis: gwRedis, broker: gated, log, port: 0, host: '127.0.0.1' });
     cleanups.push(() => slow.stop());

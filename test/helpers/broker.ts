@@ -1,6 +1,14 @@
 // Helpers for tests that publish to or read from the broker of the global setup.
 import { connect, type Channel, type ChannelModel, type GetMessage } from 'amqplib';
-import { applyTopology, createBroker, type Broker, type Config, type Logger, type QueueType } from '@order-pipeline/shared';
+import {
+  applyTopology,
+  createBroker,
+  type Broker,
+  type Config,
+  type Logger,
+  type QueueType,
+  type RedisClient,
+} from '@order-pipeline/shared';
 import { waitFor } from './processes.js';
 
 /**
@@ -9,6 +17,51 @@ import { waitFor } from './processes.js';
  */
 export function newBroker(config: Config, log: Logger, name: string, urls: readonly string[] = config.rabbitmqUrls): Broker {
   return createBroker({ urls, queueType: config.queueType, log, publishTimeoutMs: config.publishTimeoutMs, name });
+}
+
+/**
+ * `broker` with its publish replaced by `publish`, which is handed the real one: for a test that
+ * holds a publish back, or injects a fault right after its confirm, at a moment no real server
+ * picks on its own. Everything else is the real client's.
+ */
+export function wrapPublish(
+  broker: Broker,
+  publish: (real: Broker['publish'], ...args: Parameters<Broker['publish']>) => ReturnType<Broker['publish']>,
+): Broker {
+  const real: Broker['publish'] = (...args) => broker.publish(...args);
+  return new Proxy(broker, {
+    get(target, prop) {
+      if (prop === 'publish') return (...args: Parameters<Broker['publish']>) => publish(real, ...args);
+      const value = Reflect.get(target, prop) as unknown;
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}
+
+/**
+ * A wrapPublish that, once `arm()` was called, cuts `victim`'s Redis connection (CLIENT KILL from
+ * `admin`) right after the next confirm and waits until `victim` knows it is cut: the service's next
+ * Redis command after the confirm then fails, as when Redis dies at that moment.
+ */
+export async function cutRedisAfterConfirm(
+  broker: Broker,
+  admin: RedisClient,
+  victim: RedisClient,
+): Promise<{ broker: Broker; arm(): void }> {
+  const victimId = Number(await victim.client('ID'));
+  let armed = false;
+  return {
+    arm: () => {
+      armed = true;
+    },
+    broker: wrapPublish(broker, async (real, ...args) => {
+      await real(...args);
+      if (!armed) return;
+      armed = false;
+      await admin.client('KILL', 'ID', victimId);
+      await waitFor('the cut client to notice', async () => (victim.status !== 'ready' ? true : undefined), 5000, 1);
+    }),
+  };
 }
 
 /** The test's own amqplib connection to `url`, with a channel on which the topology is declared. */
