@@ -394,6 +394,16 @@ describe('GET /inventory', () => {
     return { items, pages };
   }
 
+  /**
+   * Ends a rehash of the keyspace that the writes above began. Every key lookup moves one bucket
+   * to the new table, and a lookup inserts nothing, so it starts no new rehash: one EXISTS of 4096
+   * keys finishes a table of a few hundred keys. Waiting for serverCron instead (a fixed 300 ms)
+   * was not always enough on a loaded machine.
+   */
+  async function finishRehash(): Promise<void> {
+    await redis.exists(...Array.from({ length: 4096 }, (_, i) => `rehash-step-${i}`));
+  }
+
   it('pages through 250 SKUs with SCAN, each listed once with its level, other keys left out', async () => {
     await resetRedis(redisUrl);
     const skus = Array.from({ length: 250 }, (_, i) => `scan-${i}`);
@@ -403,8 +413,8 @@ describe('GET /inventory', () => {
     await redis.set(keys.inventory('not a sku'), '1');
     await redis.set(keys.inventory('scan-junk'), 'lots');
     await redis.set(keys.inventoryIdempotency('scan-0', 'k'), '{}');
-    // SCAN may list a key twice while Redis grows its table: let serverCron finish that first.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // SCAN may list a key twice while Redis grows its table: finish that first.
+    await finishRehash();
 
     for (const limit of [7, 100, undefined]) {
       const { items, pages } = await pageThrough(limit);
@@ -421,8 +431,8 @@ describe('GET /inventory', () => {
     await resetRedis(redisUrl);
     const skus = Array.from({ length: 32 }, (_, i) => `small-${i}`);
     await redis.mset(...skus.flatMap((s) => [keys.inventory(s), '1']));
-    // Let Redis finish growing its table (serverCron): a SCAN step while it rehashes visits both tables.
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // A SCAN step while Redis grows its table visits both tables: finish that first.
+    await finishRehash();
     // limit=1 asks for one slot per step: a page is one slot's chain (about 1 key, rarely over 4).
     // A fixed COUNT of 10 gave every page but the last 10 or more.
     const { items, pages } = await pageThrough(1);
