@@ -397,8 +397,7 @@ describe('GET /inventory', () => {
   /**
    * Ends a rehash of the keyspace that the writes above began. Every key lookup moves one bucket
    * to the new table, and a lookup inserts nothing, so it starts no new rehash: one EXISTS of 4096
-   * keys finishes a table of a few hundred keys. Waiting for serverCron instead (a fixed 300 ms)
-   * was not always enough on a loaded machine.
+   * keys finishes a table of a few hundred keys, where a fixed wait only hoped serverCron had.
    */
   async function finishRehash(): Promise<void> {
     await redis.exists(...Array.from({ length: 4096 }, (_, i) => `rehash-step-${i}`));
@@ -440,9 +439,14 @@ describe('GET /inventory', () => {
     expect(Math.max(...pages)).toBeLessThanOrEqual(7);
   });
 
-  it('sizes SCAN steps by what the page lacks, doubling while it stays short, capped', () => {
-    expect([0, 1, 2, 3].map((step) => scanCount(5, step))).toEqual([5, 10, 20, 40]);
-    expect(scanCount(100, 4)).toBe(MAX_SCAN_COUNT);
+  it('sizes SCAN steps by what the page lacks: doubling while it stays short, no more than the share of SKUs met says, capped', () => {
+    // No SKU met yet: doubling.
+    expect([0, 1, 2, 3].map((steps) => scanCount(5, { steps, visited: 5 * (2 ** steps - 1), matched: 0 }))).toEqual([5, 10, 20, 40]);
+    // 70 SKUs in 100 slots, 30 missing: the 43 slots that should hold them, not 60.
+    expect(scanCount(30, { steps: 1, visited: 100, matched: 70 })).toBe(43);
+    // A few SKUs in many slots: still no more than doubling.
+    expect(scanCount(6, { steps: 1, visited: 7, matched: 1 })).toBe(12);
+    expect(scanCount(100, { steps: 4, visited: 1500, matched: 0 })).toBe(MAX_SCAN_COUNT);
   });
 
   it('an empty inventory is one empty page', async () => {

@@ -8,6 +8,7 @@ import {
   decodeEvent,
   encodeEvent,
   exchanges,
+  keys,
   expireOrder,
   forOrder,
   traceHeaders,
@@ -146,6 +147,24 @@ async function reserve(
 }
 
 /**
+ * The outcome a placement found cancelled still owes: order.created when the order was created
+ * (stock reserved) before the cancellation gave it back. The first delivery may have died after
+ * reserve-10.lua and before its confirm while the cancellation was decided meanwhile (seen under
+ * the crash test's kills): without this the webhook receiver got order.cancelled and never
+ * order.created. The notifier sends it once (its webhook-id), as for any redelivery. Read only in
+ * this rare case, so the hot path keeps its one round trip.
+ */
+async function createdBeforeCancel(redis: RedisClient, id: string): Promise<EventType | undefined> {
+  let refunded: string | null;
+  try {
+    refunded = await redis.hget(keys.order(id), 'refunded');
+  } catch (err) {
+    throw redisError(err, 'refunded');
+  }
+  return Number(refunded ?? 0) > 0 ? routingKeys.created : undefined;
+}
+
+/**
  * Decides an order.placed message once and publishes its outcome (again, on a redelivery).
  * `span` is the delivery's span: the outcome's publish continues its trace.
  */
@@ -167,7 +186,7 @@ async function decidePlacement(deps: ProcessorDeps, event: OrderEvent, span?: Sp
   }
   const reason = status === 'rejected' ? (rawReason as RejectReason) : undefined;
   const kind = kindOf(result);
-  const type = eventOfStatus[status];
+  const type = status === 'cancelled' ? await createdBeforeCancel(deps.redis, order.id) : eventOfStatus[status];
 
   // Per-order lines are debug: at info, one synchronous log write per order was a visible share of
   // the processor's CPU under load (see the benchmark). Redeliveries stay at info: they are rare.

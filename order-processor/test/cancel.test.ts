@@ -18,6 +18,7 @@ import {
   makeEvent,
   queues,
   redisReady,
+  reserveOrder,
   routingKeys,
   type Broker,
   type EventType,
@@ -115,6 +116,19 @@ describe('a cancellation decided once', () => {
     expect(await published()).toEqual(['cx-before-1:order.cancelled']);
   });
 
+  it('created, then cancelled before the placement was acked: its redelivery still publishes order.created, and reserves nothing', async () => {
+    // The processor died after reserve-10.lua and before the outcome's confirm; the cancellation
+    // was decided meanwhile. The receiver must still get the order.created that the reservation owes.
+    const order = { id: 'cx-died-created-1', sku: 'sku-d', qty: 2 };
+    await redis.set(keys.inventory('sku-d'), '10');
+    await accept(order);
+    expect(await reserveOrder(redis, order, new Date())).toEqual({ outcome: 'created' });
+    expect(await cancelled(order)).toMatchObject({ cancel: { kind: 'refunded', units: 2 } });
+    expect(await placed(order)).toMatchObject({ placed: { kind: 'cancelled', status: 'cancelled', published: 'order.created' } });
+    expect(await stock('sku-d')).toBe(10);
+    expect((await published()).sort()).toEqual(['cx-died-created-1:order.cancelled', 'cx-died-created-1:order.created']);
+  });
+
   it('before the gateway recorded the order at all: the hash is filled in as cancelled, the placement reserves nothing', async () => {
     const order = { id: 'cx-nohash-1', sku: 'sku-n', qty: 2, email: 'n@example.com' };
     await redis.set(keys.inventory('sku-n'), '5');
@@ -146,10 +160,16 @@ describe('a cancellation decided once', () => {
     expect((await hash(order.id)).cancelReason).toBe('first');
     expect(await cancelCount()).toBe(1);
     expect(await redis.get(keys.processedCount)).toBe('1');
-    // And a late copy of the placement reserves nothing.
+    // And a late copy of the placement reserves nothing; it publishes order.created again, as any
+    // redelivery of a created order does (the notifier sends it once).
     await placed(order);
     expect(await stock('sku-a')).toBe(10);
-    expect(await published()).toEqual(['cx-after-1:order.created', 'cx-after-1:order.cancelled', 'cx-after-1:order.cancelled']);
+    expect(await published()).toEqual([
+      'cx-after-1:order.created',
+      'cx-after-1:order.cancelled',
+      'cx-after-1:order.cancelled',
+      'cx-after-1:order.created',
+    ]);
   });
 
   it.each(['rejected', 'expired'] as const)('of a %s order: nothing changes and nothing is published', async (final) => {
