@@ -153,11 +153,9 @@ describe('POST /orders/{id}/cancel', () => {
   it('Redis failing between the confirm and the record: 503, not 202; the retry publishes again and is recorded', async () => {
     const order = { id: 'gc-unrecorded-1', sku: 'sku-a', qty: 1 };
     await place(order);
-    const ownRedis = createRedis({ url: redisUrl }, { log });
-    cleanups.push(async () => ownRedis.disconnect());
-    await redisReady(ownRedis);
-    const cut = await cutRedisAfterConfirm(broker, redis, ownRedis);
-    const other = await start({ config, redis: ownRedis, broker: cut.broker, log, port: 0, host: '127.0.0.1' });
+    const cut = await cutRedisAfterConfirm(broker, redis, redisUrl, log);
+    cleanups.push(cut.close);
+    const other = await start({ config, redis: cut.redis, broker: cut.broker, log, port: 0, host: '127.0.0.1' });
     cleanups.push(() => other.stop());
 
     cut.arm();
@@ -166,7 +164,7 @@ describe('POST /orders/{id}/cancel', () => {
     expectProblem(first, 503, 'service-unavailable');
     expect(first.headers.get('retry-after')).toBe('1');
     expect((await request(`/orders/${order.id}`)).body.status).toBe('accepted');
-    await redisReady(ownRedis);
+    await redisReady(cut.redis);
     const retry = await cancel(order.id, { reason: 'twice' }, { base: other.address });
     expect(retry.status).toBe(202);
     expect((await request(`/orders/${order.id}`)).body).toMatchObject({ status: 'cancelling', cancelReason: 'twice' });

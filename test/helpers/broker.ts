@@ -3,6 +3,8 @@ import { connect, type Channel, type ChannelModel, type GetMessage } from 'amqpl
 import {
   applyTopology,
   createBroker,
+  createRedis,
+  redisReady,
   type Broker,
   type Config,
   type Logger,
@@ -39,21 +41,28 @@ export function wrapPublish(
 }
 
 /**
- * A wrapPublish that, once `arm()` was called, cuts `victim`'s Redis connection (CLIENT KILL from
- * `admin`) right after the next confirm and waits until `victim` knows it is cut: the service's next
- * Redis command after the confirm then fails, as when Redis dies at that moment.
+ * A Redis client of its own (`redis`, for the service under test, so cutting it leaves the other
+ * clients alone) and a wrapPublish of `broker` that, once `arm()` was called, cuts that client's
+ * connection (CLIENT KILL from `admin`) right after the next confirm and waits until the client
+ * knows it is cut: the service's next Redis command after the confirm then fails, as when Redis
+ * dies at that moment. `close` disconnects the client.
  */
 export async function cutRedisAfterConfirm(
   broker: Broker,
   admin: RedisClient,
-  victim: RedisClient,
-): Promise<{ broker: Broker; arm(): void }> {
+  redisUrl: string,
+  log: Logger,
+): Promise<{ broker: Broker; redis: RedisClient; arm(): void; close(): Promise<void> }> {
+  const victim = createRedis({ url: redisUrl }, { log });
+  await redisReady(victim);
   const victimId = Number(await victim.client('ID'));
   let armed = false;
   return {
+    redis: victim,
     arm: () => {
       armed = true;
     },
+    close: async () => victim.disconnect(),
     broker: wrapPublish(broker, async (real, ...args) => {
       await real(...args);
       if (!armed) return;
